@@ -1,0 +1,273 @@
+//! The one public error type. Each variant names its culprit (plugin, tool,
+//! path, limit) so that an agent runtime can react without parsing text.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A limit the host enforces on every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Limit {
+    /// CPU: the call used up its fuel.
+    Fuel,
+    /// The total size of the instance's linear memories, or the number of
+    /// memories, tables, instances or resource handles.
+    Memory,
+    /// Wall-clock time.
+    Time,
+    /// The size of the tool's output.
+    Output,
+}
+
+impl Limit {
+    /// The name used in manifests and messages: `fuel`, `memory`, `time`,
+    /// `output`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Fuel => "fuel",
+            Limit::Memory => "memory",
+            Limit::Time => "time",
+            Limit::Output => "output",
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure that the tool itself chose to report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// The arguments made no sense to the tool.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Something the arguments named does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The tool refused, or a grant did not allow the action.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// The tool failed for a reason of its own.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Everything that can go wrong loading plugins or calling tools.
+///
+/// Messages are lowercase with values in backticks; [`Error::hint`] adds
+/// what the user can do about it, where there is something.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The manifest file could not be read.
+    #[error("failed to read manifest `{path}`: {source}")]
+    ManifestRead {
+        /// The manifest's path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// The manifest (or a builder configuration) is invalid.
+    #[error("invalid manifest `{path}`: {message}")]
+    Manifest {
+        /// The manifest's path (`<builder>` for programmatic configuration).
+        path: PathBuf,
+        /// What is wrong, naming the plugin and field.
+        message: String,
+        /// What to do about it.
+        hint: Option<String>,
+    },
+
+    /// A plugin's component file could not be read.
+    #[error("plugin `{plugin}`: failed to read `{path}`: {source}")]
+    PluginRead {
+        /// The plugin's name in the manifest.
+        plugin: String,
+        /// The component's path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// The component's bytes do not hash to the pinned sha256.
+    #[error(
+        "plugin `{plugin}`: sha256 of `{path}` does not match the pin\n  expected: {expected}\n  actual:   {actual}"
+    )]
+    PinMismatch {
+        /// The plugin's name in the manifest.
+        plugin: String,
+        /// The component's path.
+        path: PathBuf,
+        /// The sha256 in the manifest.
+        expected: String,
+        /// The sha256 of the bytes read.
+        actual: String,
+    },
+
+    /// The file is not a WebAssembly component wasmtime can compile.
+    #[error("plugin `{plugin}`: `{path}` is not a valid WebAssembly component: {reason}")]
+    InvalidComponent {
+        /// The plugin's name in the manifest.
+        plugin: String,
+        /// The component's path.
+        path: PathBuf,
+        /// What the compiler said.
+        reason: String,
+    },
+
+    /// The component imports interfaces that the host does not grant. The
+    /// host fails closed: nothing is stubbed.
+    #[error("plugin `{plugin}` imports interfaces the host does not grant: {}", imports.join(", "))]
+    ForbiddenImports {
+        /// The plugin's name in the manifest.
+        plugin: String,
+        /// Every offending import, e.g. `wasi:sockets/tcp@0.2.6`.
+        imports: Vec<String>,
+    },
+
+    /// The component does not implement the `portcullis:tool` world, or its
+    /// tool list is invalid.
+    #[error("plugin `{plugin}` is not a valid portcullis plugin: {reason}")]
+    InvalidPlugin {
+        /// The plugin's name in the manifest.
+        plugin: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// Two plugins have the same name, or no plugin offers the tool.
+    #[error("unknown tool `{tool}`")]
+    UnknownTool {
+        /// The name asked for.
+        tool: String,
+        /// The tools that exist, for the hint.
+        available: Vec<String>,
+    },
+
+    /// The arguments are not a JSON object matching the tool's input schema.
+    /// The plugin did not run.
+    #[error("invalid arguments for `{tool}`: {reason}")]
+    InvalidArguments {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+        /// JSON Pointer to the failing field (`""` for the whole value).
+        pointer: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The call hit one of its limits and was stopped.
+    #[error("`{tool}` exceeded its {limit} limit: {detail}")]
+    LimitExceeded {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+        /// Which limit.
+        limit: Limit,
+        /// The configured value and what happened.
+        detail: String,
+    },
+
+    /// The tool ran and reported an error.
+    #[error("`{tool}` failed: {error}")]
+    Tool {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+        /// The error the tool chose.
+        error: ToolError,
+    },
+
+    /// The plugin crashed (panic, abort, stack overflow, invalid memory
+    /// access, exit). The instance is gone; the host is unaffected.
+    #[error("`{tool}` crashed: {reason}")]
+    Crashed {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+        /// What happened, e.g. `stack overflow`.
+        reason: String,
+    },
+
+    /// The caller cancelled the call.
+    #[error("`{tool}` was cancelled")]
+    Cancelled {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+    },
+
+    /// The plugin returned output that is not JSON.
+    #[error("`{tool}` returned invalid output: {reason}")]
+    InvalidOutput {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A failure inside the host itself (a bug, or the machine ran out of a
+    /// resource). The call did not complete; the host keeps serving.
+    #[error("internal host error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// What the user can do about this error, if anything.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Manifest { hint, .. } => hint.clone(),
+            Error::PinMismatch { .. } => Some(
+                "if you rebuilt the plugin on purpose, run `portcullis pin MANIFEST` to update the pins"
+                    .into(),
+            ),
+            Error::InvalidComponent { .. } => Some(
+                "build plugins for `wasm32-wasip2` (e.g. `plugins/build.sh`); core modules are not accepted"
+                    .into(),
+            ),
+            Error::ForbiddenImports { .. } => Some(
+                "plugins may import only `portcullis:tool/log` and the WASI 0.2 cli, clocks, filesystem, io and random interfaces; sockets are never granted"
+                    .into(),
+            ),
+            Error::InvalidPlugin { .. } => Some(
+                "export the tools with `portcullis_sdk::export_plugin!` (see the README, \"Write your first tool\")"
+                    .into(),
+            ),
+            Error::UnknownTool { available, .. } if !available.is_empty() => {
+                Some(format!("available tools: {}", available.join(", ")))
+            }
+            Error::LimitExceeded { limit, .. } => Some(format!(
+                "raise `limits.{}` for this plugin in the manifest if the tool legitimately needs more",
+                match limit {
+                    Limit::Time => "timeout",
+                    other => other.as_str(),
+                }
+            )),
+            _ => None,
+        }
+    }
+
+    /// The limit this error reports, if it is a limit error.
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            Error::LimitExceeded { limit, .. } => Some(*limit),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn manifest(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Manifest {
+            path: path.into(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub(crate) fn with_hint(mut self, new_hint: impl Into<String>) -> Self {
+        if let Error::Manifest { hint, .. } = &mut self {
+            *hint = Some(new_hint.into());
+        }
+        self
+    }
+}

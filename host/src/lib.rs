@@ -1,0 +1,45 @@
+//! Portcullis runs AI-agent tools as sandboxed WebAssembly components.
+//!
+//! An agent lets a persuadable model choose which tool to run with which
+//! arguments; Portcullis makes that survivable. Each tool lives in a plugin,
+//! a WASI 0.2 component pinned by sha256, which gets only what its policy
+//! grants: preopened directories (read-only unless marked read-write),
+//! explicit environment variables, nothing else: no network, no sockets, no
+//! host environment or stdio. Every call runs in a fresh instance bounded by
+//! fuel, memory, a wall-clock deadline and an output cap.
+//!
+//! ```no_run
+//! use portcullis::{CallContext, Host};
+//!
+//! # async fn run() -> Result<(), portcullis::Error> {
+//! let host = Host::from_manifest("plugins/portcullis.toml").await?;
+//! for tool in host.tools() {
+//!     println!("{} ({}): {}", tool.name, tool.effect.as_str(), tool.description);
+//! }
+//! let output = host
+//!     .call("files.list_dir", r#"{"path": "/data"}"#, &CallContext::new())
+//!     .await?;
+//! println!("{}", output.value);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The flow follows the modules: `manifest` (raw file) -> `policy`
+//! (validated grants and limits) -> `plugin` (read once, pin, compile, check
+//! imports) -> `sandbox` (fresh bounded store per call) -> [`Host`] (the
+//! facade).
+
+mod arguments;
+mod error;
+mod host;
+pub mod manifest;
+mod plugin;
+pub mod policy;
+mod sandbox;
+
+pub use error::{Error, Limit, ToolError};
+pub use host::{CallContext, Grants, Host, HostBuilder, ToolDescriptor, ToolOutput};
+pub use plugin::{Effect, sha256_hex};
+pub use policy::{DirGrant, DirMode, Limits, PluginConfig, PluginPolicy};
+pub use sandbox::{Captured, LogLevel, LogRecord};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,467 @@
+//! Validated policy: what each plugin may do, with every path resolved and
+//! every limit filled in. No wasmtime types here; the sandbox turns a
+//! [`PluginPolicy`] into a store and a WASI context.
+//!
+//! Two ways in: [`from_manifest`] for a parsed `portcullis.toml`, and
+//! [`PluginConfig`] for embedders configuring plugins in code. Both end in
+//! the same validation.
+
+use crate::error::Error;
+use crate::manifest::{LimitsEntry, Manifest};
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+pub use crate::manifest::DirMode;
+
+/// Resource limits of one call. Every field has a safe default (see
+/// [`Limits::default`]) and a hard ceiling the manifest cannot exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel units, about one per WebAssembly instruction. Default
+    /// 1,000,000,000 (roughly a second of CPU); ceiling 10^12.
+    pub fuel: u64,
+    /// Total bytes of all the instance's linear memories. Default 64 MiB;
+    /// range 1 MiB to 4 GiB.
+    pub memory: u64,
+    /// Wall-clock time of one call, including time blocked in host calls.
+    /// Default 5 s; range 1 ms to 10 min.
+    pub timeout: Duration,
+    /// Bytes of tool output; a larger output is refused, never truncated.
+    /// Default 1 MiB; ceiling 64 MiB.
+    pub output: u64,
+    /// Bytes kept of each of stdout and stderr; the excess is counted and
+    /// discarded. Default 64 KiB; ceiling 16 MiB.
+    pub stdio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 1_000_000_000,
+            memory: 64 << 20,
+            timeout: Duration::from_secs(5),
+            output: 1 << 20,
+            stdio: 64 << 10,
+        }
+    }
+}
+
+/// Fixed caps per call that are not configurable: they bound resources that
+/// no tool legitimately needs many of.
+pub mod caps {
+    /// Linear memories per instance (a Rust component uses 2-3).
+    pub const MEMORIES: usize = 32;
+    /// Tables per instance.
+    pub const TABLES: usize = 64;
+    /// Elements per table.
+    pub const TABLE_ELEMENTS: usize = 100_000;
+    /// Core and component instances per store.
+    pub const INSTANCES: usize = 64;
+    /// Live resource handles (open files, directory streams, pollables).
+    pub const RESOURCES: usize = 1_024;
+    /// Log messages kept per call; more are counted and dropped.
+    pub const LOG_MESSAGES: usize = 256;
+    /// Bytes kept of one log message.
+    pub const LOG_MESSAGE_BYTES: usize = 4_096;
+}
+
+/// A directory the plugin may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The host directory, canonical (symlinks resolved at load).
+    pub host: PathBuf,
+    /// The absolute path the plugin sees, e.g. `/docs`.
+    pub guest: String,
+    /// Read-only or read-write.
+    pub mode: DirMode,
+}
+
+/// Everything a plugin may do, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginPolicy {
+    /// The plugin's name: tools are addressed as `name.tool`.
+    pub name: String,
+    /// Path of the component file.
+    pub source: PathBuf,
+    /// The pinned sha256, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Directory grants. No grant, no files.
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables the plugin sees. Nothing of the host's.
+    pub env: Vec<(String, String)>,
+    /// Limits of every call.
+    pub limits: Limits,
+}
+
+/// A plugin configured in code, validated when the host is built.
+///
+/// ```
+/// use portcullis::{DirMode, PluginConfig};
+/// let files = PluginConfig::new("files", "plugins/dist/files.wasm")
+///     .sha256("3db4739cba80cfcc5fff89d3d97fcee2cd0f3cb5dd211aad267659811cba1295")
+///     .dir("plugins/files", "/data", DirMode::ReadOnly);
+/// # let _ = files;
+/// ```
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    name: String,
+    source: PathBuf,
+    sha256: Option<String>,
+    dirs: Vec<(PathBuf, String, DirMode)>,
+    env: Vec<(String, String)>,
+    limits: LimitsEntry,
+}
+
+impl PluginConfig {
+    /// A plugin with no grants and default limits. Relative paths are
+    /// resolved against the current directory.
+    pub fn new(name: impl Into<String>, source: impl Into<PathBuf>) -> Self {
+        PluginConfig {
+            name: name.into(),
+            source: source.into(),
+            sha256: None,
+            dirs: Vec::new(),
+            env: Vec::new(),
+            limits: LimitsEntry::default(),
+        }
+    }
+
+    /// Pins the component's sha256 (required).
+    pub fn sha256(mut self, hex: impl Into<String>) -> Self {
+        self.sha256 = Some(hex.into());
+        self
+    }
+
+    /// Grants the host directory `host` at guest path `guest`.
+    pub fn dir(mut self, host: impl Into<PathBuf>, guest: impl Into<String>, mode: DirMode) -> Self {
+        self.dirs.push((host.into(), guest.into(), mode));
+        self
+    }
+
+    /// Sets an environment variable the plugin sees.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Replaces all limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = LimitsEntry {
+            fuel: Some(limits.fuel),
+            memory: Some(crate::manifest::ByteSize(limits.memory)),
+            timeout: Some(crate::manifest::HumanDuration(limits.timeout)),
+            output: Some(crate::manifest::ByteSize(limits.output)),
+            stdio: Some(crate::manifest::ByteSize(limits.stdio)),
+        };
+        self
+    }
+
+    /// Validates against `base` (the folder relative paths are resolved
+    /// against); `origin` labels errors (the manifest's path).
+    pub(crate) fn validate(self, base: &Path, origin: &Path) -> Result<PluginPolicy, Error> {
+        let name = self.name;
+        let err = |message: String| Error::manifest(origin, message);
+        if !valid_name(&name) {
+            return Err(err(format!("plugin name `{name}` is invalid")).with_hint(
+                "use 1-64 characters of `a-z`, `0-9`, `_` and `-`, starting with a letter",
+            ));
+        }
+        let sha256 = match self.sha256 {
+            None => {
+                return Err(err(format!("plugin `{name}`: `sha256` is missing"))
+                    .with_hint("run `portcullis pin MANIFEST` to pin the plugin's current bytes"));
+            }
+            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                hex.to_ascii_lowercase()
+            }
+            Some(hex) => {
+                return Err(err(format!(
+                    "plugin `{name}`: `sha256` must be 64 hex digits, got `{hex}`"
+                ))
+                .with_hint("run `portcullis hash FILE` to print a component's sha256"));
+            }
+        };
+
+        let mut dirs: Vec<DirGrant> = Vec::new();
+        for (host, guest, mode) in self.dirs {
+            let joined = base.join(&host);
+            let canonical = std::fs::canonicalize(&joined).map_err(|e| {
+                err(format!(
+                    "plugin `{name}`: `dirs` entry `{}`: {e}",
+                    joined.display()
+                ))
+                .with_hint("directory grants must name existing directories")
+            })?;
+            if !canonical.is_dir() {
+                return Err(err(format!(
+                    "plugin `{name}`: `dirs` entry `{}` is not a directory",
+                    joined.display()
+                )));
+            }
+            check_guest_path(&guest).map_err(|why| {
+                err(format!("plugin `{name}`: `dirs` guest path `{guest}` {why}"))
+                    .with_hint("guest paths are absolute and plain, e.g. `/docs`")
+            })?;
+            let guest = normalise_guest(&guest);
+            if let Some(other) = dirs.iter().find(|d| overlaps(&d.guest, &guest)) {
+                return Err(err(format!(
+                    "plugin `{name}`: guest paths `{}` and `{guest}` overlap",
+                    other.guest
+                ))
+                .with_hint("give each directory grant its own guest path"));
+            }
+            dirs.push(DirGrant {
+                host: canonical,
+                guest,
+                mode,
+            });
+        }
+
+        let mut env = BTreeMap::new();
+        for (key, value) in self.env {
+            if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
+                return Err(err(format!(
+                    "plugin `{name}`: environment variable `{key}` is invalid"
+                )));
+            }
+            if env.insert(key.clone(), value).is_some() {
+                return Err(err(format!(
+                    "plugin `{name}`: environment variable `{key}` is set twice"
+                )));
+            }
+        }
+
+        let limits = validate_limits(&self.limits)
+            .map_err(|m| err(format!("plugin `{name}`: `limits.{m}`")))?;
+
+        Ok(PluginPolicy {
+            name,
+            source: base.join(self.source),
+            sha256,
+            dirs,
+            env: env.into_iter().collect(),
+            limits,
+        })
+    }
+}
+
+/// Validates every plugin of a parsed manifest. Relative paths are resolved
+/// against the manifest's folder.
+///
+/// # Errors
+///
+/// [`Error::Manifest`] naming the plugin and field.
+pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolicy>, Error> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let base = if base.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base
+    };
+    manifest
+        .plugins
+        .iter()
+        .map(|(name, entry)| {
+            PluginConfig {
+                name: name.clone(),
+                source: entry.source.clone(),
+                sha256: entry.sha256.clone(),
+                dirs: entry
+                    .dirs
+                    .iter()
+                    .map(|d| (d.host.clone(), d.guest.clone(), d.mode))
+                    .collect(),
+                env: entry.env.clone().into_iter().collect(),
+                limits: entry.limits.clone(),
+            }
+            .validate(base, path)
+        })
+        .collect()
+}
+
+/// Plugin and tool names: 1-64 of `[a-z0-9_-]`, starting with a letter.
+pub(crate) fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn check_guest_path(guest: &str) -> Result<(), &'static str> {
+    if !guest.starts_with('/') {
+        return Err("must be absolute");
+    }
+    if guest.contains('\0') || guest.contains('\\') {
+        return Err("contains a forbidden character");
+    }
+    for component in Path::new(guest).components() {
+        match component {
+            Component::RootDir | Component::Normal(_) => {}
+            _ => return Err("must not contain `.` or `..`"),
+        }
+    }
+    Ok(())
+}
+
+fn normalise_guest(guest: &str) -> String {
+    let trimmed = guest.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+fn overlaps(a: &str, b: &str) -> bool {
+    let inside = |outer: &str, inner: &str| {
+        outer == "/" || inner == outer || inner.starts_with(&format!("{outer}/"))
+    };
+    inside(a, b) || inside(b, a)
+}
+
+fn validate_limits(entry: &LimitsEntry) -> Result<Limits, String> {
+    let d = Limits::default();
+    let limits = Limits {
+        fuel: entry.fuel.unwrap_or(d.fuel),
+        memory: entry.memory.map_or(d.memory, |b| b.0),
+        timeout: entry.timeout.map_or(d.timeout, |t| t.0),
+        output: entry.output.map_or(d.output, |b| b.0),
+        stdio: entry.stdio.map_or(d.stdio, |b| b.0),
+    };
+    if !(1..=1_000_000_000_000).contains(&limits.fuel) {
+        return Err(format!("fuel` must be between 1 and 10^12, got `{}", limits.fuel));
+    }
+    if !((1 << 20)..=(4 << 30)).contains(&limits.memory) {
+        return Err(format!("memory` must be between 1 MiB and 4 GiB, got `{} bytes", limits.memory));
+    }
+    if !(Duration::from_millis(1)..=Duration::from_secs(600)).contains(&limits.timeout) {
+        return Err(format!(
+            "timeout` must be between 1ms and 10m, got `{:?}",
+            limits.timeout
+        ));
+    }
+    if !(1..=(64 << 20)).contains(&limits.output) {
+        return Err(format!("output` must be between 1 byte and 64 MiB, got `{} bytes", limits.output));
+    }
+    if limits.stdio > 16 << 20 {
+        return Err(format!("stdio` must be at most 16 MiB, got `{} bytes", limits.stdio));
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIN: &str = "3db4739cba80cfcc5fff89d3d97fcee2cd0f3cb5dd211aad267659811cba1295";
+
+    fn validate(config: PluginConfig) -> Result<PluginPolicy, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("docs")).expect("mkdir");
+        config
+            .validate(dir.path(), Path::new("m.toml"))
+            .map_err(|e| format!("{e} / {}", e.hint().unwrap_or_default()))
+    }
+
+    #[test]
+    fn defaults_deny_everything() {
+        let p = validate(PluginConfig::new("files", "f.wasm").sha256(PIN)).expect("valid");
+        assert!(p.dirs.is_empty());
+        assert!(p.env.is_empty());
+        assert_eq!(p.limits, Limits::default());
+    }
+
+    #[test]
+    fn missing_pin_is_refused_with_hint() {
+        let err = validate(PluginConfig::new("files", "f.wasm")).unwrap_err();
+        assert!(err.contains("`sha256` is missing") && err.contains("portcullis pin"), "{err}");
+    }
+
+    #[test]
+    fn malformed_pin_is_refused() {
+        let err = validate(PluginConfig::new("files", "f.wasm").sha256("abc")).unwrap_err();
+        assert!(err.contains("64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn uppercase_pin_is_normalised() {
+        let p = validate(PluginConfig::new("a", "f.wasm").sha256(PIN.to_uppercase())).expect("valid");
+        assert_eq!(p.sha256, PIN);
+    }
+
+    #[test]
+    fn invalid_plugin_names_are_refused() {
+        for name in ["", "Files", "1files", "fi.les", "files!", &"a".repeat(65)] {
+            assert!(validate(PluginConfig::new(name, "f.wasm").sha256(PIN)).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn missing_directory_grant_is_refused() {
+        let err = validate(
+            PluginConfig::new("a", "f.wasm").sha256(PIN).dir("nope", "/nope", DirMode::ReadOnly),
+        )
+        .unwrap_err();
+        assert!(err.contains("`dirs` entry") && err.contains("existing directories"), "{err}");
+    }
+
+    #[test]
+    fn guest_paths_must_be_absolute_and_plain() {
+        for guest in ["docs", "/docs/../etc", "/./docs", "/do\0cs"] {
+            let err = validate(
+                PluginConfig::new("a", "f.wasm").sha256(PIN).dir("docs", guest, DirMode::ReadOnly),
+            );
+            assert!(err.is_err(), "{guest:?} accepted");
+        }
+    }
+
+    #[test]
+    fn overlapping_guest_paths_are_refused() {
+        let err = validate(
+            PluginConfig::new("a", "f.wasm")
+                .sha256(PIN)
+                .dir("docs", "/data", DirMode::ReadOnly)
+                .dir("docs", "/data/sub", DirMode::ReadWrite),
+        )
+        .unwrap_err();
+        assert!(err.contains("overlap"), "{err}");
+    }
+
+    #[test]
+    fn directory_grants_are_read_only_unless_marked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("docs")).expect("mkdir");
+        let manifest = Manifest::parse(
+            &format!("[plugins.a]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\ndirs = [{{ host = \"docs\", guest = \"/docs\" }}]\n"),
+            Path::new("m.toml"),
+        )
+        .expect("parses");
+        let policies = from_manifest(&manifest, &dir.path().join("m.toml")).expect("valid");
+        assert_eq!(policies[0].dirs[0].mode, DirMode::ReadOnly);
+        assert_eq!(policies[0].source, dir.path().join("a.wasm"));
+    }
+
+    #[test]
+    fn limits_outside_their_ceiling_are_refused() {
+        let huge = Limits {
+            memory: 64 << 30,
+            ..Limits::default()
+        };
+        let err = validate(PluginConfig::new("a", "f.wasm").sha256(PIN).limits(huge)).unwrap_err();
+        assert!(err.contains("`limits.memory` must be between"), "{err}");
+        let zero = Limits {
+            fuel: 0,
+            ..Limits::default()
+        };
+        assert!(validate(PluginConfig::new("a", "f.wasm").sha256(PIN).limits(zero)).is_err());
+    }
+
+    #[test]
+    fn env_is_explicit_and_checked() {
+        let p = validate(PluginConfig::new("a", "f.wasm").sha256(PIN).env("K", "v")).expect("valid");
+        assert_eq!(p.env, vec![("K".to_string(), "v".to_string())]);
+        assert!(validate(PluginConfig::new("a", "f.wasm").sha256(PIN).env("K=1", "v")).is_err());
+    }
+}

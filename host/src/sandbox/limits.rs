@@ -1,0 +1,100 @@
+//! The per-call resource limiter.
+//!
+//! wasmtime's built-in `StoreLimits` caps each linear memory separately, so
+//! a component with many memories could use many times the limit. This
+//! limiter caps the *total* of all the instance's memories, and records that
+//! it refused something so that the resulting trap (a Rust guest aborts when
+//! allocation fails) is reported as the memory limit, not as a crash.
+
+use crate::policy::caps;
+use wasmtime::ResourceLimiter;
+
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    max_total: usize,
+    total: usize,
+    /// Set when a growth was refused: what was refused.
+    pub(crate) exceeded: Option<String>,
+}
+
+impl Limiter {
+    pub(crate) fn new(max_total: u64) -> Self {
+        Limiter {
+            max_total: usize::try_from(max_total).unwrap_or(usize::MAX),
+            total: 0,
+            exceeded: None,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Creation of a memory arrives here too, as growth from 0.
+        let new_total = (self.total - current.min(self.total)).saturating_add(desired);
+        if new_total > self.max_total {
+            self.exceeded = Some(format!(
+                "the plugin asked for {} bytes of linear memory in total; the limit is {} bytes",
+                new_total, self.max_total
+            ));
+            return Ok(false);
+        }
+        self.total = new_total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > caps::TABLE_ELEMENTS {
+            self.exceeded = Some(format!(
+                "the plugin asked for a table of {desired} elements; the limit is {}",
+                caps::TABLE_ELEMENTS
+            ));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        caps::INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        caps::TABLES
+    }
+
+    fn memories(&self) -> usize {
+        caps::MEMORIES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_across_memories_is_capped() {
+        let mut l = Limiter::new(100);
+        assert!(l.memory_growing(0, 60, None).expect("ok"));
+        // A second memory that alone fits, but not together with the first.
+        assert!(!l.memory_growing(0, 60, None).expect("ok"));
+        assert!(l.exceeded.is_some());
+    }
+
+    #[test]
+    fn growth_counts_only_the_difference() {
+        let mut l = Limiter::new(100);
+        assert!(l.memory_growing(0, 40, None).expect("ok"));
+        assert!(l.memory_growing(40, 90, None).expect("ok"));
+        assert!(l.exceeded.is_none());
+        assert!(!l.memory_growing(90, 101, None).expect("ok"));
+    }
+}

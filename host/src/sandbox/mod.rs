@@ -1,0 +1,426 @@
+//! The sandbox: one wasmtime engine, and a fresh, bounded store per call.
+//!
+//! Every call gets a new `Store` with its own WASI context built from the
+//! plugin's [`PluginPolicy`] (its preopens, its explicit env, nothing else),
+//! its own fuel, memory limiter and deadline, and capped stdio sinks. The
+//! store is dropped when the call ends, so nothing survives from one call to
+//! the next, and a trap kills only that instance.
+//!
+//! Time is bounded three ways: fuel for CPU, an epoch deadline that
+//! interrupts running guest code (yielding to the executor every tick so one
+//! call cannot starve others), and an outer timeout, because neither fuel
+//! nor epochs can interrupt a guest blocked inside a host call.
+
+mod limits;
+mod linker;
+mod stdio;
+
+pub use stdio::Captured;
+
+use crate::error::Limit;
+use crate::policy::{DirMode, PluginPolicy, caps};
+use limits::Limiter;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use stdio::CappedPipe;
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugin",
+        exports: { default: async },
+    });
+}
+
+use bindings::exports::portcullis::tool::tool as wit;
+pub(crate) use bindings::PluginPre;
+pub(crate) use wit::{Effect as WitEffect, ToolError as WitToolError, ToolSpec as WitToolSpec};
+
+/// How often the engine's epoch advances: the granularity of deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Host state of one store (one call).
+pub(crate) struct StoreData {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    logs: Vec<LogRecord>,
+    logs_dropped: u64,
+    plugin: Arc<str>,
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Level of a plugin log message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum LogLevel {
+    /// Very detailed tracing.
+    Trace,
+    /// Debugging information.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something unexpected the plugin recovered from.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// One message a plugin logged during a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Its level.
+    pub level: LogLevel,
+    /// The message, cut to 4 KiB.
+    pub message: String,
+}
+
+impl bindings::portcullis::tool::log::Host for StoreData {
+    fn log(&mut self, level: bindings::portcullis::tool::log::Level, message: String) {
+        use bindings::portcullis::tool::log::Level;
+        if self.logs.len() >= caps::LOG_MESSAGES {
+            self.logs_dropped += 1;
+            return;
+        }
+        let level = match level {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        let mut message = message;
+        if message.len() > caps::LOG_MESSAGE_BYTES {
+            let mut end = caps::LOG_MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        // Debug formatting escapes control characters: a plugin cannot
+        // forge host log lines.
+        tracing::debug!(plugin = %self.plugin, ?level, message = ?message, "plugin log");
+        self.logs.push(LogRecord { level, message });
+    }
+}
+
+/// What the sandbox is asked to run.
+pub(crate) enum Request<'a> {
+    /// `list-tools`, run without any grants.
+    ListTools,
+    /// `call(name, arguments)`.
+    Call { tool: &'a str, arguments: &'a str },
+}
+
+/// What a completed guest function returned.
+pub(crate) enum Response {
+    Tools(Vec<WitToolSpec>),
+    Output(String),
+    ToolError(WitToolError),
+}
+
+/// How a call that did not complete ended.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Limit(Limit, String),
+    Crashed(String),
+    Cancelled,
+    /// The sandbox could not be set up (e.g. a granted directory vanished).
+    Setup(String),
+}
+
+/// Everything a run produced, whether or not it completed.
+pub(crate) struct Run {
+    pub(crate) result: Result<Response, Failure>,
+    pub(crate) stdout: Captured,
+    pub(crate) stderr: Captured,
+    pub(crate) logs: Vec<LogRecord>,
+    pub(crate) logs_dropped: u64,
+    pub(crate) fuel_used: u64,
+    pub(crate) duration: Duration,
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> std::io::Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("portcullis-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker { stop })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The engine and linker shared by every plugin of a host.
+pub(crate) struct Sandbox {
+    engine: Engine,
+    linker: wasmtime::component::Linker<StoreData>,
+    _ticker: Ticker,
+}
+
+impl Sandbox {
+    pub(crate) fn new() -> Result<Sandbox, String> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            // Deep recursion traps with a stack overflow instead of
+            // exhausting the host thread's stack.
+            .max_wasm_stack(512 * 1024);
+        let engine = Engine::new(&config).map_err(|e| format!("failed to create engine: {e}"))?;
+        let linker = linker::linker(&engine).map_err(|e| format!("failed to link: {e}"))?;
+        let ticker = Ticker::start(engine.clone())
+            .map_err(|e| format!("failed to start the epoch thread: {e}"))?;
+        Ok(Sandbox {
+            engine,
+            linker,
+            _ticker: ticker,
+        })
+    }
+
+    /// Compiles exactly `bytes`.
+    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<Component, String> {
+        Component::from_binary(&self.engine, bytes).map_err(|e| e.to_string())
+    }
+
+    /// The component's imports that the host does not provide.
+    pub(crate) fn forbidden_imports(&self, component: &Component) -> Vec<String> {
+        component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name)
+            .filter(|name| !linker::is_allowed(name))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Type-checks the component against the linker and the `plugin` world.
+    pub(crate) fn prepare(&self, component: &Component) -> Result<PluginPre<StoreData>, String> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| e.to_string())?;
+        PluginPre::new(pre).map_err(|e| e.to_string())
+    }
+
+    /// Runs `request` in a fresh instance under `policy`.
+    pub(crate) async fn run(
+        &self,
+        pre: &PluginPre<StoreData>,
+        policy: &PluginPolicy,
+        request: Request<'_>,
+        cancel: &CancellationToken,
+    ) -> Run {
+        let started = Instant::now();
+        let limits = policy.limits;
+        let stdout = CappedPipe::new(limits.stdio);
+        let stderr = CappedPipe::new(limits.stdio);
+        let finish = |result: Result<Response, Failure>, store: Option<&Store<StoreData>>| {
+            let (logs, logs_dropped, fuel_left) = match store {
+                Some(store) => (
+                    store.data().logs.clone(),
+                    store.data().logs_dropped,
+                    store.get_fuel().unwrap_or(0),
+                ),
+                None => (Vec::new(), 0, limits.fuel),
+            };
+            Run {
+                result,
+                stdout: stdout.take(),
+                stderr: stderr.take(),
+                logs,
+                logs_dropped,
+                fuel_used: limits.fuel.saturating_sub(fuel_left),
+                duration: started.elapsed(),
+            }
+        };
+
+        let grants = matches!(request, Request::Call { .. });
+        let wasi = match wasi_ctx(policy, grants, &stdout, &stderr) {
+            Ok(wasi) => wasi,
+            Err(e) => return finish(Err(Failure::Setup(e)), None),
+        };
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(caps::RESOURCES);
+        let mut store = Store::new(
+            &self.engine,
+            StoreData {
+                wasi,
+                table,
+                limiter: Limiter::new(limits.memory),
+                logs: Vec::new(),
+                logs_dropped: 0,
+                plugin: Arc::from(policy.name.as_str()),
+            },
+        );
+        store.limiter(|data| &mut data.limiter);
+        if let Err(e) = store.set_fuel(limits.fuel) {
+            return finish(Err(Failure::Setup(e.to_string())), Some(&store));
+        }
+        let deadline = started + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+
+        let outcome = {
+            let store = &mut store;
+            let guest = async move {
+                let plugin = pre.instantiate_async(&mut *store).await?;
+                let tool = plugin.portcullis_tool_tool();
+                match request {
+                    Request::ListTools => tool.call_list_tools(&mut *store).await.map(Response::Tools),
+                    Request::Call { tool: name, arguments } => tool
+                        .call_call(&mut *store, name, arguments)
+                        .await
+                        .map(|r| match r {
+                            Ok(output) => Response::Output(output),
+                            Err(e) => Response::ToolError(e),
+                        }),
+                }
+            };
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => Interrupted::Cancelled,
+                r = tokio::time::timeout_at(deadline.into(), guest) => match r {
+                    Ok(Ok(response)) => Interrupted::No(response),
+                    Ok(Err(e)) => Interrupted::Trap(e),
+                    Err(_elapsed) => Interrupted::Deadline,
+                },
+            }
+        };
+        let result = match outcome {
+            Interrupted::No(Response::Output(output)) if output.len() as u64 > limits.output => {
+                Err(Failure::Limit(
+                    Limit::Output,
+                    format!(
+                        "the output is {} bytes; the limit is {} bytes",
+                        output.len(),
+                        limits.output
+                    ),
+                ))
+            }
+            Interrupted::No(response) => Ok(response),
+            Interrupted::Cancelled => Err(Failure::Cancelled),
+            Interrupted::Deadline => Err(time_limit(limits.timeout)),
+            Interrupted::Trap(e) => Err(classify(&e, store.data(), &limits)),
+        };
+        finish(result, Some(&store))
+    }
+}
+
+enum Interrupted {
+    No(Response),
+    Trap(wasmtime::Error),
+    Deadline,
+    Cancelled,
+}
+
+fn time_limit(timeout: Duration) -> Failure {
+    Failure::Limit(Limit::Time, format!("stopped after {timeout:?}"))
+}
+
+/// Turns a guest failure into a typed outcome, from trap codes and the
+/// limiter's own record: never from error message text.
+fn classify(error: &wasmtime::Error, data: &StoreData, limits: &crate::policy::Limits) -> Failure {
+    if let Some(what) = &data.limiter.exceeded {
+        return Failure::Limit(Limit::Memory, what.clone());
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::OutOfFuel => Failure::Limit(
+                Limit::Fuel,
+                format!("used all {} units of fuel", limits.fuel),
+            ),
+            Trap::Interrupt => time_limit(limits.timeout),
+            Trap::StackOverflow => Failure::Crashed("stack overflow".into()),
+            Trap::UnreachableCodeReached => {
+                Failure::Crashed("the plugin aborted (a panic or `unreachable`)".into())
+            }
+            Trap::MemoryOutOfBounds => Failure::Crashed("out-of-bounds memory access".into()),
+            other => Failure::Crashed(format!("trap: {other}")),
+        };
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return Failure::Crashed(format!("the plugin exited with status {}", exit.0));
+    }
+    if error
+        .downcast_ref::<wasmtime_wasi::ResourceTableError>()
+        .is_some()
+    {
+        return Failure::Limit(
+            Limit::Memory,
+            format!(
+                "the plugin held more than {} open handles",
+                caps::RESOURCES
+            ),
+        );
+    }
+    Failure::Crashed(error.to_string())
+}
+
+/// The WASI context for one call: stdin empty, stdout/stderr capped sinks,
+/// no args, no network, only the manifest's env and directories.
+fn wasi_ctx(
+    policy: &PluginPolicy,
+    grants: bool,
+    stdout: &CappedPipe,
+    stderr: &CappedPipe,
+) -> Result<WasiCtx, String> {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    if grants {
+        for (key, value) in &policy.env {
+            builder.env(key, value);
+        }
+        for dir in &policy.dirs {
+            let perms = match dir.mode {
+                DirMode::ReadOnly => FsPerms::ReadOnly,
+                DirMode::ReadWrite => FsPerms::ReadWrite,
+            };
+            builder
+                .preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| format!("cannot open granted directory `{}`: {e}", dir.guest))?;
+        }
+    }
+    Ok(builder.build())
+}
