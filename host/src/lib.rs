@@ -17,7 +17,7 @@
 //!     println!("{} ({}): {}", tool.name, tool.effect.as_str(), tool.description);
 //! }
 //! let output = host
-//!     .call("files.list_dir", r#"{"path": "/data"}"#, &CallContext::new())
+//!     .call("files.list_dir", r#"{"path": "/sample"}"#, &CallContext::new())
 //!     .await?;
 //! println!("{}", output.value);
 //! # Ok(())

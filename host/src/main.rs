@@ -1,1 +1,7 @@
-fn main() {}
+//! The `portcullis` command: see `portcullis --help`.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

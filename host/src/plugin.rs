@@ -115,23 +115,21 @@ impl LoadedPlugin {
             .await;
         let specs = match run.result {
             Ok(Response::Tools(specs)) => specs,
-            Ok(_) => unreachable_response(&name)?,
+            Ok(_) => {
+                return Err(Error::Internal(format!(
+                    "plugin `{name}`: `list-tools` produced a call response"
+                )));
+            }
             Err(failure) => {
                 return Err(Error::InvalidPlugin {
                     plugin: name,
-                    reason: format!("`list-tools` failed: {failure:?}"),
+                    reason: format!("`list-tools` failed: {failure}"),
                 });
             }
         };
         let tools = check_tools(&name, specs)?;
         Ok(LoadedPlugin { policy, pre, tools })
     }
-}
-
-fn unreachable_response(plugin: &str) -> Result<Vec<crate::sandbox::WitToolSpec>, Error> {
-    Err(Error::Internal(format!(
-        "plugin `{plugin}`: `list-tools` produced a call response"
-    )))
 }
 
 fn check_tools(

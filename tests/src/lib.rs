@@ -1,1 +1,171 @@
+//! Helpers for Portcullis's integration tests: where the built plugins are,
+//! hosts configured the way each test needs, and a filesystem fixture with a
+//! sentinel outside every grant.
+//!
+//! The plugins are built by `plugins/build.sh` (the README's test command
+//! runs it first); the tests load the real components from `plugins/dist`.
 
+use portcullis::{DirMode, Host, Limits, PluginConfig, sha256_hex};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The built component `plugins/dist/NAME.wasm`.
+///
+/// # Panics
+///
+/// If it has not been built, with the command that builds it.
+pub fn plugin_path(name: &str) -> PathBuf {
+    let path = repo_root().join("plugins/dist").join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "`{}` is missing: run `plugins/build.sh` first (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// The sha256 of a built plugin, as read now.
+pub fn plugin_sha(name: &str) -> String {
+    sha256_hex(&std::fs::read(plugin_path(name)).expect("plugin is readable"))
+}
+
+/// A temporary tree for filesystem tests:
+///
+/// ```text
+/// root/
+///   ro/        granted read-only at /ro:  notes.txt, link-out -> ../outside/secret.txt
+///   rw/        granted read-write at /rw: scratch.txt
+///   outside/   granted to nobody:         secret.txt (the sentinel)
+/// ```
+#[derive(Debug)]
+pub struct Fixture {
+    dir: tempfile::TempDir,
+    snapshot: BTreeMap<PathBuf, Snapshot>,
+}
+
+/// What a path outside the grants looked like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Snapshot {
+    File(Vec<u8>),
+    Dir,
+    Link(PathBuf),
+}
+
+/// Contents of the sentinel file outside every grant.
+pub const SECRET: &str = "sentinel: the plugin must never read or change this";
+
+impl Fixture {
+    /// Creates the tree and records the state of everything outside the
+    /// grants.
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        for sub in ["ro", "rw", "outside"] {
+            std::fs::create_dir(root.join(sub)).expect("mkdir");
+        }
+        std::fs::write(root.join("ro/notes.txt"), "read-only notes\n").expect("write");
+        std::fs::write(root.join("rw/scratch.txt"), "scratch\n").expect("write");
+        std::fs::write(root.join("outside/secret.txt"), SECRET).expect("write");
+        std::fs::write(root.join("top-level.txt"), SECRET).expect("write");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("../outside/secret.txt", root.join("ro/link-out"))
+            .expect("symlink");
+        let mut fixture = Fixture {
+            dir,
+            snapshot: BTreeMap::new(),
+        };
+        fixture.snapshot = fixture.outside_state();
+        fixture
+    }
+
+    /// The fixture's root folder.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside the fixture.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Everything in the fixture outside `ro/` and `rw/`, plus the read-only
+    /// grant itself (which no call may change).
+    fn outside_state(&self) -> BTreeMap<PathBuf, Snapshot> {
+        let mut state = BTreeMap::new();
+        walk(self.root(), self.root(), &mut state);
+        state
+            .into_iter()
+            .filter(|(rel, _)| !rel.starts_with("rw"))
+            .collect()
+    }
+
+    /// Panics if anything outside the read-write grant changed: the
+    /// sentinel, the top-level files, and the read-only grant.
+    pub fn assert_outside_unchanged(&self) {
+        let now = self.outside_state();
+        assert_eq!(
+            now, self.snapshot,
+            "something outside the read-write grant was changed"
+        );
+    }
+
+    /// A host running the `hostile` plugin with `ro/` at `/ro` (read-only)
+    /// and `rw/` at `/rw` (read-write).
+    pub async fn hostile(&self, limits: Limits) -> Host {
+        Host::builder()
+            .plugin(
+                PluginConfig::new("hostile", plugin_path("hostile"))
+                    .sha256(plugin_sha("hostile"))
+                    .dir(self.path("ro"), "/ro", DirMode::ReadOnly)
+                    .dir(self.path("rw"), "/rw", DirMode::ReadWrite)
+                    .limits(limits),
+            )
+            .build()
+            .await
+            .expect("the hostile plugin loads")
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Fixture::new()
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Snapshot>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let rel = path.strip_prefix(root).expect("inside root").to_path_buf();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).unwrap_or_default();
+            out.insert(rel, Snapshot::Link(target));
+        } else if meta.is_dir() {
+            out.insert(rel, Snapshot::Dir);
+            walk(root, &path, out);
+        } else {
+            out.insert(rel, Snapshot::File(std::fs::read(&path).unwrap_or_default()));
+        }
+    }
+}
+
+/// Default limits with some fields changed, for tests that need a limit to
+/// trip quickly.
+pub fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
+    let mut limits = Limits::default();
+    change(&mut limits);
+    limits
+}

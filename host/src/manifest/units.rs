@@ -15,6 +15,20 @@ pub struct ByteSize(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
+impl fmt::Display for ByteSize {
+    /// The largest binary unit that divides the size exactly: `64 MiB`,
+    /// `1536 KiB`, `100 B`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+            if n != 0 && n % (1 << shift) == 0 {
+                return write!(f, "{} {unit}", n >> shift);
+            }
+        }
+        write!(f, "{n} B")
+    }
+}
+
 fn split_number(s: &str) -> Option<(u64, &str)> {
     let s = s.trim();
     let digits = s.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(s.len());
@@ -106,6 +120,15 @@ impl<'de> de::Deserialize<'de> for HumanDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_display_in_the_largest_exact_unit() {
+        assert_eq!(ByteSize(64 << 20).to_string(), "64 MiB");
+        assert_eq!(ByteSize(1536 << 10).to_string(), "1536 KiB");
+        assert_eq!(ByteSize(100).to_string(), "100 B");
+        assert_eq!(ByteSize(0).to_string(), "0 B");
+        assert_eq!(parse_size(&ByteSize(3 << 30).to_string()), Ok(3 << 30));
+    }
 
     #[test]
     fn sizes_accept_binary_and_decimal_units() {

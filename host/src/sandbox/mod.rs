@@ -142,6 +142,17 @@ pub(crate) enum Failure {
     Setup(String),
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Limit(limit, detail) => write!(f, "{} limit exceeded: {detail}", limit.as_str()),
+            Failure::Crashed(reason) => write!(f, "crashed: {reason}"),
+            Failure::Cancelled => f.write_str("cancelled"),
+            Failure::Setup(reason) => write!(f, "setup failed: {reason}"),
+        }
+    }
+}
+
 /// Everything a run produced, whether or not it completed.
 pub(crate) struct Run {
     pub(crate) result: Result<Response, Failure>,

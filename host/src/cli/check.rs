@@ -1,0 +1,62 @@
+//! `portcullis check`: load every plugin of a manifest (pins, imports, tool
+//! lists) and show, in plain words, what each one is granted.
+
+use super::Failure;
+use portcullis::manifest::ByteSize;
+use portcullis::{DirMode, Host};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The manifest (`portcullis.toml`).
+    manifest: PathBuf,
+}
+
+pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
+    let host = Host::from_manifest(&args.manifest).await?;
+    let tools = host.tools();
+    for policy in host.policies() {
+        println!("plugin `{}`", policy.name);
+        println!("  source    {}", policy.source.display());
+        println!("  sha256    {}", policy.sha256);
+        if policy.dirs.is_empty() {
+            println!("  files     none");
+        }
+        for dir in &policy.dirs {
+            let mode = match dir.mode {
+                DirMode::ReadOnly => "reads",
+                DirMode::ReadWrite => "reads and writes",
+            };
+            println!("  files     {mode} {} (as {})", dir.host.display(), dir.guest);
+        }
+        if policy.env.is_empty() {
+            println!("  env       none");
+        } else {
+            let names: Vec<&str> = policy.env.iter().map(|(k, _)| k.as_str()).collect();
+            println!("  env       {}", names.join(", "));
+        }
+        println!("  network   none");
+        let l = policy.limits;
+        println!(
+            "  limits    fuel {}, memory {}, timeout {:?}, output {}, stdio {} per stream",
+            l.fuel,
+            ByteSize(l.memory),
+            l.timeout,
+            ByteSize(l.output),
+            ByteSize(l.stdio)
+        );
+        println!("  tools");
+        for tool in tools.iter().filter(|t| t.plugin == policy.name) {
+            let summary = tool.description.lines().next().unwrap_or("");
+            println!(
+                "    {:<28} {:<11} {}",
+                tool.name,
+                tool.effect.as_str(),
+                summary.escape_debug()
+            );
+        }
+    }
+    println!("ok: {} plugin(s), {} tool(s)", host.policies().count(), tools.len());
+    Ok(ExitCode::SUCCESS)
+}

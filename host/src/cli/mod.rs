@@ -1,0 +1,160 @@
+//! The `portcullis` command line: argument parsing, exit codes and the
+//! rendering of errors. Each subcommand lives in its own module.
+//!
+//! Exit codes (also in `--help` and the README):
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | success |
+//! | 1 | the tool ran and reported an error |
+//! | 2 | usage error (bad command line) |
+//! | 3 | configuration error: manifest, pin, component or imports |
+//! | 4 | the host refused or stopped the call: unknown tool, invalid arguments, limit, crash, cancellation, invalid output |
+//! | 5 | internal host error |
+
+mod call;
+mod check;
+mod pin;
+
+use clap::{Parser, Subcommand};
+use portcullis::Error;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the tool ran and reported an error
+  2  usage error
+  3  configuration error: manifest, pin, component or imports
+  4  the host refused or stopped the call: unknown tool, invalid arguments,
+     limit exceeded, crash, cancellation, invalid output
+  5  internal host error";
+
+/// Run AI-agent tools as sandboxed, pinned WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, after_help = EXIT_CODES)]
+struct Cli {
+    /// Show debug diagnostics on stderr (or set `RUST_LOG`).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the sha256 of component files, as `portcullis.toml` pins them.
+    Hash {
+        /// Component files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Rewrite the `sha256` pins of a manifest from the current component
+    /// files (after a rebuild you trust).
+    #[command(after_help = "The file is rewritten atomically; comments and layout are kept.")]
+    Pin(pin::Args),
+    /// Load every plugin of a manifest and show its tools, grants and limits.
+    Check(check::Args),
+    /// Call one tool and print its output (JSON) on stdout.
+    #[command(after_help = EXIT_CODES)]
+    Call(call::Args),
+}
+
+/// Parses the command line, runs it and maps the outcome to an exit code.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let outcome = match cli.command {
+        Command::Hash { files } => hash(&files),
+        Command::Pin(args) => pin::run(&args),
+        Command::Check(args) => runtime().and_then(|rt| rt.block_on(check::run(&args))),
+        Command::Call(args) => runtime().and_then(|rt| rt.block_on(call::run(&args))),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(failure) => failure.report(),
+    }
+}
+
+/// Why a command failed: a library error, or a message of the CLI's own.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Host(Error),
+    /// A configuration problem found by the CLI itself (exit code 3).
+    Config {
+        message: String,
+        hint: Option<String>,
+    },
+    /// An internal problem (exit code 5).
+    Internal(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Host(e)
+    }
+}
+
+impl Failure {
+    fn report(self) -> ExitCode {
+        let (message, hint, code) = match self {
+            Failure::Host(e) => {
+                let code = exit_code(&e);
+                (e.to_string(), e.hint(), code)
+            }
+            Failure::Config { message, hint } => (message, hint, 3),
+            Failure::Internal(message) => (message, None, 5),
+        };
+        eprintln!("error: {message}");
+        if let Some(hint) = hint {
+            eprintln!("hint: {hint}");
+        }
+        ExitCode::from(code)
+    }
+}
+
+/// The exit code for a library error.
+fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::Tool { .. } => 1,
+        Error::ManifestRead { .. }
+        | Error::Manifest { .. }
+        | Error::PluginRead { .. }
+        | Error::PinMismatch { .. }
+        | Error::InvalidComponent { .. }
+        | Error::ForbiddenImports { .. }
+        | Error::InvalidPlugin { .. } => 3,
+        Error::Internal(_) => 5,
+        _ => 4,
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Internal(format!("failed to start the async runtime: {e}")))
+}
+
+fn init_tracing(verbose: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if verbose { "portcullis=debug" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn hash(files: &[PathBuf]) -> Result<ExitCode, Failure> {
+    for file in files {
+        let bytes = std::fs::read(file).map_err(|e| Failure::Config {
+            message: format!("failed to read `{}`: {e}", file.display()),
+            hint: None,
+        })?;
+        println!("{}  {}", portcullis::sha256_hex(&bytes), file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

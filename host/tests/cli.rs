@@ -1,0 +1,178 @@
+//! The `portcullis` command: exit codes, stdout/stderr discipline, and the
+//! `pin` rewrite. Uses the real binary and the bundled plugins (run
+//! `plugins/build.sh` first; the README's test command does).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+fn bundled() -> PathBuf {
+    let manifest = root().join("plugins/portcullis.toml");
+    assert!(
+        root().join("plugins/dist/files.wasm").is_file(),
+        "run `plugins/build.sh` first (the README's test command does)"
+    );
+    manifest
+}
+
+fn portcullis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run portcullis")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_documents_every_command_and_the_exit_codes() {
+    let out = portcullis(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for word in ["hash", "pin", "check", "call", "Exit codes"] {
+        assert!(help.contains(word), "--help lacks `{word}`:\n{help}");
+    }
+    for command in ["hash", "pin", "check", "call"] {
+        let out = portcullis(&[command, "--help"]);
+        assert!(out.status.success(), "`{command} --help` failed");
+    }
+}
+
+#[test]
+fn usage_errors_exit_with_code_2() {
+    assert_eq!(portcullis(&["call"]).status.code(), Some(2));
+    assert_eq!(portcullis(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn call_prints_only_the_output_on_stdout() {
+    let manifest = bundled();
+    let out = portcullis(&[
+        "call",
+        manifest.to_str().expect("utf-8"),
+        "files.list_dir",
+        r#"{"path": "/sample"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let value: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is exactly the output JSON");
+    assert!(value.to_string().contains("hello.txt"), "{value}");
+}
+
+#[test]
+fn tool_error_exits_with_code_1() {
+    let manifest = bundled();
+    let out = portcullis(&[
+        "call",
+        manifest.to_str().expect("utf-8"),
+        "files.read_file",
+        r#"{"path": "/sample/no-such-file.txt"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).starts_with("error: "), "{}", text(&out.stderr));
+}
+
+#[test]
+fn refused_calls_exit_with_code_4_and_a_hint() {
+    let manifest = bundled();
+    let manifest = manifest.to_str().expect("utf-8");
+    let out = portcullis(&["call", manifest, "files.read_file", r#"{"path": 1}"#]);
+    assert_eq!(out.status.code(), Some(4), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("/path"), "{}", text(&out.stderr));
+
+    let out = portcullis(&["call", manifest, "files.nope", "{}"]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("hint: available tools: files."), "{stderr}");
+}
+
+#[test]
+fn configuration_errors_exit_with_code_3_naming_the_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &manifest,
+        "[plugins.files]\nsource = \"x.wasm\"\nsha256 = \"00\"\nnetwork = \"anywhere\"\n",
+    )
+    .expect("write");
+    let out = portcullis(&["check", manifest.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("unknown field `network`"), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+#[test]
+fn check_describes_grants_in_plain_words() {
+    let manifest = bundled();
+    let out = portcullis(&["check", manifest.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("reads "), "{stdout}");
+    assert!(stdout.contains("(as /sample)"), "{stdout}");
+    assert!(stdout.contains("network   none"), "{stdout}");
+    assert!(stdout.contains("files.read_file"), "{stdout}");
+}
+
+#[test]
+fn pin_rewrites_stale_pins_and_keeps_comments() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = dir.path().join("portcullis.toml");
+    let component = root().join("plugins/dist/files.wasm");
+    assert!(component.is_file(), "run `plugins/build.sh` first");
+    let original = format!(
+        "# my comment\n[plugins.files]\nsource = {:?}\nsha256 = \"{}\" # stale\n",
+        component.to_str().expect("utf-8"),
+        "ab".repeat(32)
+    );
+    std::fs::write(&manifest, &original).expect("write");
+    let path = manifest.to_str().expect("utf-8");
+
+    let check = portcullis(&["pin", "--check", path]);
+    assert_eq!(check.status.code(), Some(3), "{}", text(&check.stderr));
+    assert_eq!(std::fs::read_to_string(&manifest).expect("read"), original);
+
+    let pin = portcullis(&["pin", path]);
+    assert_eq!(pin.status.code(), Some(0), "{}", text(&pin.stderr));
+    let rewritten = std::fs::read_to_string(&manifest).expect("read");
+    let hash = portcullis(&["hash", component.to_str().expect("utf-8")]);
+    let sha = text(&hash.stdout).split_whitespace().next().expect("hash").to_string();
+    assert!(rewritten.contains(&sha), "{rewritten}");
+    assert!(rewritten.starts_with("# my comment\n"), "{rewritten}");
+    assert!(!rewritten.contains(&"ab".repeat(32)));
+
+    assert_eq!(portcullis(&["pin", "--check", path]).status.code(), Some(0));
+    assert_eq!(portcullis(&["check", path]).status.code(), Some(0));
+}
+
+#[test]
+fn wrong_pin_exits_with_code_3_showing_both_hashes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = dir.path().join("portcullis.toml");
+    let component = root().join("plugins/dist/files.wasm");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[plugins.files]\nsource = {:?}\nsha256 = \"{}\"\n",
+            component.to_str().expect("utf-8"),
+            "cd".repeat(32)
+        ),
+    )
+    .expect("write");
+    let out = portcullis(&["call", manifest.to_str().expect("utf-8"), "files.list_dir", "{}"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("expected: cdcd"), "{stderr}");
+    assert!(stderr.contains("actual:"), "{stderr}");
+    assert!(stderr.contains("portcullis pin"), "{stderr}");
+}

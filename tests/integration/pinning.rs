@@ -1,0 +1,167 @@
+//! Plugins are pinned by the sha256 of the exact bytes the host compiles,
+//! and the bundled plugins build reproducibly.
+
+use portcullis::{Error, Host, PluginConfig, sha256_hex};
+use portcullis_tests::{plugin_path, plugin_sha, repo_root};
+use std::path::Path;
+use std::process::Command;
+
+#[tokio::test]
+async fn wrong_pin_is_refused_with_expected_and_actual_hash() {
+    let wrong = "0".repeat(64);
+    let result = Host::builder()
+        .plugin(PluginConfig::new("files", plugin_path("files")).sha256(&wrong))
+        .build()
+        .await;
+    match result {
+        Err(e @ Error::PinMismatch { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains(&wrong), "{text}");
+            assert!(text.contains(&plugin_sha("files")), "{text}");
+            assert!(e.hint().is_some_and(|h| h.contains("portcullis pin")));
+        }
+        other => panic!("expected a pin mismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn missing_pin_is_refused() {
+    let result = Host::builder()
+        .plugin(PluginConfig::new("files", plugin_path("files")))
+        .build()
+        .await;
+    match result {
+        Err(e @ Error::Manifest { .. }) => {
+            assert!(e.to_string().contains("sha256"), "{e}");
+        }
+        other => panic!("expected a manifest error, got {other:?}"),
+    }
+}
+
+async fn load_bytes(bytes: &[u8]) -> Result<Host, Error> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("plugin.wasm");
+    std::fs::write(&path, bytes).expect("write");
+    Host::builder()
+        .plugin(PluginConfig::new("suspect", &path).sha256(sha256_hex(bytes)))
+        .build()
+        .await
+}
+
+#[tokio::test]
+async fn non_component_files_are_refused_with_a_clear_error() {
+    let core_module = wat::parse_str("(module)").expect("wat");
+    for bytes in [b"not wasm at all".as_slice(), b"", b"\0asm\x0d\0\x01\0", &core_module] {
+        match load_bytes(bytes).await {
+            Err(e @ Error::InvalidComponent { .. }) => {
+                assert!(e.hint().is_some_and(|h| h.contains("wasm32-wasip2")));
+            }
+            other => panic!("expected an invalid component, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn bundled_manifest_loads_with_its_committed_pins() {
+    let host = Host::from_manifest(repo_root().join("plugins/portcullis.toml"))
+        .await
+        .expect("the bundled manifest loads: if the plugins changed, run `cargo run -- pin plugins/portcullis.toml`");
+    let names: Vec<String> = host.tools().into_iter().map(|t| t.name).collect();
+    assert!(names.contains(&"files.read_file".to_string()), "{names:?}");
+    assert!(names.contains(&"files.list_dir".to_string()), "{names:?}");
+}
+
+/// Copies what the plugin build needs into `to`.
+fn copy_sources(from: &Path, to: &Path) {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+            let name = entry.file_name();
+            if name == "target" || name == "dist" {
+                continue;
+            }
+            let kind = entry.file_type().expect("file type");
+            if kind.is_dir() {
+                copy_dir(&entry.path(), &to.join(&name));
+            } else if kind.is_file() {
+                std::fs::copy(entry.path(), to.join(&name)).expect("copy");
+            }
+        }
+    }
+    for dir in ["wit", "sdk", "plugins"] {
+        copy_dir(&from.join(dir), &to.join(dir));
+    }
+    std::fs::copy(from.join("rust-toolchain.toml"), to.join("rust-toolchain.toml"))
+        .expect("copy toolchain file");
+}
+
+#[test]
+fn plugins_build_reproducibly_under_another_cargo_home_and_checkout() {
+    let root = repo_root();
+    let work = tempfile::tempdir().expect("temp dir");
+    let checkout = work.path().join("elsewhere/checkout");
+    copy_sources(&root, &checkout);
+
+    // A fresh cargo home, seeded with the downloaded crates and index so
+    // the build does not depend on the network more than the first did.
+    let cargo_home = work.path().join("another-cargo-home");
+    let here = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    if let Some(here) = here {
+        for sub in ["registry/index", "registry/cache"] {
+            let (from, to) = (here.join(sub), cargo_home.join(sub));
+            if from.is_dir() {
+                std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+                let status = Command::new("cp")
+                    .arg("-R")
+                    .arg(&from)
+                    .arg(&to)
+                    .status()
+                    .expect("run cp");
+                assert!(status.success(), "copying `{}` failed", from.display());
+            }
+        }
+    }
+
+    let output = Command::new("bash")
+        .arg(checkout.join("plugins/build.sh"))
+        .env("CARGO_HOME", &cargo_home)
+        .env("CARGO_TARGET_DIR", work.path().join("target"))
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("run build.sh");
+    assert!(
+        output.status.success(),
+        "build.sh failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let manifest = std::fs::read_to_string(root.join("plugins/portcullis.toml")).expect("manifest");
+    for plugin in ["files", "hostile", "sockets"] {
+        let rebuilt = std::fs::read(checkout.join(format!("plugins/dist/{plugin}.wasm")))
+            .expect("rebuilt component");
+        let sha = sha256_hex(&rebuilt);
+        assert_eq!(sha, plugin_sha(plugin), "`{plugin}` differs between the two builds");
+        for machine_path in [root.to_str(), checkout.to_str(), cargo_home.to_str()]
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                !contains(&rebuilt, machine_path.as_bytes()),
+                "`{plugin}` contains the machine path `{machine_path}`"
+            );
+        }
+        if plugin == "files" {
+            assert!(
+                manifest.contains(&sha),
+                "the committed pin of `files` in plugins/portcullis.toml is not {sha}"
+            );
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
