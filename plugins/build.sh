@@ -12,7 +12,11 @@ set -euo pipefail
 
 plugins=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$plugins")
-cd "$plugins"
+# A relative CARGO_TARGET_DIR means relative to where we were started.
+if [[ -n "${CARGO_TARGET_DIR:-}" && "${CARGO_TARGET_DIR}" != /* ]]; then
+    export CARGO_TARGET_DIR="$PWD/$CARGO_TARGET_DIR"
+fi
+cd "$root"
 
 if command -v rustup >/dev/null 2>&1; then
     if ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -22,18 +26,21 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
-# Separated by 0x1f so that paths with spaces survive.
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+# Separated by 0x1f so that paths with spaces survive. The last matching
+# prefix wins, so the target dir (build-script output) goes last: it may lie
+# inside the checkout.
 sep=$'\x1f'
-export CARGO_ENCODED_RUSTFLAGS="--remap-path-prefix=${cargo_home}=/cargo${sep}--remap-path-prefix=${root}=/portcullis"
+export CARGO_ENCODED_RUSTFLAGS="--remap-path-prefix=${cargo_home}=/cargo${sep}--remap-path-prefix=${root}=/portcullis${sep}--remap-path-prefix=${target_dir}=/target"
 
-cargo build --release --locked --target wasm32-wasip2 "$@"
+cargo build --profile plugin --locked --target wasm32-wasip2 -p files -p hostile -p sockets "$@"
 
-target_dir=${CARGO_TARGET_DIR:-$plugins/target}
-mkdir -p dist
+dist="$plugins/dist"
+mkdir -p "$dist"
 for crate in files hostile sockets; do
-    src="$target_dir/wasm32-wasip2/release/$crate.wasm"
+    src="$target_dir/wasm32-wasip2/plugin/$crate.wasm"
     # Copy then rename, so a reader never sees a half-written component.
-    cp "$src" "dist/.$crate.wasm.tmp"
-    mv "dist/.$crate.wasm.tmp" "dist/$crate.wasm"
+    cp "$src" "$dist/.$crate.wasm.tmp"
+    mv "$dist/.$crate.wasm.tmp" "$dist/$crate.wasm"
     echo "built plugins/dist/$crate.wasm" >&2
 done

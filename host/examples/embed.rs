@@ -11,7 +11,12 @@ use portcullis::{CallContext, Host};
 async fn main() -> Result<(), portcullis::Error> {
     let host = Host::from_manifest("plugins/portcullis.toml").await?;
     for tool in host.tools() {
-        println!("{} ({}): {}", tool.name, tool.effect.as_str(), tool.description);
+        println!(
+            "{} ({}): {}",
+            tool.name,
+            tool.effect.as_str(),
+            tool.description
+        );
     }
     let ctx = CallContext::new().caller("example-agent");
     let output = host

@@ -33,7 +33,11 @@ impl jsonschema::Retrieve for NoRetrieval {
         &self,
         uri: &jsonschema::Uri<String>,
     ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        Err(format!("external schema references are not allowed (`{}`)", uri.as_str()).into())
+        Err(format!(
+            "external schema references are not allowed (`{}`)",
+            uri.as_str()
+        )
+        .into())
     }
 }
 
@@ -147,7 +151,11 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused_at_any_depth() {
-        assert!(parse_object(r#"{"a": 1, "a": 2}"#).unwrap_err().contains("duplicate key `a`"));
+        assert!(
+            parse_object(r#"{"a": 1, "a": 2}"#)
+                .unwrap_err()
+                .contains("duplicate key `a`")
+        );
         assert!(parse_object(r#"{"x": {"b": 1, "b": 1}}"#).is_err());
         assert!(parse_object(r#"{"x": [{"b": 1, "b": 1}]}"#).is_err());
     }
@@ -157,7 +165,10 @@ mod tests {
         assert!(parse_object("[]").unwrap_err().contains("an array"));
         assert!(parse_object("\"s\"").is_err());
         assert!(parse_object("{} {}").is_err());
-        assert_eq!(parse_object(r#"{"a": [1, "b", null]}"#), Ok(json!({"a": [1, "b", null]})));
+        assert_eq!(
+            parse_object(r#"{"a": [1, "b", null]}"#),
+            Ok(json!({"a": [1, "b", null]}))
+        );
     }
 
     #[test]

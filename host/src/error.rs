@@ -151,7 +151,7 @@ pub enum Error {
 
     /// The arguments are not a JSON object matching the tool's input schema.
     /// The plugin did not run.
-    #[error("invalid arguments for `{tool}`: {reason}")]
+    #[error("invalid arguments for `{tool}`{}: {reason}", at_pointer(pointer))]
     InvalidArguments {
         /// The qualified tool name (`plugin.tool`).
         tool: String,
@@ -211,6 +211,15 @@ pub enum Error {
     /// resource). The call did not complete; the host keeps serving.
     #[error("internal host error: {0}")]
     Internal(String),
+}
+
+/// ` at `/field`` for a non-empty JSON Pointer.
+fn at_pointer(pointer: &str) -> String {
+    if pointer.is_empty() {
+        String::new()
+    } else {
+        format!(" at `{pointer}`")
+    }
 }
 
 impl Error {

@@ -216,7 +216,10 @@ impl Host {
             tracing::debug!(plugin = %policy.name, source = %policy.source.display(), "loading plugin");
             let plugin = LoadedPlugin::load(&sandbox, policy).await?;
             for (t, tool) in plugin.tools.iter().enumerate() {
-                index.insert(format!("{}.{}", plugin.policy.name, tool.name), (plugins.len(), t));
+                index.insert(
+                    format!("{}.{}", plugin.policy.name, tool.name),
+                    (plugins.len(), t),
+                );
             }
             plugins.push(plugin);
         }
@@ -367,7 +370,11 @@ fn descriptor(plugin: &LoadedPlugin, t: usize) -> ToolDescriptor {
     let def = &plugin.tools[t];
     let policy = &plugin.policy;
     let writable = policy.dirs.iter().any(|d| d.mode == DirMode::ReadWrite);
-    let floor = if writable { Effect::Write } else { Effect::Read };
+    let floor = if writable {
+        Effect::Write
+    } else {
+        Effect::Read
+    };
     ToolDescriptor {
         name: format!("{}.{}", policy.name, def.name),
         plugin: policy.name.clone(),

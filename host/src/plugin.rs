@@ -70,7 +70,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl LoadedPlugin {
-    pub(crate) async fn load(sandbox: &Sandbox, policy: PluginPolicy) -> Result<LoadedPlugin, Error> {
+    pub(crate) async fn load(
+        sandbox: &Sandbox,
+        policy: PluginPolicy,
+    ) -> Result<LoadedPlugin, Error> {
         let name = policy.name.clone();
         // Read once; everything below uses these bytes, never the path.
         let bytes = std::fs::read(&policy.source).map_err(|source| Error::PluginRead {
@@ -171,9 +174,8 @@ fn check_tools(
                     spec.name
                 )));
             }
-            serde_json::from_str(text).map_err(|e| {
-                invalid(format!("tool `{}`: {which} is not JSON: {e}", spec.name))
-            })
+            serde_json::from_str(text)
+                .map_err(|e| invalid(format!("tool `{}`: {which} is not JSON: {e}", spec.name)))
         };
         let input_schema = parse_schema(&spec.input_schema, "input schema")?;
         let output_schema = spec

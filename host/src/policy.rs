@@ -9,7 +9,7 @@
 use crate::error::Error;
 use crate::manifest::{LimitsEntry, Manifest};
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::manifest::DirMode;
@@ -134,7 +134,12 @@ impl PluginConfig {
     }
 
     /// Grants the host directory `host` at guest path `guest`.
-    pub fn dir(mut self, host: impl Into<PathBuf>, guest: impl Into<String>, mode: DirMode) -> Self {
+    pub fn dir(
+        mut self,
+        host: impl Into<PathBuf>,
+        guest: impl Into<String>,
+        mode: DirMode,
+    ) -> Self {
         self.dirs.push((host.into(), guest.into(), mode));
         self
     }
@@ -200,8 +205,10 @@ impl PluginConfig {
                 )));
             }
             check_guest_path(&guest).map_err(|why| {
-                err(format!("plugin `{name}`: `dirs` guest path `{guest}` {why}"))
-                    .with_hint("guest paths are absolute and plain, e.g. `/docs`")
+                err(format!(
+                    "plugin `{name}`: `dirs` guest path `{guest}` {why}"
+                ))
+                .with_hint("guest paths are absolute and plain, e.g. `/docs`")
             })?;
             let guest = normalise_guest(&guest);
             if let Some(other) = dirs.iter().find(|d| overlaps(&d.guest, &guest)) {
@@ -296,11 +303,14 @@ fn check_guest_path(guest: &str) -> Result<(), &'static str> {
     if guest.contains('\0') || guest.contains('\\') {
         return Err("contains a forbidden character");
     }
-    for component in Path::new(guest).components() {
-        match component {
-            Component::RootDir | Component::Normal(_) => {}
-            _ => return Err("must not contain `.` or `..`"),
-        }
+    // Checked on the text: `Path::components` would quietly drop `.`.
+    let inner = guest.trim_start_matches('/').trim_end_matches('/');
+    if !inner.is_empty()
+        && inner
+            .split('/')
+            .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return Err("must not contain `.`, `..` or empty segments");
     }
     Ok(())
 }
@@ -331,10 +341,16 @@ fn validate_limits(entry: &LimitsEntry) -> Result<Limits, String> {
         stdio: entry.stdio.map_or(d.stdio, |b| b.0),
     };
     if !(1..=1_000_000_000_000).contains(&limits.fuel) {
-        return Err(format!("fuel` must be between 1 and 10^12, got `{}", limits.fuel));
+        return Err(format!(
+            "fuel` must be between 1 and 10^12, got `{}",
+            limits.fuel
+        ));
     }
     if !((1 << 20)..=(4 << 30)).contains(&limits.memory) {
-        return Err(format!("memory` must be between 1 MiB and 4 GiB, got `{} bytes", limits.memory));
+        return Err(format!(
+            "memory` must be between 1 MiB and 4 GiB, got `{} bytes",
+            limits.memory
+        ));
     }
     if !(Duration::from_millis(1)..=Duration::from_secs(600)).contains(&limits.timeout) {
         return Err(format!(
@@ -343,10 +359,16 @@ fn validate_limits(entry: &LimitsEntry) -> Result<Limits, String> {
         ));
     }
     if !(1..=(64 << 20)).contains(&limits.output) {
-        return Err(format!("output` must be between 1 byte and 64 MiB, got `{} bytes", limits.output));
+        return Err(format!(
+            "output` must be between 1 byte and 64 MiB, got `{} bytes",
+            limits.output
+        ));
     }
     if limits.stdio > 16 << 20 {
-        return Err(format!("stdio` must be at most 16 MiB, got `{} bytes", limits.stdio));
+        return Err(format!(
+            "stdio` must be at most 16 MiB, got `{} bytes",
+            limits.stdio
+        ));
     }
     Ok(limits)
 }
@@ -376,7 +398,10 @@ mod tests {
     #[test]
     fn missing_pin_is_refused_with_hint() {
         let err = validate(PluginConfig::new("files", "f.wasm")).unwrap_err();
-        assert!(err.contains("`sha256` is missing") && err.contains("portcullis pin"), "{err}");
+        assert!(
+            err.contains("`sha256` is missing") && err.contains("portcullis pin"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -387,32 +412,43 @@ mod tests {
 
     #[test]
     fn uppercase_pin_is_normalised() {
-        let p = validate(PluginConfig::new("a", "f.wasm").sha256(PIN.to_uppercase())).expect("valid");
+        let p =
+            validate(PluginConfig::new("a", "f.wasm").sha256(PIN.to_uppercase())).expect("valid");
         assert_eq!(p.sha256, PIN);
     }
 
     #[test]
     fn invalid_plugin_names_are_refused() {
         for name in ["", "Files", "1files", "fi.les", "files!", &"a".repeat(65)] {
-            assert!(validate(PluginConfig::new(name, "f.wasm").sha256(PIN)).is_err(), "{name}");
+            assert!(
+                validate(PluginConfig::new(name, "f.wasm").sha256(PIN)).is_err(),
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn missing_directory_grant_is_refused() {
-        let err = validate(
-            PluginConfig::new("a", "f.wasm").sha256(PIN).dir("nope", "/nope", DirMode::ReadOnly),
-        )
+        let err = validate(PluginConfig::new("a", "f.wasm").sha256(PIN).dir(
+            "nope",
+            "/nope",
+            DirMode::ReadOnly,
+        ))
         .unwrap_err();
-        assert!(err.contains("`dirs` entry") && err.contains("existing directories"), "{err}");
+        assert!(
+            err.contains("`dirs` entry") && err.contains("existing directories"),
+            "{err}"
+        );
     }
 
     #[test]
     fn guest_paths_must_be_absolute_and_plain() {
         for guest in ["docs", "/docs/../etc", "/./docs", "/do\0cs"] {
-            let err = validate(
-                PluginConfig::new("a", "f.wasm").sha256(PIN).dir("docs", guest, DirMode::ReadOnly),
-            );
+            let err = validate(PluginConfig::new("a", "f.wasm").sha256(PIN).dir(
+                "docs",
+                guest,
+                DirMode::ReadOnly,
+            ));
             assert!(err.is_err(), "{guest:?} accepted");
         }
     }
@@ -460,7 +496,8 @@ mod tests {
 
     #[test]
     fn env_is_explicit_and_checked() {
-        let p = validate(PluginConfig::new("a", "f.wasm").sha256(PIN).env("K", "v")).expect("valid");
+        let p =
+            validate(PluginConfig::new("a", "f.wasm").sha256(PIN).env("K", "v")).expect("valid");
         assert_eq!(p.env, vec![("K".to_string(), "v".to_string())]);
         assert!(validate(PluginConfig::new("a", "f.wasm").sha256(PIN).env("K=1", "v")).is_err());
     }

@@ -79,7 +79,11 @@ fn tool_error_exits_with_code_1() {
     ]);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
     assert!(out.stdout.is_empty());
-    assert!(text(&out.stderr).starts_with("error: "), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("error: "),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -146,7 +150,11 @@ fn pin_rewrites_stale_pins_and_keeps_comments() {
     assert_eq!(pin.status.code(), Some(0), "{}", text(&pin.stderr));
     let rewritten = std::fs::read_to_string(&manifest).expect("read");
     let hash = portcullis(&["hash", component.to_str().expect("utf-8")]);
-    let sha = text(&hash.stdout).split_whitespace().next().expect("hash").to_string();
+    let sha = text(&hash.stdout)
+        .split_whitespace()
+        .next()
+        .expect("hash")
+        .to_string();
     assert!(rewritten.contains(&sha), "{rewritten}");
     assert!(rewritten.starts_with("# my comment\n"), "{rewritten}");
     assert!(!rewritten.contains(&"ab".repeat(32)));
@@ -169,7 +177,12 @@ fn wrong_pin_exits_with_code_3_showing_both_hashes() {
         ),
     )
     .expect("write");
-    let out = portcullis(&["call", manifest.to_str().expect("utf-8"), "files.list_dir", "{}"]);
+    let out = portcullis(&[
+        "call",
+        manifest.to_str().expect("utf-8"),
+        "files.list_dir",
+        "{}",
+    ]);
     assert_eq!(out.status.code(), Some(3));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("expected: cdcd"), "{stderr}");

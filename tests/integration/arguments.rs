@@ -18,7 +18,9 @@ async fn files_host(fixture: &Fixture) -> Host {
 
 fn invalid(result: Result<portcullis::ToolOutput, Error>) -> (String, String) {
     match result {
-        Err(Error::InvalidArguments { pointer, reason, .. }) => (pointer, reason),
+        Err(Error::InvalidArguments {
+            pointer, reason, ..
+        }) => (pointer, reason),
         other => panic!("expected invalid arguments, got {other:?}"),
     }
 }
@@ -31,10 +33,17 @@ async fn duplicate_keys_are_refused() {
     // A validator and a plugin that disagree on which duplicate wins would
     // let an attacker smuggle an unchecked value past the schema.
     let (_, reason) = invalid(
-        host.call("files.read_file", r#"{"path": "/ro/notes.txt", "path": "/etc/passwd"}"#, &ctx)
-            .await,
+        host.call(
+            "files.read_file",
+            r#"{"path": "/ro/notes.txt", "path": "/etc/passwd"}"#,
+            &ctx,
+        )
+        .await,
     );
-    assert!(reason.contains("duplicate") && reason.contains("path"), "{reason}");
+    assert!(
+        reason.contains("duplicate") && reason.contains("path"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
@@ -54,7 +63,11 @@ async fn schema_violations_name_the_failing_field() {
         .call("files.read_file", r#"{"path": "/ro/notes.txt"}"#, &ctx)
         .await
         .expect("valid call");
-    assert!(out.value.to_string().contains("read-only notes"), "{}", out.value);
+    assert!(
+        out.value.to_string().contains("read-only notes"),
+        "{}",
+        out.value
+    );
 }
 
 #[tokio::test]
@@ -67,7 +80,10 @@ async fn unknown_tool_lists_the_available_ones() {
         .expect_err("unknown tool");
     assert!(matches!(err, Error::UnknownTool { .. }), "{err:?}");
     let hint = err.hint().expect("hint");
-    assert!(hint.contains("files.read_file") && hint.contains("files.list_dir"), "{hint}");
+    assert!(
+        hint.contains("files.read_file") && hint.contains("files.list_dir"),
+        "{hint}"
+    );
     // Unqualified names work when unambiguous.
     host.call("list_dir", r#"{"path": "/ro"}"#, &CallContext::new())
         .await

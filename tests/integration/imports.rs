@@ -36,7 +36,10 @@ async fn sockets_import_is_refused_at_load_with_the_offending_imports() {
         imports.iter().all(|i| i.starts_with("wasi:sockets/")),
         "only the sockets imports are offending: {imports:?}"
     );
-    assert!(imports.iter().any(|i| i.starts_with("wasi:sockets/tcp")), "{imports:?}");
+    assert!(
+        imports.iter().any(|i| i.starts_with("wasi:sockets/tcp")),
+        "{imports:?}"
+    );
 }
 
 #[tokio::test]

@@ -32,7 +32,10 @@ async fn plugin_sees_only_the_granted_env_and_no_args_or_stdin() {
         .build()
         .await
         .expect("loads");
-    assert!(std::env::var_os("PATH").is_some(), "the test needs a host env to hide");
+    assert!(
+        std::env::var_os("PATH").is_some(),
+        "the test needs a host env to hide"
+    );
     let out = host
         .call("hostile.environment", "{}", &CallContext::new())
         .await

@@ -51,12 +51,22 @@ async fn load_bytes(bytes: &[u8]) -> Result<Host, Error> {
 #[tokio::test]
 async fn non_component_files_are_refused_with_a_clear_error() {
     let core_module = wat::parse_str("(module)").expect("wat");
-    for bytes in [b"not wasm at all".as_slice(), b"", b"\0asm\x0d\0\x01\0", &core_module] {
+    let component = std::fs::read(plugin_path("files")).expect("files.wasm");
+    let cases: [(&str, &[u8]); 4] = [
+        ("text", b"not wasm at all"),
+        ("empty file", b""),
+        ("truncated component", &component[..component.len() / 2]),
+        ("core module", &core_module),
+    ];
+    for (what, bytes) in cases {
         match load_bytes(bytes).await {
             Err(e @ Error::InvalidComponent { .. }) => {
-                assert!(e.hint().is_some_and(|h| h.contains("wasm32-wasip2")));
+                assert!(
+                    e.hint().is_some_and(|h| h.contains("wasm32-wasip2")),
+                    "{what}"
+                );
             }
-            other => panic!("expected an invalid component, got {other:?}"),
+            other => panic!("{what}: expected an invalid component, got {other:?}"),
         }
     }
 }
@@ -71,13 +81,13 @@ async fn bundled_manifest_loads_with_its_committed_pins() {
     assert!(names.contains(&"files.list_dir".to_string()), "{names:?}");
 }
 
-/// Copies what the plugin build needs into `to`.
+/// Copies the source tree at `from` into `to`, without build outputs.
 fn copy_sources(from: &Path, to: &Path) {
     fn copy_dir(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).expect("mkdir");
         for entry in std::fs::read_dir(from).expect("read dir").flatten() {
             let name = entry.file_name();
-            if name == "target" || name == "dist" {
+            if name == "target" || name == "dist" || name == ".git" {
                 continue;
             }
             let kind = entry.file_type().expect("file type");
@@ -88,11 +98,9 @@ fn copy_sources(from: &Path, to: &Path) {
             }
         }
     }
-    for dir in ["wit", "sdk", "plugins"] {
-        copy_dir(&from.join(dir), &to.join(dir));
-    }
-    std::fs::copy(from.join("rust-toolchain.toml"), to.join("rust-toolchain.toml"))
-        .expect("copy toolchain file");
+    // The whole source tree: the SDK inherits settings from the root
+    // workspace, which names every member.
+    copy_dir(from, to);
 }
 
 #[test]
@@ -143,10 +151,20 @@ fn plugins_build_reproducibly_under_another_cargo_home_and_checkout() {
         let rebuilt = std::fs::read(checkout.join(format!("plugins/dist/{plugin}.wasm")))
             .expect("rebuilt component");
         let sha = sha256_hex(&rebuilt);
-        assert_eq!(sha, plugin_sha(plugin), "`{plugin}` differs between the two builds");
-        for machine_path in [root.to_str(), checkout.to_str(), cargo_home.to_str()]
-            .into_iter()
-            .flatten()
+        assert_eq!(
+            sha,
+            plugin_sha(plugin),
+            "`{plugin}` differs between the two builds"
+        );
+        let target = work.path().join("target");
+        for machine_path in [
+            root.to_str(),
+            checkout.to_str(),
+            cargo_home.to_str(),
+            target.to_str(),
+        ]
+        .into_iter()
+        .flatten()
         {
             assert!(
                 !contains(&rebuilt, machine_path.as_bytes()),

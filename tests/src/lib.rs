@@ -23,7 +23,9 @@ pub fn repo_root() -> PathBuf {
 ///
 /// If it has not been built, with the command that builds it.
 pub fn plugin_path(name: &str) -> PathBuf {
-    let path = repo_root().join("plugins/dist").join(format!("{name}.wasm"));
+    let path = repo_root()
+        .join("plugins/dist")
+        .join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
         "`{}` is missing: run `plugins/build.sh` first (the README's test command does)",
@@ -157,7 +159,10 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Snapshot>) {
             out.insert(rel, Snapshot::Dir);
             walk(root, &path, out);
         } else {
-            out.insert(rel, Snapshot::File(std::fs::read(&path).unwrap_or_default()));
+            out.insert(
+                rel,
+                Snapshot::File(std::fs::read(&path).unwrap_or_default()),
+            );
         }
     }
 }

@@ -28,7 +28,11 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
                 DirMode::ReadOnly => "reads",
                 DirMode::ReadWrite => "reads and writes",
             };
-            println!("  files     {mode} {} (as {})", dir.host.display(), dir.guest);
+            println!(
+                "  files     {mode} {} (as {})",
+                dir.host.display(),
+                dir.guest
+            );
         }
         if policy.env.is_empty() {
             println!("  env       none");
@@ -57,6 +61,10 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
             );
         }
     }
-    println!("ok: {} plugin(s), {} tool(s)", host.policies().count(), tools.len());
+    println!(
+        "ok: {} plugin(s), {} tool(s)",
+        host.policies().count(),
+        tools.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

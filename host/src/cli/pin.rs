@@ -64,8 +64,14 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, Failure> {
         let Some(table) = entry.as_table_like_mut() else {
             return Err(config(format!("plugin `{name}`: expected a table")));
         };
-        let Some(source) = table.get("source").and_then(|s| s.as_str()).map(str::to_string) else {
-            return Err(config(format!("plugin `{name}`: `source` is missing or not a string")));
+        let Some(source) = table
+            .get("source")
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+        else {
+            return Err(config(format!(
+                "plugin `{name}`: `source` is missing or not a string"
+            )));
         };
         let file = base.join(&source);
         let bytes = std::fs::read(&file).map_err(|e| Failure::Config {
@@ -73,7 +79,10 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, Failure> {
             hint: Some("build the plugin first (for the bundled ones: `plugins/build.sh`)".into()),
         })?;
         let new = sha256_hex(&bytes);
-        let old = table.get("sha256").and_then(|s| s.as_str()).map(str::to_string);
+        let old = table
+            .get("sha256")
+            .and_then(|s| s.as_str())
+            .map(str::to_string);
         if old.as_deref() != Some(new.as_str()) && !args.check {
             table.insert("sha256", toml_edit::value(new.clone()));
         }
@@ -85,7 +94,10 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, Failure> {
         });
     }
 
-    let stale: Vec<&Pin> = pins.iter().filter(|p| p.old.as_deref() != Some(&p.new)).collect();
+    let stale: Vec<&Pin> = pins
+        .iter()
+        .filter(|p| p.old.as_deref() != Some(&p.new))
+        .collect();
     for pin in &pins {
         let state = match (&pin.old, args.check) {
             (Some(old), _) if *old == pin.new => "unchanged",
@@ -111,9 +123,8 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, Failure> {
         });
     }
     if !stale.is_empty() {
-        write_atomically(path, doc.to_string().as_bytes()).map_err(|e| {
-            Failure::Internal(format!("failed to write `{}`: {e}", path.display()))
-        })?;
+        write_atomically(path, doc.to_string().as_bytes())
+            .map_err(|e| Failure::Internal(format!("failed to write `{}`: {e}", path.display())))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -174,7 +174,8 @@ mod tests {
 
     #[test]
     fn bare_timeout_number_is_refused() {
-        let err = parse("[plugins.a]\nsource = \"a.wasm\"\n[plugins.a.limits]\ntimeout = 5\n").unwrap_err();
+        let err = parse("[plugins.a]\nsource = \"a.wasm\"\n[plugins.a.limits]\ntimeout = 5\n")
+            .unwrap_err();
         assert!(err.contains("ambiguous"), "{err}");
     }
 }

@@ -31,7 +31,9 @@ impl fmt::Display for ByteSize {
 
 fn split_number(s: &str) -> Option<(u64, &str)> {
     let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(s.len());
+    let digits = s
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(s.len());
     let number: String = s[..digits].chars().filter(|c| *c != '_').collect();
     let number = number.parse().ok()?;
     Some((number, s[digits..].trim()))
@@ -51,7 +53,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "GB" => 1_000_000_000,
         _ => return Err(bad()),
     };
-    n.checked_mul(scale).ok_or_else(|| format!("size `{s}` is too large"))
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("size `{s}` is too large"))
 }
 
 /// Parses `5s`, `500ms`, `2m`.

@@ -51,9 +51,7 @@ pub(crate) const INTERFACES: &[(&str, &str, &str, AddToLinker)] = &[
         random::insecure::add_to_linker::<StoreData, WasiRandom>(l, |t| t.wasi.random())
     }),
     ("wasi:random", "insecure-seed", "0.2", |l| {
-        random::insecure_seed::add_to_linker::<StoreData, WasiRandom>(l, |t| {
-            t.wasi.random()
-        })
+        random::insecure_seed::add_to_linker::<StoreData, WasiRandom>(l, |t| t.wasi.random())
     }),
     ("wasi:filesystem", "types", "0.2", |l| {
         filesystem::types::add_to_linker::<StoreData, WasiFilesystem>(l, StoreData::filesystem)

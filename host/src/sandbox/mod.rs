@@ -37,8 +37,8 @@ pub(crate) mod bindings {
     });
 }
 
-use bindings::exports::portcullis::tool::tool as wit;
 pub(crate) use bindings::PluginPre;
+use bindings::exports::portcullis::tool::tool as wit;
 pub(crate) use wit::{Effect as WitEffect, ToolError as WitToolError, ToolSpec as WitToolSpec};
 
 /// How often the engine's epoch advances: the granularity of deadlines.
@@ -145,7 +145,9 @@ pub(crate) enum Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Limit(limit, detail) => write!(f, "{} limit exceeded: {detail}", limit.as_str()),
+            Failure::Limit(limit, detail) => {
+                write!(f, "{} limit exceeded: {detail}", limit.as_str())
+            }
             Failure::Crashed(reason) => write!(f, "crashed: {reason}"),
             Failure::Cancelled => f.write_str("cancelled"),
             Failure::Setup(reason) => write!(f, "setup failed: {reason}"),
@@ -314,8 +316,13 @@ impl Sandbox {
                 let plugin = pre.instantiate_async(&mut *store).await?;
                 let tool = plugin.portcullis_tool_tool();
                 match request {
-                    Request::ListTools => tool.call_list_tools(&mut *store).await.map(Response::Tools),
-                    Request::Call { tool: name, arguments } => tool
+                    Request::ListTools => {
+                        tool.call_list_tools(&mut *store).await.map(Response::Tools)
+                    }
+                    Request::Call {
+                        tool: name,
+                        arguments,
+                    } => tool
                         .call_call(&mut *store, name, arguments)
                         .await
                         .map(|r| match r {
@@ -395,10 +402,7 @@ fn classify(error: &wasmtime::Error, data: &StoreData, limits: &crate::policy::L
     {
         return Failure::Limit(
             Limit::Memory,
-            format!(
-                "the plugin held more than {} open handles",
-                caps::RESOURCES
-            ),
+            format!("the plugin held more than {} open handles", caps::RESOURCES),
         );
     }
     Failure::Crashed(error.to_string())

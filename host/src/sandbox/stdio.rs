@@ -139,6 +139,12 @@ mod tests {
     fn zero_cap_keeps_nothing() {
         let pipe = CappedPipe::new(0);
         pipe.push(b"abc");
-        assert_eq!(pipe.take(), Captured { kept: vec![], discarded: 3 });
+        assert_eq!(
+            pipe.take(),
+            Captured {
+                kept: vec![],
+                discarded: 3
+            }
+        );
     }
 }

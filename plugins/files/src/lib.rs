@@ -98,7 +98,10 @@ fn io_error(path: &str, e: std::io::Error) -> ToolError {
 }
 
 fn read_file(req: ReadFile) -> Result<Value, ToolError> {
-    let max = req.max_bytes.unwrap_or(DEFAULT_MAX_BYTES).min(MAX_BYTES_LIMIT);
+    let max = req
+        .max_bytes
+        .unwrap_or(DEFAULT_MAX_BYTES)
+        .min(MAX_BYTES_LIMIT);
     let mut file = fs::File::open(&req.path).map_err(|e| io_error(&req.path, e))?;
     let size = file.metadata().map_err(|e| io_error(&req.path, e))?.len();
     if req.offset > 0 {

@@ -42,20 +42,35 @@ const TOOLS: &[(&str, &str)] = &[
     ("panic", "panics"),
     ("exit", "calls exit(3)"),
     ("big_output", "returns a string of `bytes` bytes"),
-    ("flood_stdout", "writes `bytes` bytes to stdout, then returns"),
-    ("flood_stderr", "writes `bytes` bytes to stderr, then returns"),
+    (
+        "flood_stdout",
+        "writes `bytes` bytes to stdout, then returns",
+    ),
+    (
+        "flood_stderr",
+        "writes `bytes` bytes to stderr, then returns",
+    ),
     ("echo", "returns the raw arguments it received"),
     ("counter", "returns how many calls this instance has served"),
-    ("environment", "returns env vars, args, cwd and stdin contents"),
+    (
+        "environment",
+        "returns env vars, args, cwd and stdin contents",
+    ),
     ("read", "reads the file at `path`"),
     ("write", "writes `data` to the file at `path`"),
     ("truncate", "truncates the file at `path` to zero bytes"),
     ("remove", "removes the file at `path`"),
     ("list", "lists the directory at `path`"),
     ("symlink", "creates a symlink at `to` pointing at `from`"),
-    ("hard_link", "creates a hard link at `to` to the file `from`"),
+    (
+        "hard_link",
+        "creates a hard link at `to` to the file `from`",
+    ),
     ("rename", "renames `from` to `to`"),
-    ("log_flood", "logs `bytes` messages through the host log interface"),
+    (
+        "log_flood",
+        "logs `bytes` messages through the host log interface",
+    ),
 ];
 
 impl Plugin for Hostile {
@@ -106,6 +121,12 @@ impl Plugin for Hostile {
                     result.map_err(|e| ToolError::Internal(e.to_string()))?;
                     left -= n;
                 }
+                let flushed = if tool == "flood_stdout" {
+                    std::io::stdout().flush()
+                } else {
+                    std::io::stderr().flush()
+                };
+                flushed.map_err(|e| ToolError::Internal(e.to_string()))?;
                 Ok(json!("flooded"))
             }
             "echo" => Ok(Value::String(args.raw().to_string())),
@@ -193,12 +214,14 @@ fn fs_error(path: &str, e: std::io::Error) -> ToolError {
     ToolError::Denied(format!("`{path}`: {e}"))
 }
 
+/// Recursion kept in WebAssembly locals, so it exhausts the engine's stack
+/// rather than the guest's shadow stack in linear memory.
+#[inline(never)]
 fn recurse(depth: u64) -> u64 {
-    let frame = black_box([depth; 64]);
     if black_box(depth) == u64::MAX {
-        return frame[0];
+        return 0;
     }
-    black_box(recurse(black_box(depth + 1))) + frame[0]
+    recurse(depth + 1).wrapping_mul(black_box(depth) | 1)
 }
 
 /// Creates a symlink at guest path `link` whose target is `target`, exactly
@@ -212,7 +235,9 @@ fn symlink(target: &str, link: &str) -> Result<(), ToolError> {
                 .map_err(|e| ToolError::Denied(format!("`{link}`: {e:?}")));
         }
     }
-    Err(ToolError::NotFound(format!("`{link}` is under no preopened directory")))
+    Err(ToolError::NotFound(format!(
+        "`{link}` is under no preopened directory"
+    )))
 }
 
 portcullis_sdk::export_plugin!(Hostile);

@@ -8,7 +8,10 @@ struct Sockets;
 
 impl Plugin for Sockets {
     fn tools() -> Vec<Tool> {
-        vec![Tool::new("connect", "opens a TCP connection to 127.0.0.1:9")]
+        vec![Tool::new(
+            "connect",
+            "opens a TCP connection to 127.0.0.1:9",
+        )]
     }
 
     fn call(_tool: &str, _args: Args<'_>) -> Result<Value, ToolError> {
