@@ -153,7 +153,7 @@ mod tests {
     fn duplicate_keys_are_refused_at_any_depth() {
         assert!(
             parse_object(r#"{"a": 1, "a": 2}"#)
-                .unwrap_err()
+                .expect_err("must be refused")
                 .contains("duplicate key `a`")
         );
         assert!(parse_object(r#"{"x": {"b": 1, "b": 1}}"#).is_err());
@@ -162,7 +162,11 @@ mod tests {
 
     #[test]
     fn only_objects_are_arguments() {
-        assert!(parse_object("[]").unwrap_err().contains("an array"));
+        assert!(
+            parse_object("[]")
+                .expect_err("must be refused")
+                .contains("an array")
+        );
         assert!(parse_object("\"s\"").is_err());
         assert!(parse_object("{} {}").is_err());
         assert_eq!(
@@ -180,17 +184,20 @@ mod tests {
         }))
         .expect("compiles");
         assert!(schema.check(&json!({"path": "a"})).is_ok());
-        let (pointer, message) = schema.check(&json!({"path": 3})).unwrap_err();
+        let (pointer, message) = schema
+            .check(&json!({"path": 3}))
+            .expect_err("must be refused");
         assert_eq!(pointer, "/path");
         assert!(message.contains("string"), "{message}");
-        let (pointer, _) = schema.check(&json!({})).unwrap_err();
+        let (pointer, _) = schema.check(&json!({})).expect_err("must be refused");
         assert_eq!(pointer, "");
     }
 
     #[test]
     fn remote_and_file_refs_are_never_fetched() {
         for reference in ["http://127.0.0.1:9/schema.json", "file:///etc/passwd"] {
-            let err = InputSchema::compile(&json!({ "$ref": reference })).unwrap_err();
+            let err =
+                InputSchema::compile(&json!({ "$ref": reference })).expect_err("must be refused");
             assert!(err.contains("not allowed"), "{reference}: {err}");
         }
     }

@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn missing_pin_is_refused_with_hint() {
-        let err = validate(PluginConfig::new("files", "f.wasm")).unwrap_err();
+        let err = validate(PluginConfig::new("files", "f.wasm")).expect_err("must be refused");
         assert!(
             err.contains("`sha256` is missing") && err.contains("portcullis pin"),
             "{err}"
@@ -406,7 +406,8 @@ mod tests {
 
     #[test]
     fn malformed_pin_is_refused() {
-        let err = validate(PluginConfig::new("files", "f.wasm").sha256("abc")).unwrap_err();
+        let err = validate(PluginConfig::new("files", "f.wasm").sha256("abc"))
+            .expect_err("must be refused");
         assert!(err.contains("64 hex digits"), "{err}");
     }
 
@@ -434,7 +435,7 @@ mod tests {
             "/nope",
             DirMode::ReadOnly,
         ))
-        .unwrap_err();
+        .expect_err("must be refused");
         assert!(
             err.contains("`dirs` entry") && err.contains("existing directories"),
             "{err}"
@@ -461,7 +462,7 @@ mod tests {
                 .dir("docs", "/data", DirMode::ReadOnly)
                 .dir("docs", "/data/sub", DirMode::ReadWrite),
         )
-        .unwrap_err();
+        .expect_err("must be refused");
         assert!(err.contains("overlap"), "{err}");
     }
 
@@ -485,7 +486,8 @@ mod tests {
             memory: 64 << 30,
             ..Limits::default()
         };
-        let err = validate(PluginConfig::new("a", "f.wasm").sha256(PIN).limits(huge)).unwrap_err();
+        let err = validate(PluginConfig::new("a", "f.wasm").sha256(PIN).limits(huge))
+            .expect_err("must be refused");
         assert!(err.contains("`limits.memory` must be between"), "{err}");
         let zero = Limits {
             fuel: 0,

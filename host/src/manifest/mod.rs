@@ -160,22 +160,23 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = parse("[plugins.a]\nsource = \"a.wasm\"\nnetwork = true\n").unwrap_err();
+        let err = parse("[plugins.a]\nsource = \"a.wasm\"\nnetwork = true\n")
+            .expect_err("must be refused");
         assert!(err.contains("unknown field `network`"), "{err}");
-        let err = parse("[plugins.a]\nsource = \"a.wasm\"\ndirs = [{ host = \"a\", guest = \"/a\", writable = true }]\n").unwrap_err();
+        let err = parse("[plugins.a]\nsource = \"a.wasm\"\ndirs = [{ host = \"a\", guest = \"/a\", writable = true }]\n").expect_err("must be refused");
         assert!(err.contains("unknown field `writable`"), "{err}");
     }
 
     #[test]
     fn unknown_dir_mode_is_refused() {
-        let err = parse("[plugins.a]\nsource = \"a.wasm\"\ndirs = [{ host = \"a\", guest = \"/a\", mode = \"rw\" }]\n").unwrap_err();
+        let err = parse("[plugins.a]\nsource = \"a.wasm\"\ndirs = [{ host = \"a\", guest = \"/a\", mode = \"rw\" }]\n").expect_err("must be refused");
         assert!(err.contains("unknown variant `rw`"), "{err}");
     }
 
     #[test]
     fn bare_timeout_number_is_refused() {
         let err = parse("[plugins.a]\nsource = \"a.wasm\"\n[plugins.a.limits]\ntimeout = 5\n")
-            .unwrap_err();
+            .expect_err("must be refused");
         assert!(err.contains("ambiguous"), "{err}");
     }
 }
