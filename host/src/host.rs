@@ -320,6 +320,11 @@ impl Host {
             caller = ctx.caller.as_deref().unwrap_or("-"),
             fuel = run.fuel_used,
             duration = ?run.duration,
+            stdout_bytes = run.stdout.total(),
+            stdout_discarded = run.stdout.discarded,
+            stderr_bytes = run.stderr.total(),
+            stderr_discarded = run.stderr.discarded,
+            logs_dropped = run.logs_dropped,
             ok = run.result.is_ok(),
             "call finished"
         );

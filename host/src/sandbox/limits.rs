@@ -89,6 +89,44 @@ mod tests {
         assert!(l.exceeded.is_some());
     }
 
+    /// Many small memories, each under the limit, together over it: the
+    /// instance is refused when its memories are created, and the limiter
+    /// records why (so the sandbox reports the memory limit).
+    #[test]
+    fn many_small_memories_are_capped_by_their_total() {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        let engine = wasmtime::Engine::new(&config).expect("engine");
+        // Five core instances with 16 MiB (256 pages) each: 80 MiB in total.
+        let bomb = wat::parse_str(
+            r#"(component
+                 (core module $m (memory 256))
+                 (core instance (instantiate $m))
+                 (core instance (instantiate $m))
+                 (core instance (instantiate $m))
+                 (core instance (instantiate $m))
+                 (core instance (instantiate $m)))"#,
+        )
+        .expect("wat");
+        let component =
+            wasmtime::component::Component::from_binary(&engine, &bomb).expect("compiles");
+        let linker = wasmtime::component::Linker::<Limiter>::new(&engine);
+
+        let mut store = wasmtime::Store::new(&engine, Limiter::new(64 << 20));
+        store.limiter(|l| l);
+        assert!(linker.instantiate(&mut store, &component).is_err());
+        let why = store.data().exceeded.clone().expect("the limiter refused");
+        assert!(why.contains("in total"), "{why}");
+
+        // The same component fits under a limit that covers the total.
+        let mut store = wasmtime::Store::new(&engine, Limiter::new(96 << 20));
+        store.limiter(|l| l);
+        linker
+            .instantiate(&mut store, &component)
+            .expect("80 MiB fits in 96 MiB");
+        assert!(store.data().exceeded.is_none());
+    }
+
     #[test]
     fn growth_counts_only_the_difference() {
         let mut l = Limiter::new(100);
