@@ -207,6 +207,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// Two tools map to the same model-facing name, so a model's call could
+    /// not be dispatched unambiguously.
+    #[error("tools {} would both be offered to models as `{model_name}`", tools.join(" and "))]
+    NameCollision {
+        /// The model-facing name.
+        model_name: String,
+        /// The colliding `plugin.tool` names.
+        tools: Vec<String>,
+    },
+
     /// A failure inside the host itself (a bug, or the machine ran out of a
     /// resource). The call did not complete; the host keeps serving.
     #[error("internal host error: {0}")]
@@ -246,6 +256,10 @@ impl Error {
             Error::UnknownTool { available, .. } if !available.is_empty() => {
                 Some(format!("available tools: {}", available.join(", ")))
             }
+            Error::NameCollision { .. } => Some(
+                "rename one of the plugins in the manifest so that `plugin__tool` names differ"
+                    .into(),
+            ),
             Error::LimitExceeded { limit, .. } => Some(format!(
                 "raise `limits.{}` for this plugin in the manifest if the tool legitimately needs more",
                 match limit {

@@ -141,9 +141,14 @@ pub struct ToolDescriptor {
     pub tool: String,
     /// The sha256 the plugin is pinned to.
     pub plugin_sha256: String,
-    /// Short title, if declared.
+    /// The sha256 of the plugin's whole tool list as declared (canonical
+    /// JSON): compare it with the one you reviewed to catch a changed
+    /// definition.
+    pub tool_list_sha256: String,
+    /// Short title, if declared (sanitised like the description).
     pub title: Option<String>,
-    /// What the tool does (the plugin's text: untrusted).
+    /// What the tool does: the plugin's text (untrusted), with control,
+    /// ANSI and invisible formatting characters removed and cut to 2 KiB.
     pub description: String,
     /// JSON Schema of the arguments.
     pub input_schema: Value,
@@ -385,6 +390,7 @@ fn descriptor(plugin: &LoadedPlugin, t: usize) -> ToolDescriptor {
         plugin: policy.name.clone(),
         tool: def.name.clone(),
         plugin_sha256: policy.sha256.clone(),
+        tool_list_sha256: plugin.tool_list_sha256.clone(),
         title: def.title.clone(),
         description: def.description.clone(),
         input_schema: def.input_schema.clone(),

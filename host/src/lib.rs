@@ -27,10 +27,11 @@
 //! The flow follows the modules: `manifest` (raw file) -> `policy`
 //! (validated grants and limits) -> `plugin` (read once, pin, compile, check
 //! imports) -> `sandbox` (fresh bounded store per call) -> [`Host`] (the
-//! facade).
+//! facade) -> [`export_tools`] (definitions for models and MCP clients).
 
 mod arguments;
 mod error;
+mod export;
 mod host;
 pub mod manifest;
 mod plugin;
@@ -38,8 +39,9 @@ pub mod policy;
 mod sandbox;
 
 pub use error::{Error, Limit, ToolError};
+pub use export::{ExportedTools, ToolFormat, ToolNames, descriptor_json, export_tools};
 pub use host::{CallContext, Grants, Host, HostBuilder, ToolDescriptor, ToolOutput};
-pub use plugin::{Effect, sha256_hex};
+pub use plugin::{Effect, InspectedTool, Inspection, inspect, sha256_hex};
 pub use policy::{DirGrant, DirMode, Limits, PluginConfig, PluginPolicy};
 pub use sandbox::{Captured, LogLevel, LogRecord};
 pub use tokio_util::sync::CancellationToken;

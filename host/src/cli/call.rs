@@ -65,7 +65,7 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
         serde_json::to_string_pretty(&output.value)
     }
     .map_err(|e| Failure::Internal(format!("failed to print the output: {e}")))?;
-    println!("{text}");
+    outln!("{text}");
 
     report_stdio("stdout", &output.stdout);
     report_stdio("stderr", &output.stderr);

@@ -17,32 +17,32 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
     let host = Host::from_manifest(&args.manifest).await?;
     let tools = host.tools();
     for policy in host.policies() {
-        println!("plugin `{}`", policy.name);
-        println!("  source    {}", policy.source.display());
-        println!("  sha256    {}", policy.sha256);
+        outln!("plugin `{}`", policy.name);
+        outln!("  source    {}", policy.source.display());
+        outln!("  sha256    {}", policy.sha256);
         if policy.dirs.is_empty() {
-            println!("  files     none");
+            outln!("  files     none");
         }
         for dir in &policy.dirs {
             let mode = match dir.mode {
                 DirMode::ReadOnly => "reads",
                 DirMode::ReadWrite => "reads and writes",
             };
-            println!(
+            outln!(
                 "  files     {mode} {} (as {})",
                 dir.host.display(),
                 dir.guest
             );
         }
         if policy.env.is_empty() {
-            println!("  env       none");
+            outln!("  env       none");
         } else {
             let names: Vec<&str> = policy.env.iter().map(|(k, _)| k.as_str()).collect();
-            println!("  env       {}", names.join(", "));
+            outln!("  env       {}", names.join(", "));
         }
-        println!("  network   none");
+        outln!("  network   none");
         let l = policy.limits;
-        println!(
+        outln!(
             "  limits    fuel {}, memory {}, timeout {:?}, output {}, stdio {} per stream",
             l.fuel,
             ByteSize(l.memory),
@@ -50,10 +50,10 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
             ByteSize(l.output),
             ByteSize(l.stdio)
         );
-        println!("  tools");
+        outln!("  tools");
         for tool in tools.iter().filter(|t| t.plugin == policy.name) {
             let summary = tool.description.lines().next().unwrap_or("");
-            println!(
+            outln!(
                 "    {:<28} {:<11} {}",
                 tool.name,
                 tool.effect.as_str(),
@@ -61,7 +61,7 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
             );
         }
     }
-    println!(
+    outln!(
         "ok: {} plugin(s), {} tool(s)",
         host.policies().count(),
         tools.len()

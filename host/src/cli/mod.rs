@@ -12,9 +12,20 @@
 //! | 4 | the host refused or stopped the call: unknown tool, invalid arguments, limit, crash, cancellation, invalid output |
 //! | 5 | internal host error |
 
+/// Prints one line of data on stdout. When the reader has gone away
+/// (`portcullis tools ... | head`), the command ends quietly instead of
+/// panicking on the broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod call;
 mod check;
+mod inspect;
 mod pin;
+mod tools;
 
 use clap::{Parser, Subcommand};
 use portcullis::Error;
@@ -56,6 +67,12 @@ enum Command {
     Pin(pin::Args),
     /// Load every plugin of a manifest and show its tools, grants and limits.
     Check(check::Args),
+    /// Show what a component imports, exports and declares (no manifest
+    /// needed).
+    Inspect(inspect::Args),
+    /// Print the tool definitions of a manifest for a model API or MCP
+    /// client.
+    Tools(tools::Args),
     /// Call one tool and print its output (JSON) on stdout.
     #[command(after_help = EXIT_CODES)]
     Call(call::Args),
@@ -70,6 +87,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Pin(args) => pin::run(&args),
         Command::Check(args) => runtime().and_then(|rt| rt.block_on(check::run(&args))),
         Command::Call(args) => runtime().and_then(|rt| rt.block_on(call::run(&args))),
+        Command::Inspect(args) => runtime().and_then(|rt| rt.block_on(inspect::run(&args))),
+        Command::Tools(args) => runtime().and_then(|rt| rt.block_on(tools::run(&args))),
     };
     match outcome {
         Ok(code) => code,
@@ -124,9 +143,22 @@ fn exit_code(e: &Error) -> u8 {
         | Error::PinMismatch { .. }
         | Error::InvalidComponent { .. }
         | Error::ForbiddenImports { .. }
-        | Error::InvalidPlugin { .. } => 3,
+        | Error::InvalidPlugin { .. }
+        | Error::NameCollision { .. } => 3,
         Error::Internal(_) => 5,
         _ => 4,
+    }
+}
+
+pub(crate) fn write_stdout(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: failed to write to stdout: {e}");
+        std::process::exit(5);
     }
 }
 
@@ -154,7 +186,7 @@ fn hash(files: &[PathBuf]) -> Result<ExitCode, Failure> {
             message: format!("failed to read `{}`: {e}", file.display()),
             hint: None,
         })?;
-        println!("{}  {}", portcullis::sha256_hex(&bytes), file.display());
+        outln!("{}  {}", portcullis::sha256_hex(&bytes), file.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -106,7 +106,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, Failure> {
             (None, false) => "pinned",
             (Some(_), false) => "updated",
         };
-        println!("{:<10} {}  {}  {}", state, pin.new, pin.plugin, pin.source);
+        outln!("{:<10} {}  {}  {}", state, pin.new, pin.plugin, pin.source);
     }
 
     if args.check {

@@ -228,12 +228,28 @@ impl Sandbox {
 
     /// The component's imports that the host does not provide.
     pub(crate) fn forbidden_imports(&self, component: &Component) -> Vec<String> {
+        self.imports(component)
+            .into_iter()
+            .filter(|(_, allowed)| !allowed)
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    /// Every import of the component, and whether the host provides it.
+    pub(crate) fn imports(&self, component: &Component) -> Vec<(String, bool)> {
         component
             .component_type()
             .imports(&self.engine)
-            .map(|(name, _)| name)
-            .filter(|name| !linker::is_allowed(name))
-            .map(str::to_string)
+            .map(|(name, _)| (name.to_string(), linker::is_allowed(name)))
+            .collect()
+    }
+
+    /// The names of the component's exports.
+    pub(crate) fn exports(&self, component: &Component) -> Vec<String> {
+        component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
             .collect()
     }
 

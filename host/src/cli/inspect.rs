@@ -1,0 +1,66 @@
+//! `portcullis inspect`: what a component imports, exports and declares,
+//! before anyone pins or grants it anything.
+
+use super::Failure;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+The tool list comes from running the component's `list-tools` in the
+sandbox, with no grants and the default limits.
+
+Example:
+  portcullis inspect plugins/dist/files.wasm")]
+pub(crate) struct Args {
+    /// The component (`.wasm`).
+    file: PathBuf,
+    /// Print the input schemas too.
+    #[arg(long)]
+    schemas: bool,
+}
+
+pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
+    let inspection = portcullis::inspect(&args.file).await?;
+    outln!("component {}", args.file.display());
+    outln!("  sha256    {}", inspection.sha256);
+    outln!("  size      {} bytes", inspection.size);
+    outln!("  imports");
+    for (name, granted) in &inspection.imports {
+        let mark = if *granted { "ok     " } else { "REFUSED" };
+        outln!("    {mark} {name}");
+    }
+    outln!("  exports");
+    for name in &inspection.exports {
+        outln!("    {name}");
+    }
+    match &inspection.tools {
+        Ok(tools) => {
+            if let Some(hash) = &inspection.tool_list_sha256 {
+                outln!("  tool list sha256 {hash}");
+            }
+            outln!("  tools");
+            for tool in tools {
+                outln!(
+                    "    {:<24} {:<11} {}",
+                    tool.name,
+                    tool.effect.as_str(),
+                    tool.description.lines().next().unwrap_or("").escape_debug()
+                );
+                if args.schemas {
+                    let schema = serde_json::to_string(&tool.input_schema)
+                        .map_err(|e| Failure::Internal(e.to_string()))?;
+                    outln!("      input {schema}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => Err(Failure::Config {
+            message: format!("`{}`: {reason}", args.file.display()),
+            hint: Some(
+                "plugins may import only `portcullis:tool/log` and the WASI 0.2 cli, clocks, filesystem, io and random interfaces"
+                    .into(),
+            ),
+        }),
+    }
+}

@@ -1,0 +1,507 @@
+//! Tool definitions for models and clients, exported from the host's
+//! [`ToolDescriptor`]s.
+//!
+//! | format | shape |
+//! |---|---|
+//! | [`ToolFormat::Anthropic`] | Messages API `tools[]`: `name`, `description`, `input_schema`, `strict` when the schema qualifies |
+//! | [`ToolFormat::OpenAiChat`] | Chat Completions `{type: "function", function: {name, description, parameters, strict?}}` |
+//! | [`ToolFormat::OpenAiResponses`] | Responses API `{type: "function", name, description, parameters, strict}`; `strict` is always explicit, because omitting it there means strict |
+//! | [`ToolFormat::Mcp`] | MCP `Tool`: `name`, `title`, `description`, `inputSchema`, `outputSchema`, `annotations` computed from the grants |
+//!
+//! Model formats allow names of `[A-Za-z0-9_-]{1,64}`, so `plugin.tool`
+//! becomes `plugin__tool`, shortened with a hash past 64 characters;
+//! [`ToolNames`] maps both ways and two tools mapping to one name are
+//! refused. Schemas are made self-contained for models: local `$ref`s into
+//! `$defs`/`definitions` are inlined (nothing is ever fetched), and every
+//! `description` and `title` inside is sanitised like the tool's own.
+
+use crate::error::Error;
+use crate::host::ToolDescriptor;
+use crate::plugin::{Effect, sanitize_text, sha256_hex};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// Longest name the model formats accept.
+const MAX_MODEL_NAME: usize = 64;
+/// Cap for `description`/`title` strings inside schemas.
+const SCHEMA_TEXT_CAP: usize = 1024;
+/// Deepest `$ref` chain inlined.
+const MAX_REF_DEPTH: usize = 32;
+
+/// A target format for tool definitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ToolFormat {
+    /// Anthropic Messages API `tools`.
+    Anthropic,
+    /// OpenAI Chat Completions `tools`.
+    OpenAiChat,
+    /// OpenAI Responses API `tools`.
+    OpenAiResponses,
+    /// Model Context Protocol `Tool` objects.
+    Mcp,
+}
+
+/// The names under which tools are offered to a model, both ways.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolNames {
+    to_model: BTreeMap<String, String>,
+    to_tool: BTreeMap<String, String>,
+}
+
+impl ToolNames {
+    /// Maps every tool's `plugin.tool` name to a model-safe name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameCollision`] when two tools map to the same model name.
+    pub fn new(tools: &[ToolDescriptor]) -> Result<ToolNames, Error> {
+        let mut names = ToolNames::default();
+        for tool in tools {
+            let model = model_name(&tool.plugin, &tool.tool);
+            if let Some(other) = names.to_tool.get(&model) {
+                return Err(Error::NameCollision {
+                    model_name: model,
+                    tools: vec![other.clone(), tool.name.clone()],
+                });
+            }
+            names.to_tool.insert(model.clone(), tool.name.clone());
+            names.to_model.insert(tool.name.clone(), model);
+        }
+        Ok(names)
+    }
+
+    /// The model-facing name of `plugin.tool`.
+    pub fn model_name(&self, tool: &str) -> Option<&str> {
+        self.to_model.get(tool).map(String::as_str)
+    }
+
+    /// The `plugin.tool` name behind a model-facing name, e.g. the `name` of
+    /// a model's `tool_use` block. Unknown names give `None`: never guess.
+    pub fn tool_name(&self, model_name: &str) -> Option<&str> {
+        self.to_tool.get(model_name).map(String::as_str)
+    }
+}
+
+/// `plugin__tool`, or past 64 characters its first 55 characters, `_` and 8
+/// hex digits of the sha256 of `plugin.tool`.
+fn model_name(plugin: &str, tool: &str) -> String {
+    let name = format!("{plugin}__{tool}");
+    if name.len() <= MAX_MODEL_NAME {
+        return name;
+    }
+    let hash = sha256_hex(format!("{plugin}.{tool}").as_bytes());
+    // Names are ASCII (checked at load), so byte slicing is safe.
+    format!("{}_{}", &name[..MAX_MODEL_NAME - 9], &hash[..8])
+}
+
+/// Tool definitions in `format`, with the name map to dispatch calls back.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ExportedTools {
+    /// One definition per tool, in the order given.
+    pub definitions: Vec<Value>,
+    /// Model-facing names and back.
+    pub names: ToolNames,
+}
+
+/// Exports `tools` in `format`.
+///
+/// # Errors
+///
+/// [`Error::NameCollision`] when two tools map to the same model name, and
+/// [`Error::InvalidPlugin`] when a tool's input schema cannot describe an
+/// object (the host only ever passes objects).
+pub fn export_tools(tools: &[ToolDescriptor], format: ToolFormat) -> Result<ExportedTools, Error> {
+    let names = ToolNames::new(tools)?;
+    let mut definitions = Vec::with_capacity(tools.len());
+    for tool in tools {
+        let model = names
+            .model_name(&tool.name)
+            .unwrap_or(&tool.name)
+            .to_string();
+        let input = model_schema(&tool.input_schema).map_err(|reason| Error::InvalidPlugin {
+            plugin: tool.plugin.clone(),
+            reason: format!("tool `{}`: input schema: {reason}", tool.tool),
+        })?;
+        let strict = input.strict;
+        let description = tool.description.clone();
+        definitions.push(match format {
+            ToolFormat::Anthropic => {
+                let mut def = json!({
+                    "name": model,
+                    "description": description,
+                    "input_schema": input.schema,
+                });
+                if strict {
+                    def["strict"] = json!(true);
+                }
+                def
+            }
+            ToolFormat::OpenAiChat => {
+                let mut function = json!({
+                    "name": model,
+                    "description": description,
+                    "parameters": input.schema,
+                });
+                if strict {
+                    function["strict"] = json!(true);
+                }
+                json!({"type": "function", "function": function})
+            }
+            ToolFormat::OpenAiResponses => json!({
+                "type": "function",
+                "name": model,
+                "description": description,
+                "parameters": input.schema,
+                "strict": strict,
+            }),
+            ToolFormat::Mcp => mcp_tool(tool, input.schema),
+        });
+    }
+    Ok(ExportedTools { definitions, names })
+}
+
+/// An MCP `Tool`. Annotations are computed from what the host enforces, not
+/// taken from the plugin: read-only unless its effect (already raised by
+/// its grants) says otherwise; closed-world, since no network is granted.
+fn mcp_tool(tool: &ToolDescriptor, input_schema: Value) -> Value {
+    let mut def = json!({
+        "name": tool.name,
+        "description": tool.description,
+        "inputSchema": input_schema,
+        "annotations": {
+            "readOnlyHint": tool.effect == Effect::Read,
+            "destructiveHint": tool.effect == Effect::Destructive,
+            "openWorldHint": false,
+        },
+    });
+    if let Some(title) = &tool.title {
+        def["title"] = json!(title);
+        def["annotations"]["title"] = json!(title);
+    }
+    if let Some(output) = &tool.output_schema {
+        if let Ok(output) = model_schema(output) {
+            def["outputSchema"] = output.schema;
+        }
+    }
+    def
+}
+
+/// A schema prepared for a model.
+struct ModelSchema {
+    schema: Value,
+    /// Whether it qualifies for strict mode.
+    strict: bool,
+}
+
+/// Inlines local `$ref`s, sanitises texts, makes the root an object schema
+/// and decides strictness. A recursive schema cannot be inlined: it is kept
+/// with its `$defs` and is never strict.
+fn model_schema(schema: &Value) -> Result<ModelSchema, String> {
+    let mut schema = match schema {
+        Value::Bool(true) => json!({"type": "object"}),
+        Value::Object(_) => schema.clone(),
+        _ => return Err("it does not accept an object".into()),
+    };
+    match schema.get("type") {
+        None => {
+            schema["type"] = json!("object");
+        }
+        Some(Value::String(t)) if t == "object" => {}
+        Some(other) => return Err(format!("its root type is {other}, not \"object\"")),
+    }
+    let (schema, inlined) = match inline_refs(&schema) {
+        Some(inlined) => (inlined, true),
+        None => (schema, false),
+    };
+    let mut schema = schema;
+    sanitize_schema_texts(&mut schema);
+    let strict = inlined && qualifies_for_strict(&schema);
+    Ok(ModelSchema { schema, strict })
+}
+
+/// The schema with every local `$ref` replaced by its target and the
+/// definitions removed; `None` if a reference is recursive, too deep or
+/// points anywhere but the schema's own `$defs`/`definitions`.
+fn inline_refs(root: &Value) -> Option<Value> {
+    fn resolve<'a>(root: &'a Value, reference: &str) -> Option<&'a Value> {
+        let pointer = reference.strip_prefix('#')?;
+        if !(pointer.starts_with("/$defs/") || pointer.starts_with("/definitions/")) {
+            return None;
+        }
+        root.pointer(pointer)
+    }
+    fn walk(root: &Value, value: &Value, stack: &mut Vec<String>) -> Option<Value> {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(reference)) = map.get("$ref") {
+                    if stack.contains(reference) || stack.len() >= MAX_REF_DEPTH {
+                        return None;
+                    }
+                    let target = resolve(root, reference)?;
+                    stack.push(reference.clone());
+                    let resolved = walk(root, target, stack)?;
+                    stack.pop();
+                    // Keywords beside `$ref` (e.g. a description) win.
+                    let mut merged = match resolved {
+                        Value::Object(m) => m,
+                        other => return Some(other),
+                    };
+                    for (k, v) in map {
+                        if k != "$ref" {
+                            merged.insert(k.clone(), walk(root, v, stack)?);
+                        }
+                    }
+                    return Some(Value::Object(merged));
+                }
+                let mut out = Map::new();
+                for (k, v) in map {
+                    out.insert(k.clone(), walk(root, v, stack)?);
+                }
+                Some(Value::Object(out))
+            }
+            Value::Array(items) => items
+                .iter()
+                .map(|v| walk(root, v, stack))
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array),
+            other => Some(other.clone()),
+        }
+    }
+    let mut inlined = walk(root, root, &mut Vec::new())?;
+    if let Value::Object(map) = &mut inlined {
+        map.remove("$defs");
+        map.remove("definitions");
+    }
+    Some(inlined)
+}
+
+/// Sanitises every `description` and `title` string in a schema: tool
+/// poisoning hides in schema fields as well as in the tool's description.
+fn sanitize_schema_texts(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match v {
+                    Value::String(text) if key == "description" || key == "title" => {
+                        *text = sanitize_text(text, SCHEMA_TEXT_CAP);
+                    }
+                    _ => sanitize_schema_texts(v),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(sanitize_schema_texts),
+        _ => {}
+    }
+}
+
+/// Keywords strict mode does not support.
+const NOT_STRICT: &[&str] = &[
+    "$ref",
+    "allOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "patternProperties",
+    "propertyNames",
+    "dependentRequired",
+    "dependentSchemas",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "minProperties",
+    "maxProperties",
+    "contains",
+];
+
+/// Strict mode (OpenAI structured outputs, Anthropic strict tools) needs
+/// every object closed (`additionalProperties: false`) with every property
+/// required, and none of the unsupported keywords. Tools that do not qualify
+/// are exported non-strict rather than changed.
+fn qualifies_for_strict(schema: &Value) -> bool {
+    match schema {
+        Value::Object(map) => {
+            if NOT_STRICT.iter().any(|k| map.contains_key(*k)) {
+                return false;
+            }
+            let is_object =
+                map.get("type") == Some(&json!("object")) || map.contains_key("properties");
+            if is_object {
+                if map.get("additionalProperties") != Some(&Value::Bool(false)) {
+                    return false;
+                }
+                let properties = map.get("properties").and_then(Value::as_object);
+                let required: Vec<&str> = map
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if let Some(properties) = properties {
+                    if !properties.keys().all(|k| required.contains(&k.as_str())) {
+                        return false;
+                    }
+                }
+            }
+            map.iter().all(|(key, value)| match key.as_str() {
+                // Literal values, not subschemas.
+                "enum" | "const" | "default" | "examples" | "required" | "description"
+                | "title" => true,
+                "properties" | "$defs" | "definitions" => value
+                    .as_object()
+                    .is_some_and(|m| m.values().all(qualifies_for_strict)),
+                _ => qualifies_for_strict(value),
+            })
+        }
+        Value::Array(items) => items.iter().all(qualifies_for_strict),
+        _ => true,
+    }
+}
+
+/// The host's own neutral descriptor as JSON: everything a runtime or a
+/// person approving a call needs, including the grants in force.
+pub fn descriptor_json(tool: &ToolDescriptor) -> Value {
+    json!({
+        "name": tool.name,
+        "plugin": tool.plugin,
+        "tool": tool.tool,
+        "plugin_sha256": tool.plugin_sha256,
+        "tool_list_sha256": tool.tool_list_sha256,
+        "title": tool.title,
+        "description": tool.description,
+        "effect": tool.effect.as_str(),
+        "input_schema": tool.input_schema,
+        "output_schema": tool.output_schema,
+        "grants": {
+            "dirs": tool.grants.dirs.iter().map(|d| json!({
+                "guest": d.guest,
+                "host": d.host.display().to_string(),
+                "mode": match d.mode {
+                    crate::policy::DirMode::ReadOnly => "read-only",
+                    crate::policy::DirMode::ReadWrite => "read-write",
+                },
+            })).collect::<Vec<_>>(),
+            "env": tool.grants.env,
+            "network": [],
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_both_ways() {
+        assert_eq!(model_name("files", "read_file"), "files__read_file");
+        let long = model_name(&"p".repeat(40), &"t".repeat(40));
+        assert_eq!(long.len(), 64);
+        assert!(
+            long.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        );
+        // Different long names that share a prefix stay distinct.
+        assert_ne!(
+            long,
+            model_name(&"p".repeat(40), &format!("{}x", "t".repeat(39)))
+        );
+    }
+
+    #[test]
+    fn local_refs_are_inlined_and_defs_removed() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"range": {"$ref": "#/$defs/Range", "description": "which lines"}},
+            "$defs": {"Range": {"type": "object", "properties": {"start": {"type": "integer"}}}}
+        });
+        let inlined = inline_refs(&schema).expect("inlines");
+        assert_eq!(
+            inlined,
+            json!({
+                "type": "object",
+                "properties": {"range": {
+                    "type": "object",
+                    "properties": {"start": {"type": "integer"}},
+                    "description": "which lines"
+                }}
+            })
+        );
+    }
+
+    #[test]
+    fn recursive_and_remote_refs_are_not_inlined() {
+        let recursive = json!({
+            "type": "object",
+            "properties": {"node": {"$ref": "#/$defs/Node"}},
+            "$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}}
+        });
+        assert!(inline_refs(&recursive).is_none());
+        let remote = json!({"properties": {"a": {"$ref": "https://example.com/s.json"}}});
+        assert!(inline_refs(&remote).is_none());
+        let root = json!({"properties": {"a": {"$ref": "#"}}});
+        assert!(inline_refs(&root).is_none());
+        // Kept as is, never strict.
+        let kept = model_schema(&recursive).expect("still exported");
+        assert!(!kept.strict);
+        assert!(kept.schema.get("$defs").is_some());
+    }
+
+    #[test]
+    fn strict_only_when_the_schema_qualifies() {
+        let closed = json!({
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+            "additionalProperties": false
+        });
+        assert!(model_schema(&closed).expect("ok").strict);
+        let optional = json!({
+            "type": "object",
+            "properties": {"path": {"type": "string"}, "limit": {"type": "integer"}},
+            "required": ["path"],
+            "additionalProperties": false
+        });
+        assert!(!model_schema(&optional).expect("ok").strict);
+        let open = json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]});
+        assert!(!model_schema(&open).expect("ok").strict);
+        let nested_open = json!({
+            "type": "object",
+            "properties": {"inner": {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}},
+            "required": ["inner"],
+            "additionalProperties": false
+        });
+        assert!(!model_schema(&nested_open).expect("ok").strict);
+        let pattern = json!({
+            "type": "object", "properties": {}, "additionalProperties": false,
+            "patternProperties": {"^x": {"type": "string"}}
+        });
+        assert!(!model_schema(&pattern).expect("ok").strict);
+    }
+
+    #[test]
+    fn root_must_describe_an_object() {
+        assert_eq!(
+            model_schema(&json!(true)).expect("ok").schema,
+            json!({"type": "object"})
+        );
+        assert_eq!(
+            model_schema(&json!({"properties": {}})).expect("ok").schema["type"],
+            json!("object")
+        );
+        assert!(model_schema(&json!({"type": "string"})).is_err());
+        assert!(model_schema(&json!(false)).is_err());
+    }
+
+    #[test]
+    fn schema_texts_are_sanitised() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"a": {"type": "string", "description": "x\u{1b}[31my\u{202e}z"}},
+            "description": "top\u{7}"
+        });
+        let out = model_schema(&schema).expect("ok").schema;
+        assert_eq!(out["properties"]["a"]["description"], json!("xyz"));
+        assert_eq!(out["description"], json!("top"));
+    }
+}
