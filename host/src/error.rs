@@ -256,6 +256,14 @@ impl Error {
             Error::UnknownTool { available, .. } if !available.is_empty() => {
                 Some(format!("available tools: {}", available.join(", ")))
             }
+            Error::PluginRead { .. } => Some(
+                "check `source` in the manifest: it is relative to the manifest's folder (bundled plugins are built by `plugins/build.sh`)"
+                    .into(),
+            ),
+            Error::InvalidArguments { .. } => Some(
+                "arguments are one JSON object matching the tool's input schema; `portcullis tools MANIFEST` shows the schemas"
+                    .into(),
+            ),
             Error::NameCollision { .. } => Some(
                 "rename one of the plugins in the manifest so that `plugin__tool` names differ"
                     .into(),

@@ -180,10 +180,8 @@ fn mcp_tool(tool: &ToolDescriptor, input_schema: Value) -> Value {
         def["title"] = json!(title);
         def["annotations"]["title"] = json!(title);
     }
-    if let Some(output) = &tool.output_schema {
-        if let Ok(output) = model_schema(output) {
-            def["outputSchema"] = output.schema;
-        }
+    if let Some(Ok(output)) = tool.output_schema.as_ref().map(model_schema) {
+        def["outputSchema"] = output.schema;
     }
     def
 }
@@ -338,10 +336,8 @@ fn qualifies_for_strict(schema: &Value) -> bool {
                     .and_then(Value::as_array)
                     .map(|r| r.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                if let Some(properties) = properties {
-                    if !properties.keys().all(|k| required.contains(&k.as_str())) {
-                        return false;
-                    }
+                if properties.is_some_and(|p| !p.keys().all(|k| required.contains(&k.as_str()))) {
+                    return false;
                 }
             }
             map.iter().all(|(key, value)| match key.as_str() {
@@ -391,6 +387,76 @@ pub fn descriptor_json(tool: &ToolDescriptor) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::Grants;
+
+    fn descriptor(plugin: &str, tool: &str) -> ToolDescriptor {
+        ToolDescriptor {
+            name: format!("{plugin}.{tool}"),
+            plugin: plugin.into(),
+            tool: tool.into(),
+            plugin_sha256: "0".repeat(64),
+            tool_list_sha256: "1".repeat(64),
+            title: None,
+            description: "d".into(),
+            input_schema: json!({"type": "object"}),
+            output_schema: None,
+            effect: Effect::Read,
+            grants: Grants {
+                dirs: Vec::new(),
+                env: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn colliding_model_names_are_refused() {
+        // `a` + `b__c` and `a__b` + `c` both become `a__b__c`.
+        let tools = [descriptor("a", "b__c"), descriptor("a__b", "c")];
+        match ToolNames::new(&tools) {
+            Err(Error::NameCollision { model_name, tools }) => {
+                assert_eq!(model_name, "a__b__c");
+                assert_eq!(tools, ["a.b__c", "a__b.c"]);
+            }
+            other => panic!("expected a collision, got {other:?}"),
+        }
+        assert!(export_tools(&tools, ToolFormat::Anthropic).is_err());
+    }
+
+    #[test]
+    fn reverse_map_never_guesses() {
+        let tools = [descriptor("files", "read_file")];
+        let names = ToolNames::new(&tools).expect("names");
+        assert_eq!(names.tool_name("files__read_file"), Some("files.read_file"));
+        assert_eq!(names.tool_name("files.read_file"), None);
+        assert_eq!(names.tool_name("read_file"), None);
+    }
+
+    #[test]
+    fn formats_have_their_documented_shapes() {
+        let tools = [descriptor("files", "read_file")];
+        let anthropic = export_tools(&tools, ToolFormat::Anthropic)
+            .expect("ok")
+            .definitions;
+        assert_eq!(anthropic[0]["name"], "files__read_file");
+        assert_eq!(anthropic[0]["input_schema"]["type"], "object");
+        assert!(anthropic[0].get("strict").is_none());
+        let chat = export_tools(&tools, ToolFormat::OpenAiChat)
+            .expect("ok")
+            .definitions;
+        assert_eq!(chat[0]["type"], "function");
+        assert_eq!(chat[0]["function"]["name"], "files__read_file");
+        let responses = export_tools(&tools, ToolFormat::OpenAiResponses)
+            .expect("ok")
+            .definitions;
+        // Omitting `strict` means strict there: always explicit.
+        assert_eq!(responses[0]["strict"], false);
+        let mcp = export_tools(&tools, ToolFormat::Mcp)
+            .expect("ok")
+            .definitions;
+        assert_eq!(mcp[0]["name"], "files.read_file");
+        assert_eq!(mcp[0]["annotations"]["readOnlyHint"], true);
+        assert_eq!(mcp[0]["annotations"]["openWorldHint"], false);
+    }
 
     #[test]
     fn names_map_both_ways() {

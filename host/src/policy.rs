@@ -190,7 +190,7 @@ impl PluginConfig {
 
         let mut dirs: Vec<DirGrant> = Vec::new();
         for (host, guest, mode) in self.dirs {
-            let joined = base.join(&host);
+            let joined = resolve(base, &host);
             let canonical = std::fs::canonicalize(&joined).map_err(|e| {
                 err(format!(
                     "plugin `{name}`: `dirs` entry `{}`: {e}",
@@ -244,7 +244,7 @@ impl PluginConfig {
 
         Ok(PluginPolicy {
             name,
-            source: base.join(self.source),
+            source: resolve(base, &self.source),
             sha256,
             dirs,
             env: env.into_iter().collect(),
@@ -285,6 +285,16 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
             .validate(base, path)
         })
         .collect()
+}
+
+/// `path` relative to `base`, without a `./` prefix when `base` is the
+/// current directory (so messages show the path as the user wrote it).
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if base == Path::new(".") {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
 }
 
 /// Plugin and tool names: 1-64 of `[a-z0-9_-]`, starting with a letter.

@@ -189,3 +189,75 @@ fn wrong_pin_exits_with_code_3_showing_both_hashes() {
     assert!(stderr.contains("actual:"), "{stderr}");
     assert!(stderr.contains("portcullis pin"), "{stderr}");
 }
+
+#[test]
+fn tools_in_anthropic_format_follow_the_name_and_schema_rules() {
+    let manifest = bundled();
+    let out = portcullis(&[
+        "tools",
+        manifest.to_str().expect("utf-8"),
+        "--format",
+        "anthropic",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let tools: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let tools = tools.as_array().expect("array");
+    assert!(!tools.is_empty());
+    for tool in tools {
+        let name = tool["name"].as_str().expect("name");
+        assert!(
+            (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "`{name}` breaks Anthropic's name pattern"
+        );
+        assert_eq!(tool["input_schema"]["type"], "object", "{tool}");
+        assert!(tool["description"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+}
+
+#[test]
+fn tools_in_every_format_is_valid_json() {
+    let manifest = bundled();
+    for format in ["json", "anthropic", "openai", "openai-responses", "mcp"] {
+        let out = portcullis(&[
+            "tools",
+            manifest.to_str().expect("utf-8"),
+            "--format",
+            format,
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{format}: {}",
+            text(&out.stderr)
+        );
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert!(value.as_array().is_some_and(|a| !a.is_empty()), "{format}");
+    }
+    let out = portcullis(&[
+        "tools",
+        manifest.to_str().expect("utf-8"),
+        "--format",
+        "yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn inspect_lists_imports_and_refuses_sockets() {
+    let sockets = root().join("plugins/dist/sockets.wasm");
+    let out = portcullis(&["inspect", sockets.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("REFUSED wasi:sockets/tcp@"), "{stdout}");
+    assert!(stdout.contains("ok      wasi:io/streams@"), "{stdout}");
+
+    let files = root().join("plugins/dist/files.wasm");
+    let out = portcullis(&["inspect", files.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("read_file"), "{stdout}");
+    assert!(stdout.contains("tool list sha256"), "{stdout}");
+}
