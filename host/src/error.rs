@@ -198,7 +198,8 @@ pub enum Error {
         tool: String,
     },
 
-    /// The plugin returned output that is not JSON.
+    /// The plugin returned output that is not JSON, or that does not match
+    /// the output schema it declared.
     #[error("`{tool}` returned invalid output: {reason}")]
     InvalidOutput {
         /// The qualified tool name (`plugin.tool`).

@@ -340,6 +340,12 @@ impl Host {
                     tool: tool.clone(),
                     reason: format!("not JSON: {e}"),
                 })?;
+                if let Some(schema) = &def.output_validator {
+                    schema.check(&value).map_err(|(pointer, reason)| Error::InvalidOutput {
+                        tool: tool.clone(),
+                        reason: format!("does not match its output schema at `{pointer}`: {reason}"),
+                    })?;
+                }
                 Ok(ToolOutput {
                     tool,
                     plugin_sha256: plugin.policy.sha256.clone(),

@@ -54,6 +54,8 @@ pub(crate) struct ToolDef {
     pub(crate) output_schema: Option<serde_json::Value>,
     pub(crate) effect: Effect,
     pub(crate) validator: Arc<InputSchema>,
+    /// Checks outputs when the tool declares an output schema.
+    pub(crate) output_validator: Option<Arc<InputSchema>>,
 }
 
 /// A loaded, pinned, type-checked plugin, ready to instantiate per call.
@@ -197,6 +199,12 @@ fn check_tools(
             .as_deref()
             .map(|s| parse_schema(s, "output schema"))
             .transpose()?;
+        let output_validator = output_schema
+            .as_ref()
+            .map(InputSchema::compile)
+            .transpose()
+            .map_err(|e| invalid(format!("tool `{}`: output schema: {e}", spec.name)))?
+            .map(Arc::new);
         let validator = InputSchema::compile(&input_schema)
             .map_err(|e| invalid(format!("tool `{}`: input schema: {e}", spec.name)))?;
         tools.push(ToolDef {
@@ -211,6 +219,7 @@ fn check_tools(
                 WitEffect::Destructive => Effect::Destructive,
             },
             validator: Arc::new(validator),
+            output_validator,
         });
     }
     Ok(tools)
