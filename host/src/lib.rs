@@ -26,20 +26,35 @@
 //!
 //! The flow follows the modules: `manifest` (raw file) -> `policy`
 //! (validated grants and limits) -> `plugin` (read once, pin, compile, check
-//! imports) -> `sandbox` (fresh bounded store per call) -> [`Host`] (the
-//! facade).
+//! imports) -> `sandbox` (fresh bounded store per call) -> `audit` (the
+//! hash-chained record) -> `approval` (the gate before irreversible calls)
+//! -> [`Host`] (the facade). Outputs carry their [`Provenance`] and are
+//! untrusted data.
 
+mod approval;
 mod arguments;
+mod audit;
 mod error;
 mod host;
 pub mod manifest;
 mod plugin;
 pub mod policy;
+mod provenance;
 mod sandbox;
 
+pub use approval::{Approval, ApprovalFuture, ApprovalRequest, Approver, Decision, DenyAll};
+pub use audit::{
+    AuditEvent, AuditHead, AuditReport, AuditSink, AuditTamper, DirRecord, FileSink,
+    MAX_RECORDED_ARGUMENTS, StderrSink, TamperKind, verify_log,
+};
 pub use error::{Error, Limit, ToolError};
 pub use host::{CallContext, Grants, Host, HostBuilder, ToolDescriptor, ToolOutput};
 pub use plugin::{Effect, sha256_hex};
-pub use policy::{DirGrant, DirMode, Limits, PluginConfig, PluginPolicy};
+pub use policy::{
+    ApprovalRule, ApprovalSetting, DirGrant, DirMode, Limits, PluginConfig, PluginPolicy,
+};
+pub use provenance::{
+    INJECTION_PATTERNS, InjectionFlag, Provenance, Trust, render_for_model, screen,
+};
 pub use sandbox::{Captured, LogLevel, LogRecord};
 pub use tokio_util::sync::CancellationToken;

@@ -5,7 +5,9 @@
 //! The plugins are built by `plugins/build.sh` (the README's test command
 //! runs it first); the tests load the real components from `plugins/dist`.
 
-use portcullis::{DirMode, Host, Limits, PluginConfig, sha256_hex};
+use portcullis::{
+    ApprovalRequest, Approver, Decision, DirMode, Host, Limits, PluginConfig, sha256_hex,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -120,9 +122,12 @@ impl Fixture {
     }
 
     /// A host running the `hostile` plugin with `ro/` at `/ro` (read-only)
-    /// and `rw/` at `/rw` (read-write).
+    /// and `rw/` at `/rw` (read-write). The read-write grant makes every
+    /// tool `write`, which needs approval: these hosts approve everything
+    /// ([`ApproveAll`]), so the tests reach the sandbox.
     pub async fn hostile(&self, limits: Limits) -> Host {
         Host::builder()
+            .approver(ApproveAll)
             .plugin(
                 PluginConfig::new("hostile", plugin_path("hostile"))
                     .sha256(plugin_sha("hostile"))
@@ -164,6 +169,16 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Snapshot>) {
                 Snapshot::File(std::fs::read(&path).unwrap_or_default()),
             );
         }
+    }
+}
+
+/// Approves every request (test hosts only).
+#[derive(Debug, Clone, Copy)]
+pub struct ApproveAll;
+
+impl Approver for ApproveAll {
+    fn decide(&self, request: &ApprovalRequest) -> Decision {
+        request.approve_by("test")
     }
 }
 
