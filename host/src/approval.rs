@@ -214,7 +214,9 @@ impl Gate {
             return Err("the approval is for other arguments".into());
         }
         if approval.binding != request.binding || request.binding.issuer != self.issuer {
-            return Err("the approval was given for another request; approvals are used once".into());
+            return Err(
+                "the approval was given for another request; approvals are used once".into(),
+            );
         }
         Ok(approval.by)
     }
@@ -253,7 +255,10 @@ mod tests {
             Ok(Some("ops".into()))
         );
         let second = gate.request(facts("{}", "aa"));
-        assert!(gate.check(&second, Decision::Approve(approval.clone())).is_err());
+        assert!(
+            gate.check(&second, Decision::Approve(approval.clone()))
+                .is_err()
+        );
         let other_host = Gate::new().request(facts("{}", "aa"));
         assert!(gate.check(&other_host, other_host.approve()).is_err());
         assert_eq!(

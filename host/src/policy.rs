@@ -603,8 +603,16 @@ mod tests {
         )
         .expect("valid");
         let setting = &p.approvals["refund"];
-        assert!(setting.requires(&serde_json::json!({"amount": 101})).is_some());
-        assert!(setting.requires(&serde_json::json!({"amount": 99})).is_none());
+        assert!(
+            setting
+                .requires(&serde_json::json!({"amount": 101}))
+                .is_some()
+        );
+        assert!(
+            setting
+                .requires(&serde_json::json!({"amount": 99}))
+                .is_none()
+        );
         let err = validate(
             PluginConfig::new("a", "f.wasm")
                 .sha256(PIN)

@@ -182,6 +182,34 @@ impl Approver for ApproveAll {
     }
 }
 
+/// A host running the `refunds` example plugin (no grants) with
+/// `refund` asking for approval when `/amount > 100`.
+pub fn refunds() -> PluginConfig {
+    PluginConfig::new("refunds", plugin_path("refunds"))
+        .sha256(plugin_sha("refunds"))
+        .approval(
+            "refund",
+            portcullis::manifest::ApprovalEntry::rules(["/amount > 100"]),
+        )
+}
+
+/// The records of a JSON Lines audit file, parsed.
+pub fn audit_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("audit log is readable")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line is one JSON record"))
+        .collect()
+}
+
+/// The `event` names of the records, in order.
+pub fn events(records: &[serde_json::Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r["event"].as_str().expect("event").to_string())
+        .collect()
+}
+
 /// Default limits with some fields changed, for tests that need a limit to
 /// trip quickly.
 pub fn limits(change: impl FnOnce(&mut Limits)) -> Limits {

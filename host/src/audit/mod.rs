@@ -432,7 +432,12 @@ impl DenialCounter {
             denials: self.count,
         })?;
         if self.count > self.max {
-            tracing::warn!(call_id, tool, denials = self.count, "call stopped as suspicious");
+            tracing::warn!(
+                call_id,
+                tool,
+                denials = self.count,
+                "call stopped as suspicious"
+            );
             log.record(AuditEvent::Suspicious {
                 call_id,
                 tool: tool.to_string(),

@@ -106,8 +106,8 @@ fn parse(line: usize, bytes: &[u8]) -> Result<Rec, AuditTamper> {
         line,
         message,
     };
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| malformed(format!("not a JSON record ({e})")))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| malformed(format!("not a JSON record ({e})")))?;
     let writer = value["writer"].as_str();
     let seq = value["seq"].as_u64();
     let prev = value["prev"].as_str();
@@ -147,7 +147,10 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
     let mut positions: HashMap<(&str, u64), Vec<usize>> = HashMap::new();
     for (i, rec) in records.iter().enumerate() {
         if let Ok(rec) = rec {
-            positions.entry((rec.writer.as_str(), rec.seq)).or_default().push(i);
+            positions
+                .entry((rec.writer.as_str(), rec.seq))
+                .or_default()
+                .push(i);
         }
     }
     let next_of_writer = |from: usize, writer: &str| {
@@ -201,7 +204,9 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
             let first = positions[&(rec.writer.as_str(), rec.seq)][0] + 1;
             return Err(tamper(
                 TamperKind::Inserted,
-                format!("{who} appears again (first at line {first}): a record was inserted or replayed"),
+                format!(
+                    "{who} appears again (first at line {first}): a record was inserted or replayed"
+                ),
             ));
         }
         if rec.prev != prev_hash {
@@ -209,7 +214,10 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
             return Err(match (next, prev_line) {
                 (Some(n), _) if n.seq == rec.seq => tamper(
                     TamperKind::Inserted,
-                    format!("{who} does not chain to its predecessor, and line {} has the same seq", n.line),
+                    format!(
+                        "{who} does not chain to its predecessor, and line {} has the same seq",
+                        n.line
+                    ),
                 ),
                 (Some(n), Some(p)) if n.prev == rec.hash => AuditTamper {
                     kind: TamperKind::Edited,
@@ -221,7 +229,9 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
                 },
                 (Some(_), _) | (None, None) => tamper(
                     TamperKind::Edited,
-                    format!("{who} was changed: its `prev` does not match the previous record, nor does the next record chain to it"),
+                    format!(
+                        "{who} was changed: its `prev` does not match the previous record, nor does the next record chain to it"
+                    ),
                 ),
                 (None, Some(p)) => AuditTamper {
                     kind: TamperKind::Edited,
@@ -262,7 +272,9 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
             });
         }
         let at = positions[&(head.writer.as_str(), head.seq)][0];
-        let Ok(rec) = &records[at] else { unreachable!() };
+        let Ok(rec) = &records[at] else {
+            unreachable!()
+        };
         if rec.hash != head.sha256 {
             return Err(AuditTamper {
                 kind: TamperKind::Edited,
@@ -278,7 +290,9 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
     let heads = order
         .iter()
         .map(|w| {
-            let Ok(rec) = &records[last[w]] else { unreachable!() };
+            let Ok(rec) = &records[last[w]] else {
+                unreachable!()
+            };
             AuditHead {
                 writer: rec.writer.clone(),
                 seq: rec.seq,
@@ -354,7 +368,10 @@ mod tests {
     #[test]
     fn inserted_record_is_reported() {
         let mut lines = log(&["a"], 4);
-        let forged = format!(r#"{{"writer":"a","seq":3,"prev":"{}","event":"x"}}"#, "1".repeat(64));
+        let forged = format!(
+            r#"{{"writer":"a","seq":3,"prev":"{}","event":"x"}}"#,
+            "1".repeat(64)
+        );
         lines.insert(2, forged);
         let err = check(&lines).expect_err("tampered");
         assert_eq!((err.kind, err.line), (TamperKind::Inserted, 3), "{err}");
@@ -371,14 +388,13 @@ mod tests {
         let head = check(&lines).expect("intact").heads[0].clone();
         let cut = &lines[..3];
         assert!(check(cut).is_ok(), "without a head a cut tail looks intact");
-        let err = verify_log((cut.join("\n") + "\n").as_bytes(), &[head.clone()])
-            .expect_err("truncated");
+        let err =
+            verify_log((cut.join("\n") + "\n").as_bytes(), &[head.clone()]).expect_err("truncated");
         assert_eq!(err.kind, TamperKind::Truncated, "{err}");
         // The last record edited: only the head sees it.
         let mut edited = lines.clone();
         edited[4] = edited[4].replace("r5", "r6");
-        let err = verify_log((edited.join("\n") + "\n").as_bytes(), &[head])
-            .expect_err("edited");
+        let err = verify_log((edited.join("\n") + "\n").as_bytes(), &[head]).expect_err("edited");
         assert_eq!((err.kind, err.line), (TamperKind::Edited, 5), "{err}");
     }
 

@@ -64,12 +64,13 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode, Failure> {
         }
     };
     if let Some(line) = report.torn_line {
-        eprintln!(
-            "warning: line {line} is torn (an interrupted write); it was not checked"
-        );
+        eprintln!("warning: line {line} is torn (an interrupted write); it was not checked");
     }
     for head in &report.heads {
-        println!("head {} seq {} sha256 {}", head.writer, head.seq, head.sha256);
+        println!(
+            "head {} seq {} sha256 {}",
+            head.writer, head.seq, head.sha256
+        );
     }
     if let Some(path) = &args.write_head {
         let text = serde_json::to_string_pretty(&report.heads)

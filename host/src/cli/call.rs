@@ -59,7 +59,9 @@ impl Approver for CliApprover {
             return request.approve_by("--approve");
         }
         if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-            return request.deny("approval needed, but there is no terminal to ask on and `--approve` was not given");
+            return request.deny(
+                "approval needed, but there is no terminal to ask on and `--approve` was not given",
+            );
         }
         if ask(request) {
             request.approve_by("terminal")
@@ -76,7 +78,11 @@ fn ask(request: &ApprovalRequest) -> bool {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "approval needed: {}", request.reason.escape_debug());
     let _ = writeln!(err, "  tool        {}", request.tool);
-    let _ = writeln!(err, "  plugin      {} (sha256 {})", request.plugin, request.plugin_sha256);
+    let _ = writeln!(
+        err,
+        "  plugin      {} (sha256 {})",
+        request.plugin, request.plugin_sha256
+    );
     let _ = writeln!(err, "  effect      {}", request.effect.as_str());
     let _ = writeln!(err, "  description {}", request.description.escape_debug());
     for dir in &request.dirs {
@@ -84,7 +90,12 @@ fn ask(request: &ApprovalRequest) -> bool {
             DirMode::ReadOnly => "reads",
             DirMode::ReadWrite => "reads and writes",
         };
-        let _ = writeln!(err, "  files       {mode} {} (as {})", dir.host.display(), dir.guest);
+        let _ = writeln!(
+            err,
+            "  files       {mode} {} (as {})",
+            dir.host.display(),
+            dir.guest
+        );
     }
     if !request.env.is_empty() {
         let _ = writeln!(err, "  env         {}", request.env.join(", "));
@@ -94,8 +105,7 @@ fn ask(request: &ApprovalRequest) -> bool {
     let _ = err.flush();
     drop(err);
     let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).is_ok()
-        && matches!(answer.trim(), "y" | "Y" | "yes")
+    std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
 pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {

@@ -290,7 +290,10 @@ mod tests {
             Some(ApprovalEntry::rules(["/amount > 100"]))
         );
         assert_eq!(tools["z"].approval, Some(ApprovalEntry::Never));
-        assert!(parse("[plugins.a]\nsource = \"a\"\n[plugins.a.tools.x]\napproval = \"sometimes\"\n").is_err());
+        assert!(
+            parse("[plugins.a]\nsource = \"a\"\n[plugins.a.tools.x]\napproval = \"sometimes\"\n")
+                .is_err()
+        );
         assert!(parse("[audit]\npaht = \"x\"\n").is_err());
     }
 

@@ -77,9 +77,9 @@ impl ApprovalRule {
         }
         check_escapes(pointer).map_err(|e| format!("`{text}`: {e}"))?;
         let rest = rest.trim_start();
-        let (op_text, literal_text) = rest
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| format!("`{text}`: expected an operator and a literal after the pointer"))?;
+        let (op_text, literal_text) = rest.split_once(char::is_whitespace).ok_or_else(|| {
+            format!("`{text}`: expected an operator and a literal after the pointer")
+        })?;
         let op = match op_text {
             "==" => Op::Eq,
             "!=" => Op::Ne,
@@ -251,7 +251,10 @@ mod tests {
 
     #[test]
     fn glob_matching() {
-        assert!(holds("/path matches \"/out/*\"", json!({"path": "/out/a/b.txt"})));
+        assert!(holds(
+            "/path matches \"/out/*\"",
+            json!({"path": "/out/a/b.txt"})
+        ));
         assert!(!holds("/path matches \"/out/*\"", json!({"path": "/in/a"})));
         assert!(holds("/p matches \"a?c\"", json!({"p": "abc"})));
         assert!(!holds("/p matches \"a?c\"", json!({"p": "abbc"})));
