@@ -79,8 +79,11 @@ async fn every_load_and_call_is_recorded_in_a_verifiable_chain() {
     assert!(end["fuel_used"].as_u64().expect("fuel") > 0);
     assert!(end["output_bytes"].as_u64().expect("output size") > 0);
 
-    let report = verify_log(&std::fs::read(&log).expect("read"), &[head.clone()])
-        .expect("an untouched log is intact");
+    let report = verify_log(
+        &std::fs::read(&log).expect("read"),
+        std::slice::from_ref(&head),
+    )
+    .expect("an untouched log is intact");
     assert_eq!(report.records, 7);
     assert_eq!(report.heads, vec![head]);
 }

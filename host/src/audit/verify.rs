@@ -388,8 +388,11 @@ mod tests {
         let head = check(&lines).expect("intact").heads[0].clone();
         let cut = &lines[..3];
         assert!(check(cut).is_ok(), "without a head a cut tail looks intact");
-        let err =
-            verify_log((cut.join("\n") + "\n").as_bytes(), &[head.clone()]).expect_err("truncated");
+        let err = verify_log(
+            (cut.join("\n") + "\n").as_bytes(),
+            std::slice::from_ref(&head),
+        )
+        .expect_err("truncated");
         assert_eq!(err.kind, TamperKind::Truncated, "{err}");
         // The last record edited: only the head sees it.
         let mut edited = lines.clone();
