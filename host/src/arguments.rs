@@ -144,6 +144,45 @@ impl<'de> Visitor<'de> for StrictValue {
     }
 }
 
+/// Canonical JSON text of `value`: object keys sorted, no whitespace,
+/// strings and numbers as serde_json writes them. Equal values give equal
+/// text, whatever the key order or spacing of the input; approvals and the
+/// audit log hash this text.
+pub(crate) fn canonical(value: &Value) -> String {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    write(&map[key], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +262,13 @@ mod tests {
             .expect("compiles");
         let hostile = format!("{}!", "a".repeat(50_000));
         assert!(schema.check(&json!(hostile)).is_err());
+    }
+
+    #[test]
+    fn canonical_text_ignores_key_order_and_spacing() {
+        let a = parse_object(r#"{ "b": [1, {"y": 2, "x": 1}], "a": "\u00e9" }"#).expect("parses");
+        let b = parse_object(r#"{"a":"é","b":[1,{"x":1,"y":2}]}"#).expect("parses");
+        assert_eq!(canonical(&a), canonical(&b));
+        assert_eq!(canonical(&a), r#"{"a":"é","b":[1,{"x":1,"y":2}]}"#);
     }
 }

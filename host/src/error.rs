@@ -218,6 +218,32 @@ pub enum Error {
         tools: Vec<String>,
     },
 
+    /// The call needed approval and did not get it: the approver denied
+    /// it, there was none, or the approval it gave was not for this exact
+    /// request. The plugin did not run.
+    #[error("`{tool}` was not approved: {reason}")]
+    ApprovalDenied {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// The call piled up more policy denials than allowed
+    /// (`audit.max_denials`) and was stopped.
+    #[error("`{tool}` was stopped as suspicious after {denials} denials")]
+    Suspicious {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+        /// How many denials it piled up.
+        denials: u32,
+    },
+
+    /// An audit record could not be written, so the call did not run or its
+    /// result is withheld: nothing happens off the record.
+    #[error("audit log: {0}")]
+    Audit(String),
+
     /// A failure inside the host itself (a bug, or the machine ran out of a
     /// resource). The call did not complete; the host keeps serving.
     #[error("internal host error: {0}")]
@@ -268,6 +294,13 @@ impl Error {
             Error::NameCollision { .. } => Some(
                 "rename one of the plugins in the manifest so that `plugin__tool` names differ"
                     .into(),
+            ),
+            Error::ApprovalDenied { .. } => Some(
+                "approvals are set per tool in the manifest (`[plugins.NAME.tools.TOOL] approval`); on the command line, answer the prompt or pass `--approve`"
+                    .into(),
+            ),
+            Error::Audit(_) => Some(
+                "check that the audit log (`[audit] path` in the manifest) is writable".into(),
             ),
             Error::LimitExceeded { limit, .. } => Some(format!(
                 "raise `limits.{}` for this plugin in the manifest if the tool legitimately needs more",

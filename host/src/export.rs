@@ -18,6 +18,7 @@
 use crate::error::Error;
 use crate::host::ToolDescriptor;
 use crate::plugin::{Effect, sanitize_text, sha256_hex};
+use crate::policy::ApprovalSetting;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -367,6 +368,13 @@ pub fn descriptor_json(tool: &ToolDescriptor) -> Value {
         "title": tool.title,
         "description": tool.description,
         "effect": tool.effect.as_str(),
+        "approval": match &tool.approval {
+            ApprovalSetting::Never => json!("never"),
+            ApprovalSetting::Always => json!("always"),
+            ApprovalSetting::Rules(rules) => json!({
+                "rules": rules.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
+        },
         "input_schema": tool.input_schema,
         "output_schema": tool.output_schema,
         "grants": {
@@ -405,6 +413,7 @@ mod tests {
                 dirs: Vec::new(),
                 env: Vec::new(),
             },
+            approval: crate::policy::ApprovalSetting::Never,
         }
     }
 

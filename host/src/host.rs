@@ -1,17 +1,27 @@
 //! The public facade: build a [`Host`] once, list its tools, call them.
 
+use crate::approval::{Approver, DenyAll, Gate, RequestFacts};
 use crate::arguments;
+use crate::audit::{
+    AuditEvent, AuditHead, AuditLog, AuditSink, DenialCounter, DirRecord, FileSink,
+    MAX_RECORDED_ARGUMENTS,
+};
 use crate::error::{Error, ToolError};
 use crate::manifest::Manifest;
-use crate::plugin::{Effect, LoadedPlugin};
-use crate::policy::{self, DirGrant, DirMode, PluginConfig, PluginPolicy};
+use crate::plugin::{Effect, LoadedPlugin, sha256_hex};
+use crate::policy::{self, ApprovalSetting, DirGrant, DirMode, PluginConfig, PluginPolicy};
+use crate::provenance::{self, InjectionFlag, Provenance, Trust};
 use crate::sandbox::{Captured, Failure, LogRecord, Request, Response, Sandbox, WitToolError};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// Denials one call may pile up before it is stopped (`audit.max_denials`).
+const DEFAULT_MAX_DENIALS: u32 = 3;
 
 /// Runs tools from pinned, sandboxed plugins. Cheap to clone; share one
 /// across tasks and threads.
@@ -29,6 +39,20 @@ struct Inner {
     plugins: Vec<LoadedPlugin>,
     /// `plugin.tool` -> (plugin index, tool index).
     index: HashMap<String, (usize, usize)>,
+    /// When each tool needs approval, by plugin then tool index.
+    approvals: Vec<Vec<ApprovalSetting>>,
+    audit: AuditLog,
+    approver: Arc<dyn Approver>,
+    gate: Gate,
+    calls: AtomicU64,
+    max_denials: u32,
+    screen: bool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.audit.flush();
+    }
 }
 
 impl std::fmt::Debug for Host {
@@ -46,14 +70,75 @@ impl std::fmt::Debug for Host {
 ///   environment variables, no network, no host stdio (stdin is empty,
 ///   stdout and stderr are captured and capped), and the default
 ///   [`Limits`](crate::Limits): 10^9 fuel, 64 MiB of memory, 5 s, 1 MiB of
-///   output, 64 KiB of each stdio stream.
-#[derive(Debug, Default)]
+///   output, 64 KiB of each stdio stream;
+/// - approvals follow each tool's effect (`destructive` and `write` ask,
+///   `read` does not) and the approver is [`DenyAll`](crate::DenyAll): a
+///   call that needs approval is denied;
+/// - no audit sink (nothing is recorded), at most 3 denials per call, no
+///   output screen.
+#[derive(Default)]
 pub struct HostBuilder {
     plugins: Vec<PluginConfig>,
     base: Option<PathBuf>,
+    manifest: Option<PathBuf>,
+    audit: Option<Arc<dyn AuditSink>>,
+    approver: Option<Arc<dyn Approver>>,
+    max_denials: Option<u32>,
+    screen: Option<bool>,
+}
+
+impl std::fmt::Debug for HostBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostBuilder")
+            .field("plugins", &self.plugins)
+            .field("base", &self.base)
+            .field("manifest", &self.manifest)
+            .field("audit", &self.audit.is_some())
+            .field("approver", &self.approver.is_some())
+            .field("max_denials", &self.max_denials)
+            .field("screen", &self.screen)
+            .finish()
+    }
 }
 
 impl HostBuilder {
+    /// Loads the plugins and the `[audit]` settings of the manifest at
+    /// `path` when the host is built (as [`Host::from_manifest`] does);
+    /// settings made on the builder take precedence.
+    pub fn manifest(mut self, path: impl Into<PathBuf>) -> Self {
+        self.manifest = Some(path.into());
+        self
+    }
+
+    /// Sends audit records to `sink` (instead of the manifest's
+    /// `[audit] path`, if any).
+    pub fn audit(mut self, sink: impl AuditSink) -> Self {
+        self.audit = Some(Arc::new(sink));
+        self
+    }
+
+    /// Asks `approver` before calls that need approval (default:
+    /// [`DenyAll`](crate::DenyAll)).
+    pub fn approver(mut self, approver: impl Approver) -> Self {
+        self.approver = Some(Arc::new(approver));
+        self
+    }
+
+    /// How many denials one call may pile up before it is stopped as
+    /// suspicious (default 3, or the manifest's `audit.max_denials`).
+    pub fn max_denials(mut self, max: u32) -> Self {
+        self.max_denials = Some(max);
+        self
+    }
+
+    /// Screens every output for known prompt-injection patterns (default
+    /// off, or the manifest's `audit.screen`). See
+    /// [`INJECTION_PATTERNS`](crate::INJECTION_PATTERNS).
+    pub fn screen_output(mut self, screen: bool) -> Self {
+        self.screen = Some(screen);
+        self
+    }
+
     /// Adds a plugin.
     pub fn plugin(mut self, plugin: PluginConfig) -> Self {
         self.plugins.push(plugin);
@@ -72,19 +157,64 @@ impl HostBuilder {
     ///
     /// # Errors
     ///
-    /// The first plugin that fails: [`Error::Manifest`] for invalid
-    /// configuration, [`Error::PinMismatch`], [`Error::ForbiddenImports`],
-    /// [`Error::InvalidComponent`] or [`Error::InvalidPlugin`].
+    /// [`Error::ManifestRead`] for an unreadable manifest, then the first
+    /// plugin that fails: [`Error::Manifest`] for invalid configuration
+    /// (including an audit log that cannot be opened),
+    /// [`Error::PinMismatch`], [`Error::ForbiddenImports`],
+    /// [`Error::InvalidComponent`] or [`Error::InvalidPlugin`];
+    /// [`Error::Audit`] if a load record cannot be written.
     pub async fn build(self) -> Result<Host, Error> {
         let base = self.base.unwrap_or_else(|| PathBuf::from("."));
-        let origin = Path::new("<builder>");
-        let policies = self
-            .plugins
-            .into_iter()
-            .map(|p| p.validate(&base, origin))
-            .collect::<Result<Vec<_>, _>>()?;
-        Host::load(policies, origin).await
+        let mut origin = PathBuf::from("<builder>");
+        let mut policies = Vec::new();
+        let mut audit_entry = None;
+        if let Some(path) = &self.manifest {
+            let manifest = Manifest::load(path)?;
+            policies = policy::from_manifest(&manifest, path)?;
+            audit_entry = manifest.audit;
+            origin.clone_from(path);
+        }
+        for plugin in self.plugins {
+            policies.push(plugin.validate(&base, &origin)?);
+        }
+        let entry = audit_entry.unwrap_or_default();
+        let sink = match (self.audit, &entry.path) {
+            (Some(sink), _) => Some(sink),
+            (None, Some(file)) => {
+                let dir = match origin.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir,
+                    _ => Path::new("."),
+                };
+                let path = dir.join(file);
+                let sink = FileSink::open(&path).map_err(|e| {
+                    Error::manifest(
+                        &origin,
+                        format!("`audit.path`: failed to open `{}`: {e}", path.display()),
+                    )
+                })?;
+                Some(Arc::new(sink.fsync(entry.fsync)) as Arc<dyn AuditSink>)
+            }
+            (None, None) => None,
+        };
+        let settings = Settings {
+            audit: AuditLog::new(sink),
+            approver: self.approver.unwrap_or_else(|| Arc::new(DenyAll)),
+            max_denials: self
+                .max_denials
+                .or(entry.max_denials)
+                .unwrap_or(DEFAULT_MAX_DENIALS),
+            screen: self.screen.unwrap_or(entry.screen),
+        };
+        Host::load(policies, &origin, settings).await
     }
+}
+
+/// What the builder decided beyond the plugins.
+struct Settings {
+    audit: AuditLog,
+    approver: Arc<dyn Approver>,
+    max_denials: u32,
+    screen: bool,
 }
 
 /// Per-call context from the agent runtime.
@@ -159,9 +289,13 @@ pub struct ToolDescriptor {
     pub effect: Effect,
     /// The grants in force.
     pub grants: Grants,
+    /// When a call needs approval: the manifest's setting, or the floor of
+    /// the effect (`destructive` and `write` always, `read` never).
+    pub approval: ApprovalSetting,
 }
 
-/// The result of a successful call.
+/// The result of a successful call. Its value is untrusted data: hand it to
+/// a model with [`ToolOutput::render_for_model`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ToolOutput {
@@ -169,6 +303,13 @@ pub struct ToolOutput {
     pub tool: String,
     /// The sha256 of the plugin that produced it.
     pub plugin_sha256: String,
+    /// The call's id, as in the audit log.
+    pub call_id: u64,
+    /// Where it came from; always [`Trust::Untrusted`].
+    pub provenance: Provenance,
+    /// Known prompt-injection patterns found in it, when the screen is on
+    /// (the value is never changed).
+    pub flags: Vec<InjectionFlag>,
     /// The output (untrusted data).
     pub value: Value,
     /// What the plugin wrote to stdout.
@@ -185,6 +326,25 @@ pub struct ToolOutput {
     pub duration: Duration,
 }
 
+impl ToolOutput {
+    /// The output as text for a model: JSON inside delimiters it cannot
+    /// close or imitate, labelled with its provenance. See
+    /// [`render_for_model`](crate::render_for_model).
+    pub fn render_for_model(&self) -> String {
+        provenance::render_for_model(&self.provenance, &self.value)
+    }
+}
+
+/// What the record of a call's end needs from the run.
+#[derive(Default)]
+struct RunStats {
+    fuel_used: u64,
+    stdout_bytes: u64,
+    stderr_bytes: u64,
+    log_messages: u64,
+    output_bytes: Option<usize>,
+}
+
 impl Host {
     /// A builder that denies everything by default.
     pub fn builder() -> HostBuilder {
@@ -198,15 +358,17 @@ impl Host {
     /// [`Error::ManifestRead`] or [`Error::Manifest`] for the manifest, then
     /// the errors of [`HostBuilder::build`].
     pub async fn from_manifest(path: impl AsRef<Path>) -> Result<Host, Error> {
-        let path = path.as_ref();
-        let manifest = Manifest::load(path)?;
-        let policies = policy::from_manifest(&manifest, path)?;
-        Host::load(policies, path).await
+        Host::builder().manifest(path.as_ref()).build().await
     }
 
-    async fn load(policies: Vec<PluginPolicy>, origin: &Path) -> Result<Host, Error> {
+    async fn load(
+        policies: Vec<PluginPolicy>,
+        origin: &Path,
+        settings: Settings,
+    ) -> Result<Host, Error> {
         let sandbox = Sandbox::new().map_err(Error::Internal)?;
         let mut plugins = Vec::with_capacity(policies.len());
+        let mut approvals = Vec::with_capacity(policies.len());
         let mut index = HashMap::new();
         for policy in policies {
             if plugins
@@ -220,6 +382,8 @@ impl Host {
             }
             tracing::debug!(plugin = %policy.name, source = %policy.source.display(), "loading plugin");
             let plugin = LoadedPlugin::load(&sandbox, policy).await?;
+            approvals.push(approval_settings(&plugin, origin)?);
+            settings.audit.record(load_record(&plugin))?;
             for (t, tool) in plugin.tools.iter().enumerate() {
                 index.insert(
                     format!("{}.{}", plugin.policy.name, tool.name),
@@ -233,8 +397,23 @@ impl Host {
                 sandbox,
                 plugins,
                 index,
+                approvals,
+                audit: settings.audit,
+                approver: settings.approver,
+                gate: Gate::new(),
+                calls: AtomicU64::new(0),
+                max_denials: settings.max_denials,
+                screen: settings.screen,
             }),
         })
+    }
+
+    /// The head of this host's audit chain (its writer id, last sequence
+    /// number and that record's sha256), if it recorded anything. Store it
+    /// where the log's writer cannot rewrite it; `portcullis audit verify
+    /// --head` then detects records cut from the end.
+    pub fn audit_head(&self) -> Option<AuditHead> {
+        self.inner.audit.head()
     }
 
     /// Every tool of every plugin, ordered by plugin then declaration.
@@ -242,7 +421,10 @@ impl Host {
         self.inner
             .plugins
             .iter()
-            .flat_map(|p| (0..p.tools.len()).map(move |t| descriptor(p, t)))
+            .enumerate()
+            .flat_map(|(i, p)| {
+                (0..p.tools.len()).map(move |t| descriptor(p, t, &self.inner.approvals[i][t]))
+            })
             .collect()
     }
 
@@ -278,21 +460,26 @@ impl Host {
     /// it) with `arguments`, a JSON object as text.
     ///
     /// The arguments are parsed once (duplicate keys refused) and validated
-    /// against the tool's input schema; the plugin then receives exactly
-    /// these bytes, in a fresh instance.
+    /// against the tool's input schema. If the tool's approval setting says
+    /// so, the host then asks its [`Approver`] and runs the plugin only on
+    /// an approval bound to this exact request. The plugin receives exactly
+    /// the validated bytes, in a fresh instance. The call's start, approval,
+    /// denials and end are recorded before this returns.
     ///
     /// # Errors
     ///
     /// [`Error::UnknownTool`], [`Error::InvalidArguments`] (the plugin did
-    /// not run), [`Error::Tool`] (the tool reported an error),
+    /// not run), [`Error::ApprovalDenied`], [`Error::Suspicious`],
+    /// [`Error::Tool`] (the tool reported an error),
     /// [`Error::LimitExceeded`], [`Error::Crashed`], [`Error::Cancelled`],
-    /// [`Error::InvalidOutput`].
+    /// [`Error::InvalidOutput`], [`Error::Audit`].
     pub async fn call(
         &self,
         tool: &str,
         arguments: &str,
         ctx: &CallContext,
     ) -> Result<ToolOutput, Error> {
+        let started = Instant::now();
         let (p, t) = self.resolve(tool)?;
         let plugin = &self.inner.plugins[p];
         let def = &plugin.tools[t];
@@ -307,48 +494,188 @@ impl Host {
             .check(&value)
             .map_err(|(pointer, reason)| invalid(pointer, reason))?;
 
-        let run = self
-            .inner
+        let call_id = self.inner.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let arguments_sha256 = sha256_hex(arguments::canonical(&value).as_bytes());
+        // Secrets: once the host holds secrets (design invariant 6), scrub
+        // their values from `recorded` here, before anything is written.
+        let (recorded, truncated) = crate::audit::cut(arguments, MAX_RECORDED_ARGUMENTS);
+        self.inner.audit.record(AuditEvent::CallStarted {
+            call_id,
+            caller: ctx.caller.clone(),
+            tool: qualified.clone(),
+            plugin_sha256: plugin.policy.sha256.clone(),
+            arguments: recorded.to_string(),
+            arguments_bytes: arguments.len(),
+            arguments_truncated: truncated,
+            arguments_sha256: arguments_sha256.clone(),
+        })?;
+
+        let mut stats = RunStats::default();
+        let call = Call {
+            p,
+            t,
+            call_id,
+            tool: &qualified,
+            arguments,
+            value: &value,
+            arguments_sha256,
+            ctx,
+        };
+        let result = self.attempt(&call, &mut stats).await;
+        let (outcome, limit) = match &result {
+            Ok(_) => ("ok", None),
+            Err(Error::Tool { .. }) => ("tool_error", None),
+            Err(Error::LimitExceeded { limit, .. }) => ("limit", Some(limit.as_str())),
+            Err(Error::Crashed { .. }) => ("crashed", None),
+            Err(Error::Cancelled { .. }) => ("cancelled", None),
+            Err(Error::InvalidOutput { .. }) => ("invalid_output", None),
+            Err(Error::ApprovalDenied { .. }) => ("approval_denied", None),
+            Err(Error::Suspicious { .. }) => ("suspicious", None),
+            Err(Error::Audit(_)) => ("audit_failed", None),
+            Err(_) => ("internal", None),
+        };
+        let duration = started.elapsed();
+        tracing::debug!(
+            tool = %qualified,
+            call_id,
+            caller = ctx.caller.as_deref().unwrap_or("-"),
+            fuel = stats.fuel_used,
+            duration = ?duration,
+            outcome,
+            "call finished"
+        );
+        self.inner.audit.record(AuditEvent::CallEnded {
+            call_id,
+            tool: qualified.clone(),
+            outcome,
+            error: result.as_ref().err().map(ToString::to_string),
+            limit,
+            cancelled: outcome == "cancelled",
+            fuel_used: stats.fuel_used,
+            duration_us: u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
+            output_bytes: stats.output_bytes,
+            stdout_bytes: stats.stdout_bytes,
+            stderr_bytes: stats.stderr_bytes,
+            log_messages: stats.log_messages,
+        })?;
+        result
+    }
+
+    /// Asks for approval if needed, then runs the call.
+    async fn attempt(&self, call: &Call<'_>, stats: &mut RunStats) -> Result<ToolOutput, Error> {
+        let inner = &*self.inner;
+        let plugin = &inner.plugins[call.p];
+        let def = &plugin.tools[call.t];
+        let tool = call.tool.to_string();
+        let mut denials = DenialCounter::new(inner.max_denials);
+
+        if let Some(reason) = inner.approvals[call.p][call.t].requires(call.value) {
+            let request = inner.gate.request(RequestFacts {
+                call_id: call.call_id,
+                caller: call.ctx.caller.clone(),
+                plugin: plugin.policy.name.clone(),
+                plugin_sha256: plugin.policy.sha256.clone(),
+                tool: tool.clone(),
+                description: def.description.clone(),
+                arguments: call.arguments.to_string(),
+                arguments_sha256: call.arguments_sha256.clone(),
+                effect: effective_effect(plugin, call.t),
+                dirs: plugin.policy.dirs.clone(),
+                env: plugin.policy.env.iter().map(|(k, _)| k.clone()).collect(),
+                reason: reason.clone(),
+            });
+            inner.audit.record(AuditEvent::ApprovalRequested {
+                call_id: call.call_id,
+                tool: tool.clone(),
+                plugin_sha256: request.plugin_sha256.clone(),
+                arguments_sha256: request.arguments_sha256.clone(),
+                effect: request.effect.as_str(),
+                reason,
+            })?;
+            let decision = tokio::select! {
+                decision = inner.approver.approve(&request) => decision,
+                () = call.ctx.cancel.cancelled() => return Err(Error::Cancelled { tool }),
+            };
+            let checked = inner.gate.check(&request, decision);
+            inner.audit.record(AuditEvent::ApprovalDecided {
+                call_id: call.call_id,
+                tool: tool.clone(),
+                approved: checked.is_ok(),
+                by: checked.as_ref().ok().cloned().flatten(),
+                reason: checked.as_ref().err().cloned(),
+            })?;
+            if let Err(reason) = checked {
+                if denials.deny(&inner.audit, call.call_id, &tool, "approval", &reason)? {
+                    return Err(Error::Suspicious {
+                        tool,
+                        denials: denials.count(),
+                    });
+                }
+                return Err(Error::ApprovalDenied { tool, reason });
+            }
+        }
+
+        let run = inner
             .sandbox
             .run(
                 &plugin.pre,
                 &plugin.policy,
                 Request::Call {
                     tool: &def.name,
-                    arguments,
+                    arguments: call.arguments,
                 },
-                &ctx.cancel,
+                &call.ctx.cancel,
             )
             .await;
-        tracing::debug!(
-            tool = %qualified,
-            caller = ctx.caller.as_deref().unwrap_or("-"),
-            fuel = run.fuel_used,
-            duration = ?run.duration,
-            stdout_bytes = run.stdout.total(),
-            stdout_discarded = run.stdout.discarded,
-            stderr_bytes = run.stderr.total(),
-            stderr_discarded = run.stderr.discarded,
-            logs_dropped = run.logs_dropped,
-            ok = run.result.is_ok(),
-            "call finished"
-        );
-        let tool = qualified;
+        stats.fuel_used = run.fuel_used;
+        stats.stdout_bytes = run.stdout.total();
+        stats.stderr_bytes = run.stderr.total();
+        stats.log_messages = run.logs.len() as u64 + run.logs_dropped;
         match run.result {
             Ok(Response::Output(text)) => {
-                let value = serde_json::from_str(&text).map_err(|e| Error::InvalidOutput {
-                    tool: tool.clone(),
-                    reason: format!("not JSON: {e}"),
-                })?;
-                if let Some(schema) = &def.output_validator {
-                    schema.check(&value).map_err(|(pointer, reason)| Error::InvalidOutput {
+                stats.output_bytes = Some(text.len());
+                let value: Value =
+                    serde_json::from_str(&text).map_err(|e| Error::InvalidOutput {
                         tool: tool.clone(),
-                        reason: format!("does not match its output schema at `{pointer}`: {reason}"),
+                        reason: format!("not JSON: {e}"),
+                    })?;
+                if let Some(schema) = &def.output_validator {
+                    schema
+                        .check(&value)
+                        .map_err(|(pointer, reason)| Error::InvalidOutput {
+                            tool: tool.clone(),
+                            reason: format!(
+                                "does not match its output schema at `{pointer}`: {reason}"
+                            ),
+                        })?;
+                }
+                let flags = if inner.screen {
+                    provenance::screen(&value)
+                } else {
+                    Vec::new()
+                };
+                if !flags.is_empty() {
+                    let flags: Vec<String> = flags.iter().map(ToString::to_string).collect();
+                    tracing::warn!(tool = %tool, call_id = call.call_id, ?flags, "output matches prompt-injection patterns");
+                    inner.audit.record(AuditEvent::OutputFlagged {
+                        call_id: call.call_id,
+                        tool: tool.clone(),
+                        flags,
                     })?;
                 }
                 Ok(ToolOutput {
+                    provenance: Provenance {
+                        plugin: plugin.policy.name.clone(),
+                        plugin_sha256: plugin.policy.sha256.clone(),
+                        tool: tool.clone(),
+                        call_id: call.call_id,
+                        write_access: writable(&plugin.policy),
+                        trust: Trust::Untrusted,
+                    },
                     tool,
                     plugin_sha256: plugin.policy.sha256.clone(),
+                    call_id: call.call_id,
+                    flags,
                     value,
                     stdout: run.stdout,
                     stderr: run.stderr,
@@ -382,15 +709,103 @@ impl Host {
     }
 }
 
-fn descriptor(plugin: &LoadedPlugin, t: usize) -> ToolDescriptor {
-    let def = &plugin.tools[t];
-    let policy = &plugin.policy;
-    let writable = policy.dirs.iter().any(|d| d.mode == DirMode::ReadWrite);
-    let floor = if writable {
+/// One call on its way through [`Host::attempt`].
+struct Call<'a> {
+    p: usize,
+    t: usize,
+    call_id: u64,
+    tool: &'a str,
+    arguments: &'a str,
+    value: &'a Value,
+    arguments_sha256: String,
+    ctx: &'a CallContext,
+}
+
+fn writable(policy: &PluginPolicy) -> bool {
+    policy.dirs.iter().any(|d| d.mode == DirMode::ReadWrite)
+}
+
+/// The tool's declared effect, raised to what its grants allow.
+fn effective_effect(plugin: &LoadedPlugin, t: usize) -> Effect {
+    let floor = if writable(&plugin.policy) {
         Effect::Write
     } else {
         Effect::Read
     };
+    plugin.tools[t].effect.max(floor)
+}
+
+/// When each tool of `plugin` needs approval: the configured setting, never
+/// below the floor of its effect. Every configured tool must exist.
+fn approval_settings(plugin: &LoadedPlugin, origin: &Path) -> Result<Vec<ApprovalSetting>, Error> {
+    let policy = &plugin.policy;
+    if let Some(unknown) = policy
+        .approvals
+        .keys()
+        .find(|name| !plugin.tools.iter().any(|t| &t.name == *name))
+    {
+        let names: Vec<&str> = plugin.tools.iter().map(|t| t.name.as_str()).collect();
+        return Err(Error::manifest(
+            origin,
+            format!(
+                "plugin `{}`: `tools.{unknown}` configures a tool the plugin does not offer",
+                policy.name
+            ),
+        )
+        .with_hint(format!("its tools are: {}", names.join(", "))));
+    }
+    (0..plugin.tools.len())
+        .map(|t| {
+            let name = &plugin.tools[t].name;
+            let configured = policy.approvals.get(name);
+            Ok(match (effective_effect(plugin, t), configured) {
+                (Effect::Destructive, None | Some(ApprovalSetting::Always)) => {
+                    ApprovalSetting::Always
+                }
+                (Effect::Destructive, Some(_)) => {
+                    return Err(Error::manifest(
+                        origin,
+                        format!(
+                            "plugin `{}`: tool `{name}` is destructive, so every call needs approval; `tools.{name}.approval` cannot lower that",
+                            policy.name
+                        ),
+                    )
+                    .with_hint(format!("remove `tools.{name}.approval` or set it to \"always\"")));
+                }
+                (_, Some(setting)) => setting.clone(),
+                (Effect::Write, None) => ApprovalSetting::Always,
+                (_, None) => ApprovalSetting::Never,
+            })
+        })
+        .collect()
+}
+
+fn load_record(plugin: &LoadedPlugin) -> AuditEvent {
+    let policy = &plugin.policy;
+    AuditEvent::PluginLoaded {
+        plugin: policy.name.clone(),
+        sha256: policy.sha256.clone(),
+        tool_list_sha256: plugin.tool_list_sha256.clone(),
+        tools: plugin.tools.iter().map(|t| t.name.clone()).collect(),
+        dirs: policy
+            .dirs
+            .iter()
+            .map(|d| DirRecord {
+                host: d.host.clone(),
+                guest: d.guest.clone(),
+                mode: match d.mode {
+                    DirMode::ReadOnly => "read-only",
+                    DirMode::ReadWrite => "read-write",
+                },
+            })
+            .collect(),
+        env: policy.env.iter().map(|(k, _)| k.clone()).collect(),
+    }
+}
+
+fn descriptor(plugin: &LoadedPlugin, t: usize, approval: &ApprovalSetting) -> ToolDescriptor {
+    let def = &plugin.tools[t];
+    let policy = &plugin.policy;
     ToolDescriptor {
         name: format!("{}.{}", policy.name, def.name),
         plugin: policy.name.clone(),
@@ -401,10 +816,11 @@ fn descriptor(plugin: &LoadedPlugin, t: usize) -> ToolDescriptor {
         description: def.description.clone(),
         input_schema: def.input_schema.clone(),
         output_schema: def.output_schema.clone(),
-        effect: def.effect.max(floor),
+        effect: effective_effect(plugin, t),
         grants: Grants {
             dirs: policy.dirs.clone(),
             env: policy.env.iter().map(|(k, _)| k.clone()).collect(),
         },
+        approval: approval.clone(),
     }
 }

@@ -26,22 +26,37 @@
 //!
 //! The flow follows the modules: `manifest` (raw file) -> `policy`
 //! (validated grants and limits) -> `plugin` (read once, pin, compile, check
-//! imports) -> `sandbox` (fresh bounded store per call) -> [`Host`] (the
-//! facade) -> [`export_tools`] (definitions for models and MCP clients).
+//! imports) -> `sandbox` (fresh bounded store per call) -> `audit` (the
+//! hash-chained record) -> `approval` (the gate before irreversible calls)
+//! -> [`Host`] (the facade) -> [`export_tools`] (definitions for models and
+//! MCP clients). Outputs carry their [`Provenance`] and are untrusted data.
 
+mod approval;
 mod arguments;
+mod audit;
 mod error;
 mod export;
 mod host;
 pub mod manifest;
 mod plugin;
 pub mod policy;
+mod provenance;
 mod sandbox;
 
+pub use approval::{Approval, ApprovalFuture, ApprovalRequest, Approver, Decision, DenyAll};
+pub use audit::{
+    AuditEvent, AuditHead, AuditReport, AuditSink, AuditTamper, DirRecord, FileSink,
+    MAX_RECORDED_ARGUMENTS, StderrSink, TamperKind, verify_log,
+};
 pub use error::{Error, Limit, ToolError};
 pub use export::{ExportedTools, ToolFormat, ToolNames, descriptor_json, export_tools};
 pub use host::{CallContext, Grants, Host, HostBuilder, ToolDescriptor, ToolOutput};
 pub use plugin::{Effect, InspectedTool, Inspection, inspect, sha256_hex};
-pub use policy::{DirGrant, DirMode, Limits, PluginConfig, PluginPolicy};
+pub use policy::{
+    ApprovalRule, ApprovalSetting, DirGrant, DirMode, Limits, PluginConfig, PluginPolicy,
+};
+pub use provenance::{
+    INJECTION_PATTERNS, InjectionFlag, Provenance, Trust, render_for_model, screen,
+};
 pub use sandbox::{Captured, LogLevel, LogRecord};
 pub use tokio_util::sync::CancellationToken;

@@ -302,6 +302,7 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
             dirs: Vec::new(),
             env: Vec::new(),
             limits: policy::Limits::default(),
+            approvals: Default::default(),
         };
         match sandbox.prepare(&component) {
             Err(reason) => Err(format!("not a portcullis plugin: {reason}")),

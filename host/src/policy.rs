@@ -6,8 +6,12 @@
 //! [`PluginConfig`] for embedders configuring plugins in code. Both end in
 //! the same validation.
 
+mod rules;
+
+pub use rules::ApprovalRule;
+
 use crate::error::Error;
-use crate::manifest::{LimitsEntry, Manifest};
+use crate::manifest::{ApprovalEntry, LimitsEntry, Manifest};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -92,6 +96,52 @@ pub struct PluginPolicy {
     pub env: Vec<(String, String)>,
     /// Limits of every call.
     pub limits: Limits,
+    /// Approval settings by tool name, as configured. Tools not listed
+    /// follow their effect (see [`ApprovalSetting`]).
+    pub approvals: BTreeMap<String, ApprovalSetting>,
+}
+
+/// When calls of a tool need a person's approval.
+///
+/// The floor follows the tool's effect as the host sees it (raised by
+/// read-write grants): `destructive` always asks and cannot be configured
+/// lower; `write` asks unless configured (`never` or rules); `read` never
+/// asks unless configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApprovalSetting {
+    /// No approval needed.
+    Never,
+    /// Every call needs approval.
+    Always,
+    /// A call needs approval when any rule holds for its arguments.
+    Rules(Vec<ApprovalRule>),
+}
+
+impl ApprovalSetting {
+    /// Why a call with `arguments` needs approval, or `None` if it does not.
+    pub fn requires(&self, arguments: &serde_json::Value) -> Option<String> {
+        match self {
+            ApprovalSetting::Never => None,
+            ApprovalSetting::Always => Some("the tool always needs approval".into()),
+            ApprovalSetting::Rules(rules) => rules
+                .iter()
+                .find(|r| r.holds(arguments))
+                .map(|r| format!("rule `{r}` holds (or its field is missing or mistyped)")),
+        }
+    }
+
+    /// `never`, `always`, or the rules joined with ` or `.
+    pub fn describe(&self) -> String {
+        match self {
+            ApprovalSetting::Never => "never".into(),
+            ApprovalSetting::Always => "always".into(),
+            ApprovalSetting::Rules(rules) => {
+                let rules: Vec<String> = rules.iter().map(|r| format!("`{r}`")).collect();
+                format!("when {}", rules.join(" or "))
+            }
+        }
+    }
 }
 
 /// A plugin configured in code, validated when the host is built.
@@ -111,6 +161,7 @@ pub struct PluginConfig {
     dirs: Vec<(PathBuf, String, DirMode)>,
     env: Vec<(String, String)>,
     limits: LimitsEntry,
+    approvals: BTreeMap<String, ApprovalEntry>,
 }
 
 impl PluginConfig {
@@ -124,7 +175,23 @@ impl PluginConfig {
             dirs: Vec::new(),
             env: Vec::new(),
             limits: LimitsEntry::default(),
+            approvals: BTreeMap::new(),
         }
+    }
+
+    /// Sets when calls of `tool` need approval (the tool must exist; see
+    /// [`ApprovalSetting`] for the floor each effect imposes).
+    ///
+    /// ```
+    /// use portcullis::PluginConfig;
+    /// use portcullis::manifest::ApprovalEntry;
+    /// let refunds = PluginConfig::new("refunds", "plugins/dist/refunds.wasm")
+    ///     .approval("refund", ApprovalEntry::rules(["/amount > 100"]));
+    /// # let _ = refunds;
+    /// ```
+    pub fn approval(mut self, tool: impl Into<String>, approval: ApprovalEntry) -> Self {
+        self.approvals.insert(tool.into(), approval);
+        self
     }
 
     /// Pins the component's sha256 (required).
@@ -242,6 +309,31 @@ impl PluginConfig {
         let limits = validate_limits(&self.limits)
             .map_err(|m| err(format!("plugin `{name}`: `limits.{m}`")))?;
 
+        let mut approvals = BTreeMap::new();
+        for (tool, entry) in self.approvals {
+            let setting = match entry {
+                ApprovalEntry::Never => ApprovalSetting::Never,
+                ApprovalEntry::Always => ApprovalSetting::Always,
+                ApprovalEntry::Rules(rules) if rules.is_empty() => {
+                    return Err(err(format!(
+                        "plugin `{name}`: `tools.{tool}.approval` has no rules"
+                    ))
+                    .with_hint("use `approval = \"never\"` to never ask"));
+                }
+                ApprovalEntry::Rules(rules) => ApprovalSetting::Rules(
+                    rules
+                        .iter()
+                        .map(|r| ApprovalRule::parse(r))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| {
+                            err(format!("plugin `{name}`: `tools.{tool}.approval`: rule {e}"))
+                                .with_hint("a rule is `POINTER OP LITERAL`, e.g. `/amount > 100` or `/path matches \"/out/*\"`")
+                        })?,
+                ),
+            };
+            approvals.insert(tool, setting);
+        }
+
         Ok(PluginPolicy {
             name,
             source: resolve(base, &self.source),
@@ -249,6 +341,7 @@ impl PluginConfig {
             dirs,
             env: env.into_iter().collect(),
             limits,
+            approvals,
         })
     }
 }
@@ -281,6 +374,11 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
                     .collect(),
                 env: entry.env.clone().into_iter().collect(),
                 limits: entry.limits.clone(),
+                approvals: entry
+                    .tools
+                    .iter()
+                    .filter_map(|(tool, t)| Some((tool.clone(), t.approval.clone()?)))
+                    .collect(),
             }
             .validate(base, path)
         })
@@ -504,6 +602,42 @@ mod tests {
             ..Limits::default()
         };
         assert!(validate(PluginConfig::new("a", "f.wasm").sha256(PIN).limits(zero)).is_err());
+    }
+
+    #[test]
+    fn approval_rules_are_parsed_at_validation() {
+        let p = validate(
+            PluginConfig::new("a", "f.wasm")
+                .sha256(PIN)
+                .approval("refund", ApprovalEntry::rules(["/amount > 100"])),
+        )
+        .expect("valid");
+        let setting = &p.approvals["refund"];
+        assert!(
+            setting
+                .requires(&serde_json::json!({"amount": 101}))
+                .is_some()
+        );
+        assert!(
+            setting
+                .requires(&serde_json::json!({"amount": 99}))
+                .is_none()
+        );
+        let err = validate(
+            PluginConfig::new("a", "f.wasm")
+                .sha256(PIN)
+                .approval("refund", ApprovalEntry::rules(["amount > 100"])),
+        )
+        .expect_err("must be refused");
+        assert!(err.contains("tools.refund.approval"), "{err}");
+        assert!(
+            validate(
+                PluginConfig::new("a", "f.wasm")
+                    .sha256(PIN)
+                    .approval("refund", ApprovalEntry::Rules(vec![]))
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -38,10 +38,10 @@ fn help_documents_every_command_and_the_exit_codes() {
     let out = portcullis(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for word in ["hash", "pin", "check", "call", "Exit codes"] {
+    for word in ["hash", "pin", "check", "call", "audit", "Exit codes"] {
         assert!(help.contains(word), "--help lacks `{word}`:\n{help}");
     }
-    for command in ["hash", "pin", "check", "call"] {
+    for command in ["hash", "pin", "check", "call", "audit"] {
         let out = portcullis(&[command, "--help"]);
         assert!(out.status.success(), "`{command} --help` failed");
     }
@@ -260,4 +260,81 @@ fn inspect_lists_imports_and_refuses_sockets() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("read_file"), "{stdout}");
     assert!(stdout.contains("tool list sha256"), "{stdout}");
+}
+
+#[test]
+fn call_needing_approval_without_a_terminal_is_denied_with_exit_code_4() {
+    let manifest = bundled();
+    let manifest = manifest.to_str().expect("utf-8");
+    let big = r#"{"order_id": "A-1", "amount": 250}"#;
+    // `output()` gives the child no terminal: stdin is closed.
+    let out = portcullis(&["call", manifest, "refunds.refund", big]);
+    assert_eq!(out.status.code(), Some(4), "stderr: {}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("was not approved"), "{stderr}");
+    assert!(stderr.contains("--approve"), "{stderr}");
+
+    let out = portcullis(&["call", manifest, "refunds.refund", big, "--approve"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let small = r#"{"order_id": "A-1", "amount": 20}"#;
+    let out = portcullis(&["call", manifest, "refunds.refund", small]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+}
+
+#[test]
+fn audit_verify_reports_tampering_and_truncation() {
+    let manifest = bundled();
+    let manifest = manifest.to_str().expect("utf-8");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("audit.jsonl");
+    let log_arg = log.to_str().expect("utf-8");
+    for amount in [1, 2] {
+        let args = format!(r#"{{"order_id": "A-1", "amount": {amount}}}"#);
+        let out = portcullis(&[
+            "call",
+            manifest,
+            "refunds.refund",
+            &args,
+            "--audit",
+            log_arg,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    }
+    let head = dir.path().join("head.json");
+    let head_arg = head.to_str().expect("utf-8");
+    let out = portcullis(&["audit", "verify", log_arg, "--write-head", head_arg]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("is intact") && stdout.contains("2 writer(s)"),
+        "{stdout}"
+    );
+
+    let original = std::fs::read_to_string(&log).expect("read");
+    let edited = original.replacen("\"amount\\\": 1", "\"amount\\\": 9", 1);
+    assert_ne!(edited, original);
+    std::fs::write(&log, &edited).expect("write");
+    let out = portcullis(&["audit", "verify", log_arg]);
+    assert_eq!(out.status.code(), Some(1), "stdout: {}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("edited"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let mut cut: Vec<&str> = original.lines().collect();
+    cut.pop();
+    std::fs::write(&log, cut.join("\n") + "\n").expect("write");
+    assert_eq!(
+        portcullis(&["audit", "verify", log_arg]).status.code(),
+        Some(0)
+    );
+    let out = portcullis(&["audit", "verify", log_arg, "--head", head_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("truncated"),
+        "{}",
+        text(&out.stderr)
+    );
 }

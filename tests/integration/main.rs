@@ -3,9 +3,12 @@
 //!
 //! Run `plugins/build.sh` first (the README's test command does).
 
+mod approvals;
 mod arguments;
+mod audit;
 mod escapes;
 mod imports;
 mod isolation;
 mod limits;
+mod output;
 mod pinning;

@@ -147,7 +147,7 @@ fn plugins_build_reproducibly_under_another_cargo_home_and_checkout() {
     );
 
     let manifest = std::fs::read_to_string(root.join("plugins/portcullis.toml")).expect("manifest");
-    for plugin in ["files", "hostile", "sockets"] {
+    for plugin in ["files", "refunds", "hostile", "sockets"] {
         let rebuilt = std::fs::read(checkout.join(format!("plugins/dist/{plugin}.wasm")))
             .expect("rebuilt component");
         let sha = sha256_hex(&rebuilt);
@@ -171,10 +171,10 @@ fn plugins_build_reproducibly_under_another_cargo_home_and_checkout() {
                 "`{plugin}` contains the machine path `{machine_path}`"
             );
         }
-        if plugin == "files" {
+        if plugin == "files" || plugin == "refunds" {
             assert!(
                 manifest.contains(&sha),
-                "the committed pin of `files` in plugins/portcullis.toml is not {sha}"
+                "the committed pin of `{plugin}` in plugins/portcullis.toml is not {sha}"
             );
         }
     }

@@ -5,7 +5,9 @@
 //! The plugins are built by `plugins/build.sh` (the README's test command
 //! runs it first); the tests load the real components from `plugins/dist`.
 
-use portcullis::{DirMode, Host, Limits, PluginConfig, sha256_hex};
+use portcullis::{
+    ApprovalRequest, Approver, Decision, DirMode, Host, Limits, PluginConfig, sha256_hex,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -120,9 +122,12 @@ impl Fixture {
     }
 
     /// A host running the `hostile` plugin with `ro/` at `/ro` (read-only)
-    /// and `rw/` at `/rw` (read-write).
+    /// and `rw/` at `/rw` (read-write). The read-write grant makes every
+    /// tool `write`, which needs approval: these hosts approve everything
+    /// ([`ApproveAll`]), so the tests reach the sandbox.
     pub async fn hostile(&self, limits: Limits) -> Host {
         Host::builder()
+            .approver(ApproveAll)
             .plugin(
                 PluginConfig::new("hostile", plugin_path("hostile"))
                     .sha256(plugin_sha("hostile"))
@@ -165,6 +170,44 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Snapshot>) {
             );
         }
     }
+}
+
+/// Approves every request (test hosts only).
+#[derive(Debug, Clone, Copy)]
+pub struct ApproveAll;
+
+impl Approver for ApproveAll {
+    fn decide(&self, request: &ApprovalRequest) -> Decision {
+        request.approve_by("test")
+    }
+}
+
+/// A host running the `refunds` example plugin (no grants) with
+/// `refund` asking for approval when `/amount > 100`.
+pub fn refunds() -> PluginConfig {
+    PluginConfig::new("refunds", plugin_path("refunds"))
+        .sha256(plugin_sha("refunds"))
+        .approval(
+            "refund",
+            portcullis::manifest::ApprovalEntry::rules(["/amount > 100"]),
+        )
+}
+
+/// The records of a JSON Lines audit file, parsed.
+pub fn audit_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("audit log is readable")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line is one JSON record"))
+        .collect()
+}
+
+/// The `event` names of the records, in order.
+pub fn events(records: &[serde_json::Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r["event"].as_str().expect("event").to_string())
+        .collect()
 }
 
 /// Default limits with some fields changed, for tests that need a limit to

@@ -3,10 +3,18 @@
 //! stdout carries only the tool's output (JSON), so it can be piped;
 //! everything else (diagnostics, what the plugin wrote to its own stdio,
 //! its logs) goes to stderr. Ctrl-C cancels the call.
+//!
+//! A call that needs approval is shown on the terminal (tool, effect,
+//! grants, why, the full arguments; the plugin's text escaped) and runs only
+//! if the user answers `y`. Without a terminal it is denied unless
+//! `--approve` was given.
 
 use super::Failure;
-use portcullis::{CallContext, CancellationToken, Captured, Host};
-use std::io::Read;
+use portcullis::{
+    ApprovalRequest, Approver, CallContext, CancellationToken, Captured, Decision, DirMode,
+    FileSink, Host,
+};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +37,75 @@ pub(crate) struct Args {
     /// Print the output on one line instead of indented.
     #[arg(long)]
     compact: bool,
+    /// Approve this call if it needs approval, without asking. Without it,
+    /// a call that needs approval is asked about on the terminal, or denied
+    /// (exit code 4) when there is no terminal.
+    #[arg(long)]
+    approve: bool,
+    /// Append audit records to FILE (instead of the manifest's
+    /// `[audit] path`).
+    #[arg(long, value_name = "FILE")]
+    audit: Option<PathBuf>,
+}
+
+/// Approves with `--approve`, asks on a terminal, denies otherwise.
+struct CliApprover {
+    approve: bool,
+}
+
+impl Approver for CliApprover {
+    fn decide(&self, request: &ApprovalRequest) -> Decision {
+        if self.approve {
+            return request.approve_by("--approve");
+        }
+        if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+            return request.deny(
+                "approval needed, but there is no terminal to ask on and `--approve` was not given",
+            );
+        }
+        if ask(request) {
+            request.approve_by("terminal")
+        } else {
+            request.deny("refused at the terminal")
+        }
+    }
+}
+
+/// Shows the request on stderr and reads `y` or anything else from stdin.
+/// Everything that comes from the plugin or the caller is escaped, so it
+/// cannot move the cursor, clear the screen or fake a line.
+fn ask(request: &ApprovalRequest) -> bool {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "approval needed: {}", request.reason.escape_debug());
+    let _ = writeln!(err, "  tool        {}", request.tool);
+    let _ = writeln!(
+        err,
+        "  plugin      {} (sha256 {})",
+        request.plugin, request.plugin_sha256
+    );
+    let _ = writeln!(err, "  effect      {}", request.effect.as_str());
+    let _ = writeln!(err, "  description {}", request.description.escape_debug());
+    for dir in &request.dirs {
+        let mode = match dir.mode {
+            DirMode::ReadOnly => "reads",
+            DirMode::ReadWrite => "reads and writes",
+        };
+        let _ = writeln!(
+            err,
+            "  files       {mode} {} (as {})",
+            dir.host.display(),
+            dir.guest
+        );
+    }
+    if !request.env.is_empty() {
+        let _ = writeln!(err, "  env         {}", request.env.join(", "));
+    }
+    let _ = writeln!(err, "  arguments   {}", request.arguments.escape_debug());
+    let _ = write!(err, "approve this call? [y/N] ");
+    let _ = err.flush();
+    drop(err);
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
 pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
@@ -45,7 +122,19 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
         args.arguments.clone()
     };
 
-    let host = Host::from_manifest(&args.manifest).await?;
+    let mut builder = Host::builder()
+        .manifest(&args.manifest)
+        .approver(CliApprover {
+            approve: args.approve,
+        });
+    if let Some(path) = &args.audit {
+        let sink = FileSink::open(path).map_err(|e| Failure::Config {
+            message: format!("failed to open the audit log `{}`: {e}", path.display()),
+            hint: None,
+        })?;
+        builder = builder.audit(sink);
+    }
+    let host = builder.build().await?;
     let cancel = CancellationToken::new();
     let on_interrupt = cancel.clone();
     tokio::spawn(async move {
@@ -75,7 +164,11 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
     if output.logs_dropped > 0 {
         tracing::info!(dropped = output.logs_dropped, "plugin log messages dropped");
     }
+    for flag in &output.flags {
+        tracing::warn!(%flag, "the output matches a known prompt-injection pattern");
+    }
     tracing::debug!(
+        call_id = output.call_id,
         fuel = output.fuel_used,
         duration = ?output.duration,
         sha256 = %output.plugin_sha256,

@@ -59,6 +59,7 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
                 tool.effect.as_str(),
                 summary.escape_debug()
             );
+            println!("      approval {}", tool.approval.describe());
         }
     }
     outln!(

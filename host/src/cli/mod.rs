@@ -9,8 +9,10 @@
 //! | 1 | the tool ran and reported an error |
 //! | 2 | usage error (bad command line) |
 //! | 3 | configuration error: manifest, pin, component or imports |
-//! | 4 | the host refused or stopped the call: unknown tool, invalid arguments, limit, crash, cancellation, invalid output |
-//! | 5 | internal host error |
+//! | 4 | the host refused or stopped the call: unknown tool, invalid arguments, approval denied, suspicious, limit, crash, cancellation, invalid output |
+//! | 5 | internal host error, or the audit log could not be written |
+//!
+//! `audit verify` exits with 1 when the log is not intact.
 
 /// Prints one line of data on stdout. When the reader has gone away
 /// (`portcullis tools ... | head`), the command ends quietly instead of
@@ -21,6 +23,7 @@ macro_rules! outln {
     };
 }
 
+mod audit;
 mod call;
 mod check;
 mod inspect;
@@ -39,8 +42,10 @@ Exit codes:
   2  usage error
   3  configuration error: manifest, pin, component or imports
   4  the host refused or stopped the call: unknown tool, invalid arguments,
-     limit exceeded, crash, cancellation, invalid output
-  5  internal host error";
+     approval denied, suspicious, limit exceeded, crash, cancellation,
+     invalid output
+  5  internal host error, or the audit log could not be written
+`audit verify` exits with 1 when the log is not intact.";
 
 /// Run AI-agent tools as sandboxed, pinned WebAssembly components.
 #[derive(Debug, Parser)]
@@ -76,6 +81,9 @@ enum Command {
     /// Call one tool and print its output (JSON) on stdout.
     #[command(after_help = EXIT_CODES)]
     Call(call::Args),
+    /// Work with audit logs.
+    #[command(subcommand)]
+    Audit(audit::Command),
 }
 
 /// Parses the command line, runs it and maps the outcome to an exit code.
@@ -89,6 +97,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Call(args) => runtime().and_then(|rt| rt.block_on(call::run(&args))),
         Command::Inspect(args) => runtime().and_then(|rt| rt.block_on(inspect::run(&args))),
         Command::Tools(args) => runtime().and_then(|rt| rt.block_on(tools::run(&args))),
+        Command::Audit(command) => audit::run(&command),
     };
     match outcome {
         Ok(code) => code,
@@ -145,7 +154,7 @@ fn exit_code(e: &Error) -> u8 {
         | Error::ForbiddenImports { .. }
         | Error::InvalidPlugin { .. }
         | Error::NameCollision { .. } => 3,
-        Error::Internal(_) => 5,
+        Error::Internal(_) | Error::Audit(_) => 5,
         _ => 4,
     }
 }

@@ -17,6 +17,15 @@
 //! timeout = "5s"
 //! output = "1 MiB"
 //! stdio = "64 KiB"
+//!
+//! [plugins.files.tools.read_file]     # per tool; the tool must exist
+//! approval = "always"                 # or "never", or { rules = ["/amount > 100"] }
+//!
+//! [audit]                             # optional: the hash-chained audit log
+//! path = "audit.jsonl"                # relative to the manifest's folder
+//! fsync = false                       # fsync after every record
+//! max_denials = 3                     # denials one call may pile up
+//! screen = false                      # flag prompt-injection patterns in outputs
 //! ```
 
 mod units;
@@ -35,6 +44,83 @@ pub struct Manifest {
     /// Plugins by name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginEntry>,
+    /// The audit log, if any.
+    pub audit: Option<AuditEntry>,
+}
+
+/// The top-level `[audit]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEntry {
+    /// JSON Lines file the records are appended to, relative to the
+    /// manifest's folder. Without it, nothing is recorded.
+    pub path: Option<PathBuf>,
+    /// Whether to fsync the file after every record (default `false`: each
+    /// record is written with one `write(2)` before the call returns).
+    #[serde(default)]
+    pub fsync: bool,
+    /// How many denials one call may pile up before it is stopped and
+    /// marked suspicious (default 3).
+    pub max_denials: Option<u32>,
+    /// Whether to screen tool outputs for known prompt-injection patterns
+    /// (default `false`). A match adds a flag and a record; the output is
+    /// never changed.
+    #[serde(default)]
+    pub screen: bool,
+}
+
+/// `[plugins.NAME.tools.TOOL]`: settings of one tool.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolEntry {
+    /// When a call needs approval; unset, the tool's effect decides.
+    pub approval: Option<ApprovalEntry>,
+}
+
+/// `approval = "never" | "always" | { rules = ["/amount > 100", ...] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawApproval")]
+pub enum ApprovalEntry {
+    /// Never ask (not allowed for destructive tools).
+    Never,
+    /// Ask for every call.
+    Always,
+    /// Ask when any rule holds (see [`crate::policy::ApprovalRule`]).
+    Rules(Vec<String>),
+}
+
+impl ApprovalEntry {
+    /// `Rules` from anything that lists rule strings.
+    pub fn rules<I: IntoIterator<Item = S>, S: Into<String>>(rules: I) -> Self {
+        ApprovalEntry::Rules(rules.into_iter().map(Into::into).collect())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawApproval {
+    Mode(String),
+    Table(RulesTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesTable {
+    rules: Vec<String>,
+}
+
+impl TryFrom<RawApproval> for ApprovalEntry {
+    type Error = String;
+    fn try_from(raw: RawApproval) -> Result<Self, String> {
+        match raw {
+            RawApproval::Mode(m) if m == "never" => Ok(ApprovalEntry::Never),
+            RawApproval::Mode(m) if m == "always" => Ok(ApprovalEntry::Always),
+            RawApproval::Mode(m) => Err(format!(
+                "unknown approval `{m}`: use \"never\", \"always\" or {{ rules = [...] }}"
+            )),
+            RawApproval::Table(t) => Ok(ApprovalEntry::Rules(t.rules)),
+        }
+    }
 }
 
 /// One `[plugins.NAME]` table.
@@ -54,6 +140,9 @@ pub struct PluginEntry {
     /// Resource limits; unset ones take the documented defaults.
     #[serde(default)]
     pub limits: LimitsEntry,
+    /// Per-tool settings, by tool name.
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolEntry>,
 }
 
 /// One directory grant.
@@ -171,6 +260,41 @@ mod tests {
     fn unknown_dir_mode_is_refused() {
         let err = parse("[plugins.a]\nsource = \"a.wasm\"\ndirs = [{ host = \"a\", guest = \"/a\", mode = \"rw\" }]\n").expect_err("must be refused");
         assert!(err.contains("unknown variant `rw`"), "{err}");
+    }
+
+    #[test]
+    fn approvals_and_audit_parse() {
+        let m = parse(
+            r#"
+            [audit]
+            path = "audit.jsonl"
+            fsync = true
+            [plugins.a]
+            source = "a.wasm"
+            [plugins.a.tools.x]
+            approval = "always"
+            [plugins.a.tools.y]
+            approval = { rules = ["/amount > 100"] }
+            [plugins.a.tools.z]
+            approval = "never"
+            "#,
+        )
+        .expect("parses");
+        let audit = m.audit.expect("audit table");
+        assert_eq!(audit.path, Some(PathBuf::from("audit.jsonl")));
+        assert!(audit.fsync);
+        let tools = &m.plugins["a"].tools;
+        assert_eq!(tools["x"].approval, Some(ApprovalEntry::Always));
+        assert_eq!(
+            tools["y"].approval,
+            Some(ApprovalEntry::rules(["/amount > 100"]))
+        );
+        assert_eq!(tools["z"].approval, Some(ApprovalEntry::Never));
+        assert!(
+            parse("[plugins.a]\nsource = \"a\"\n[plugins.a.tools.x]\napproval = \"sometimes\"\n")
+                .is_err()
+        );
+        assert!(parse("[audit]\npaht = \"x\"\n").is_err());
     }
 
     #[test]

@@ -1,0 +1,551 @@
+//! The audit log: one JSON Lines record per event, hash-chained per writer.
+//!
+//! Every record is one line:
+//!
+//! ```text
+//! {"writer":"portcullis-4242-9f1c…","seq":7,"prev":"<sha256 of seq 6's line>","time_ms":1767225600000,"event":"call_ended",…}
+//! ```
+//!
+//! - `writer` names one host instance, `seq` counts its records from 1, and
+//!   `prev` is the sha256 of the exact bytes of that writer's previous line
+//!   (64 zeros for `seq` 1). Several hosts may share one sink: each keeps
+//!   its own chain, and [`verify_log`] follows them all.
+//! - Records are serialised by serde_json, which escapes every control
+//!   character: arguments with newlines, ANSI escapes or fake JSON stay
+//!   inside one string of one line.
+//! - The host writes a record (one `write(2)` for the file sink) before the
+//!   call's result is returned, and before the plugin runs for the
+//!   `call_started` and approval records. A record that cannot be written
+//!   fails the call with [`Error::Audit`](crate::Error::Audit).
+//!
+//! A chain without a key shows edits, deletions, reorderings and insertions
+//! made by anyone who does not recompute the hashes after them; against
+//! someone who can rewrite the whole file, keep a head checkpoint
+//! ([`AuditHead`]) where they cannot, or ship the records elsewhere through
+//! an [`AuditSink`].
+
+mod verify;
+
+pub use verify::{AuditHead, AuditReport, AuditTamper, TamperKind, verify_log};
+
+use crate::error::Error;
+use crate::plugin::sha256_hex;
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Bytes of a call's arguments kept in its `call_started` record; the size
+/// and the sha256 of the canonical arguments are always recorded.
+pub const MAX_RECORDED_ARGUMENTS: usize = 4 * 1024;
+
+/// `prev` of a writer's first record.
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Where audit records go. Implement it to ship records to a log pipeline,
+/// OpenTelemetry or a database; [`FileSink`] and [`StderrSink`] are built in.
+///
+/// The host calls [`write_line`](AuditSink::write_line) with one record at a
+/// time, in chain order (it holds a lock meanwhile), and does not return
+/// the call's result until it succeeded. Keep it quick: buffer and ship in
+/// the background if the destination is remote, accepting that buffered
+/// records can be lost in a crash.
+pub trait AuditSink: Send + Sync + 'static {
+    /// Stores one record: a line of JSON without its trailing newline.
+    ///
+    /// # Errors
+    ///
+    /// Any failure; the host then fails the call with
+    /// [`Error::Audit`](crate::Error::Audit).
+    fn write_line(&self, line: &str) -> std::io::Result<()>;
+
+    /// Pushes buffered records to stable storage. Called when the host is
+    /// dropped; the default does nothing.
+    ///
+    /// # Errors
+    ///
+    /// Any failure (logged; nothing else can be done at that point).
+    fn flush(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends records to a JSON Lines file, one `write(2)` per record
+/// (`O_APPEND`, so several processes may share the file), optionally
+/// followed by an fsync.
+#[derive(Debug)]
+pub struct FileSink {
+    file: std::fs::File,
+    path: PathBuf,
+    fsync: bool,
+}
+
+impl FileSink {
+    /// Opens (creating if needed) `path` for appending.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of opening the file.
+    pub fn open(path: impl AsRef<Path>) -> std::io::Result<FileSink> {
+        let path = path.as_ref();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(FileSink {
+            file,
+            path: path.to_path_buf(),
+            fsync: false,
+        })
+    }
+
+    /// Whether to fsync after every record (default `false`).
+    pub fn fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
+        self
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AuditSink for FileSink {
+    fn write_line(&self, line: &str) -> std::io::Result<()> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        (&self.file).write_all(&bytes)?;
+        if self.fsync {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// Writes records to the host process's stderr, one line each.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StderrSink;
+
+impl AuditSink for StderrSink {
+    fn write_line(&self, line: &str) -> std::io::Result<()> {
+        let mut err = std::io::stderr().lock();
+        err.write_all(line.as_bytes())?;
+        err.write_all(b"\n")
+    }
+}
+
+/// A directory grant as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirRecord {
+    /// Host directory.
+    pub host: PathBuf,
+    /// Path the plugin sees.
+    pub guest: String,
+    /// `read-only` or `read-write`.
+    pub mode: &'static str,
+}
+
+/// What happened. Serialised with an `event` tag in snake case.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditEvent {
+    /// A plugin was loaded and pinned.
+    PluginLoaded {
+        /// Plugin name.
+        plugin: String,
+        /// The pinned sha256 of its bytes.
+        sha256: String,
+        /// sha256 of the canonical JSON of its tool list, so a changed tool
+        /// definition shows even under the same name.
+        tool_list_sha256: String,
+        /// Its tools.
+        tools: Vec<String>,
+        /// Directory grants.
+        dirs: Vec<DirRecord>,
+        /// Names of the environment variables it sees.
+        env: Vec<String>,
+    },
+    /// A call passed argument validation and is about to be decided on.
+    CallStarted {
+        /// Call id, unique per writer.
+        call_id: u64,
+        /// Who called, from the call context.
+        caller: Option<String>,
+        /// `plugin.tool`.
+        tool: String,
+        /// The plugin's sha256.
+        plugin_sha256: String,
+        /// The arguments as received, cut to [`MAX_RECORDED_ARGUMENTS`].
+        arguments: String,
+        /// Their full size in bytes.
+        arguments_bytes: usize,
+        /// Whether `arguments` was cut.
+        arguments_truncated: bool,
+        /// sha256 of the canonical arguments (what approvals bind to).
+        arguments_sha256: String,
+    },
+    /// A call ended, however it ended.
+    CallEnded {
+        /// Call id.
+        call_id: u64,
+        /// `plugin.tool`.
+        tool: String,
+        /// `ok`, `tool_error`, `limit`, `crashed`, `cancelled`,
+        /// `invalid_output`, `approval_denied`, `suspicious`, `internal`.
+        outcome: &'static str,
+        /// The error message, if it failed.
+        error: Option<String>,
+        /// The limit hit, if any.
+        limit: Option<&'static str>,
+        /// Whether the call was cancelled.
+        cancelled: bool,
+        /// Fuel used (0 if the plugin did not run).
+        fuel_used: u64,
+        /// Wall-clock time in microseconds, approval included.
+        duration_us: u64,
+        /// Bytes of the output JSON, if there was one.
+        output_bytes: Option<usize>,
+        /// Bytes the plugin wrote to stdout (kept and discarded).
+        stdout_bytes: u64,
+        /// Bytes the plugin wrote to stderr (kept and discarded).
+        stderr_bytes: u64,
+        /// Log messages the plugin sent (kept and dropped).
+        log_messages: u64,
+    },
+    /// The host asked the approver.
+    ApprovalRequested {
+        /// Call id.
+        call_id: u64,
+        /// `plugin.tool`.
+        tool: String,
+        /// The plugin's sha256.
+        plugin_sha256: String,
+        /// sha256 of the canonical arguments.
+        arguments_sha256: String,
+        /// The tool's effect as the host sees it.
+        effect: &'static str,
+        /// Why approval is needed.
+        reason: String,
+    },
+    /// The approval was granted or refused.
+    ApprovalDecided {
+        /// Call id.
+        call_id: u64,
+        /// `plugin.tool`.
+        tool: String,
+        /// Whether the call may run.
+        approved: bool,
+        /// Who decided, as the approver said.
+        by: Option<String>,
+        /// Why (for a refusal, or a rejected approval).
+        reason: Option<String>,
+    },
+    /// Something the call tried was refused by the host's policy.
+    Denied {
+        /// Call id.
+        call_id: u64,
+        /// `plugin.tool`.
+        tool: String,
+        /// What kind: `approval` (later also `egress`).
+        kind: &'static str,
+        /// Why.
+        reason: String,
+        /// Denials of this call so far, this one included.
+        denials: u32,
+    },
+    /// The call piled up more denials than allowed and was stopped.
+    Suspicious {
+        /// Call id.
+        call_id: u64,
+        /// `plugin.tool`.
+        tool: String,
+        /// Denials of this call.
+        denials: u32,
+    },
+    /// The output matched known prompt-injection patterns (it was not
+    /// changed).
+    OutputFlagged {
+        /// Call id.
+        call_id: u64,
+        /// `plugin.tool`.
+        tool: String,
+        /// The patterns and where they matched.
+        flags: Vec<String>,
+    },
+    /// An outbound request (recorded once plugins can make them).
+    Egress {
+        /// Call id.
+        call_id: u64,
+        /// `plugin.tool`.
+        tool: String,
+        /// HTTP method.
+        method: String,
+        /// Destination as checked (scheme, host, port, path; no query).
+        destination: String,
+        /// Whether it was allowed.
+        allowed: bool,
+        /// Why it was refused, if it was.
+        reason: Option<String>,
+    },
+}
+
+#[derive(Serialize)]
+struct Record<'a> {
+    writer: &'a str,
+    seq: u64,
+    prev: &'a str,
+    time_ms: u64,
+    #[serde(flatten)]
+    event: &'a AuditEvent,
+}
+
+struct Chain {
+    seq: u64,
+    prev: String,
+}
+
+/// The host's writer: numbers, chains and writes records to its sink.
+pub(crate) struct AuditLog {
+    writer: String,
+    sink: Option<Arc<dyn AuditSink>>,
+    chain: Mutex<Chain>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("writer", &self.writer)
+            .field("sink", &self.sink.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// A writer with a fresh id (`portcullis-PID-RANDOM`); `None` records
+    /// nothing.
+    pub(crate) fn new(sink: Option<Arc<dyn AuditSink>>) -> AuditLog {
+        AuditLog {
+            writer: format!("portcullis-{}-{:016x}", std::process::id(), random_u64()),
+            sink,
+            chain: Mutex::new(Chain {
+                seq: 0,
+                prev: GENESIS.to_string(),
+            }),
+        }
+    }
+
+    /// Writes one record.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Audit`] if the record could not be serialised or written;
+    /// the chain does not advance then.
+    pub(crate) fn record(&self, event: AuditEvent) -> Result<(), Error> {
+        let Some(sink) = &self.sink else {
+            return Ok(());
+        };
+        let mut chain = self
+            .chain
+            .lock()
+            .map_err(|_| Error::Audit("the audit chain lock is poisoned".into()))?;
+        let seq = chain.seq + 1;
+        let time_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let line = serde_json::to_string(&Record {
+            writer: &self.writer,
+            seq,
+            prev: &chain.prev,
+            time_ms,
+            event: &event,
+        })
+        .map_err(|e| Error::Audit(format!("failed to serialise a record: {e}")))?;
+        sink.write_line(&line)
+            .map_err(|e| Error::Audit(format!("failed to write record {seq}: {e}")))?;
+        chain.seq = seq;
+        chain.prev = sha256_hex(line.as_bytes());
+        Ok(())
+    }
+
+    /// The head of this writer's chain, if it wrote anything.
+    pub(crate) fn head(&self) -> Option<AuditHead> {
+        let chain = self.chain.lock().ok()?;
+        (chain.seq > 0).then(|| AuditHead {
+            writer: self.writer.clone(),
+            seq: chain.seq,
+            sha256: chain.prev.clone(),
+        })
+    }
+
+    pub(crate) fn flush(&self) {
+        if let Some(sink) = &self.sink
+            && let Err(e) = sink.flush()
+        {
+            tracing::warn!(error = %e, "failed to flush the audit sink");
+        }
+    }
+}
+
+/// Counts the denials of one call; past the maximum the call is stopped and
+/// marked suspicious.
+///
+/// Today only refused approvals count; egress denials will count here too
+/// once plugins can make requests (each call site records through
+/// [`DenialCounter::deny`], which warns, audits and counts).
+#[derive(Debug)]
+pub(crate) struct DenialCounter {
+    count: u32,
+    max: u32,
+}
+
+impl DenialCounter {
+    pub(crate) fn new(max: u32) -> DenialCounter {
+        DenialCounter { count: 0, max }
+    }
+
+    /// Records one denial: a `warn` diagnostic and a `denied` record, plus a
+    /// `suspicious` record when this one exceeds the maximum. Returns
+    /// whether the call must be stopped as suspicious.
+    pub(crate) fn deny(
+        &mut self,
+        log: &AuditLog,
+        call_id: u64,
+        tool: &str,
+        kind: &'static str,
+        reason: &str,
+    ) -> Result<bool, Error> {
+        self.count += 1;
+        tracing::warn!(call_id, tool, kind, reason, denials = self.count, "denied");
+        log.record(AuditEvent::Denied {
+            call_id,
+            tool: tool.to_string(),
+            kind,
+            reason: reason.to_string(),
+            denials: self.count,
+        })?;
+        if self.count > self.max {
+            tracing::warn!(
+                call_id,
+                tool,
+                denials = self.count,
+                "call stopped as suspicious"
+            );
+            log.record(AuditEvent::Suspicious {
+                call_id,
+                tool: tool.to_string(),
+                denials: self.count,
+            })?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    pub(crate) fn count(&self) -> u32 {
+        self.count
+    }
+}
+
+/// A random 64-bit number from the standard library's randomly keyed
+/// SipHash (keys come from the OS); enough for ids and nonces that only
+/// need to be unpredictable to plugin output produced before them.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    std::collections::hash_map::RandomState::new()
+        .hash_one((COUNTER.fetch_add(1, Ordering::Relaxed), SystemTime::now()))
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+pub(crate) fn cut(text: &str, max: usize) -> (&str, bool) {
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects lines in memory.
+    #[derive(Default)]
+    pub(super) struct Memory(pub(super) Mutex<Vec<String>>);
+
+    impl AuditSink for Arc<Memory> {
+        fn write_line(&self, line: &str) -> std::io::Result<()> {
+            self.0.lock().expect("lock").push(line.to_string());
+            Ok(())
+        }
+    }
+
+    fn event(tool: &str) -> AuditEvent {
+        AuditEvent::Denied {
+            call_id: 1,
+            tool: tool.into(),
+            kind: "approval",
+            reason: "no".into(),
+            denials: 1,
+        }
+    }
+
+    #[test]
+    fn records_chain_by_the_hash_of_the_previous_line() {
+        let memory = Arc::new(Memory::default());
+        let log = AuditLog::new(Some(Arc::new(memory.clone())));
+        log.record(event("a.b")).expect("write");
+        log.record(event("a.c")).expect("write");
+        let lines = memory.0.lock().expect("lock").clone();
+        let first: serde_json::Value = serde_json::from_str(&lines[0]).expect("json");
+        let second: serde_json::Value = serde_json::from_str(&lines[1]).expect("json");
+        assert_eq!(first["seq"], 1);
+        assert_eq!(first["prev"], GENESIS);
+        assert_eq!(first["event"], "denied");
+        assert_eq!(second["seq"], 2);
+        assert_eq!(second["prev"], sha256_hex(lines[0].as_bytes()));
+        let head = log.head().expect("head");
+        assert_eq!(head.seq, 2);
+        assert_eq!(head.sha256, sha256_hex(lines[1].as_bytes()));
+        let text = lines.join("\n") + "\n";
+        let report = verify_log(text.as_bytes(), &[head]).expect("intact");
+        assert_eq!(report.records, 2);
+    }
+
+    #[test]
+    fn control_characters_cannot_split_a_record() {
+        let memory = Arc::new(Memory::default());
+        let log = AuditLog::new(Some(Arc::new(memory.clone())));
+        log.record(event("x\n{\"seq\":9}\r\u{1b}[2J\u{2028}"))
+            .expect("write");
+        let lines = memory.0.lock().expect("lock").clone();
+        assert_eq!(lines.len(), 1);
+        assert!(!lines[0].contains(['\n', '\r', '\u{1b}']), "{}", lines[0]);
+    }
+
+    #[test]
+    fn denials_past_the_maximum_mark_the_call_suspicious() {
+        let log = AuditLog::new(None);
+        let mut counter = DenialCounter::new(1);
+        assert!(!counter.deny(&log, 1, "a.b", "approval", "no").expect("ok"));
+        assert!(counter.deny(&log, 1, "a.b", "approval", "no").expect("ok"));
+        assert_eq!(counter.count(), 2);
+    }
+
+    #[test]
+    fn cut_keeps_whole_characters() {
+        assert_eq!(cut("héllo", 2), ("h", true));
+        assert_eq!(cut("hi", 5), ("hi", false));
+    }
+}
