@@ -73,7 +73,12 @@ fn macro_lists_every_tool_in_order_with_effect_title_and_description() {
     let effects: Vec<_> = specs.iter().map(|s| s.effect).collect();
     assert_eq!(
         effects,
-        [Effect::Read, Effect::Write, Effect::Destructive, Effect::Read]
+        [
+            Effect::Read,
+            Effect::Write,
+            Effect::Destructive,
+            Effect::Read
+        ]
     );
     assert_eq!(specs[0].title.as_deref(), Some("Greet"));
     assert_eq!(specs[1].title, None);
@@ -149,7 +154,9 @@ fn tools_without_arguments_take_an_empty_object() {
 
 #[test]
 fn output_schema_is_declared_for_object_outputs_only() {
-    let output = spec("greet").output_schema.expect("greet declares its output");
+    let output = spec("greet")
+        .output_schema
+        .expect("greet declares its output");
     assert_eq!(
         output["properties"]["text"]["description"],
         json!("The greeting.")

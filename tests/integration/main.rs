@@ -1,5 +1,6 @@
 //! Integration tests: each security claim of the kernel, proved against the
-//! real wasmtime and the real components built from `plugins/`.
+//! real wasmtime and the real components built from `plugins/`, and the
+//! example plugins' tools.
 //!
 //! Run `plugins/build.sh` first (the README's test command does).
 
@@ -9,3 +10,5 @@ mod imports;
 mod isolation;
 mod limits;
 mod pinning;
+mod plugin_files;
+mod plugin_json;

@@ -466,7 +466,10 @@ fn search(req: Search) -> Result<SearchResults, ToolError> {
                 path: path.clone(),
                 line: i + 1,
                 text: clip(line),
-                before: lines[i.saturating_sub(context)..i].iter().map(cut).collect(),
+                before: lines[i.saturating_sub(context)..i]
+                    .iter()
+                    .map(cut)
+                    .collect(),
                 after: lines[i + 1..(i + 1 + context).min(lines.len())]
                     .iter()
                     .map(cut)

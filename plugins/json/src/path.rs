@@ -75,7 +75,9 @@ impl Path {
         }
         let chars: Vec<char> = text.trim().chars().collect();
         if chars.first() != Some(&'$') {
-            return Err(format!("a path starts with `$`, e.g. `$.items[0]`; got `{text}`"));
+            return Err(format!(
+                "a path starts with `$`, e.g. `$.items[0]`; got `{text}`"
+            ));
         }
         let mut parser = Parser {
             chars: &chars,

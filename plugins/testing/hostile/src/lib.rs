@@ -138,7 +138,8 @@ fn flood(out: &mut impl Write, bytes: usize) -> Result<&'static str, ToolError> 
             .map_err(|e| ToolError::internal(e.to_string()))?;
         left -= n;
     }
-    out.flush().map_err(|e| ToolError::internal(e.to_string()))?;
+    out.flush()
+        .map_err(|e| ToolError::internal(e.to_string()))?;
     Ok("flooded")
 }
 
