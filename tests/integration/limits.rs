@@ -233,3 +233,25 @@ async fn a_spinning_call_does_not_starve_other_calls() {
         ));
     }
 }
+
+#[tokio::test]
+async fn output_breaking_its_declared_schema_is_refused() {
+    let fixture = Fixture::new();
+    let host = fixture.hostile(limits(|_| {})).await;
+    let tool = host
+        .tools()
+        .into_iter()
+        .find(|t| t.name == "hostile.lie")
+        .expect("lie");
+    assert!(
+        tool.output_schema.is_some(),
+        "the tool declares an output schema"
+    );
+    match call(&host, "hostile.lie", "{}").await {
+        Err(Error::InvalidOutput { reason, .. }) => {
+            assert!(reason.contains("promised"), "{reason}");
+        }
+        other => panic!("expected invalid output, got {other:?}"),
+    }
+    assert_next_call_succeeds(&host).await;
+}

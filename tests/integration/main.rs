@@ -1,5 +1,6 @@
 //! Integration tests: each security claim of the kernel, proved against the
-//! real wasmtime and the real components built from `plugins/`.
+//! real wasmtime and the real components built from `plugins/`, and the
+//! example plugins' tools.
 //!
 //! Run `plugins/build.sh` first (the README's test command does).
 
@@ -12,3 +13,5 @@ mod isolation;
 mod limits;
 mod output;
 mod pinning;
+mod plugin_files;
+mod plugin_json;

@@ -79,6 +79,7 @@ async fn bundled_manifest_loads_with_its_committed_pins() {
     let names: Vec<String> = host.tools().into_iter().map(|t| t.name).collect();
     assert!(names.contains(&"files.read_file".to_string()), "{names:?}");
     assert!(names.contains(&"files.list_dir".to_string()), "{names:?}");
+    assert!(names.contains(&"json.query".to_string()), "{names:?}");
 }
 
 /// Copies the source tree at `from` into `to`, without build outputs.
@@ -147,7 +148,7 @@ fn plugins_build_reproducibly_under_another_cargo_home_and_checkout() {
     );
 
     let manifest = std::fs::read_to_string(root.join("plugins/portcullis.toml")).expect("manifest");
-    for plugin in ["files", "refunds", "hostile", "sockets"] {
+    for plugin in ["files", "json", "refunds", "hostile", "sockets"] {
         let rebuilt = std::fs::read(checkout.join(format!("plugins/dist/{plugin}.wasm")))
             .expect("rebuilt component");
         let sha = sha256_hex(&rebuilt);
@@ -171,7 +172,7 @@ fn plugins_build_reproducibly_under_another_cargo_home_and_checkout() {
                 "`{plugin}` contains the machine path `{machine_path}`"
             );
         }
-        if plugin == "files" || plugin == "refunds" {
+        if plugin == "files" || plugin == "json" || plugin == "refunds" {
             assert!(
                 manifest.contains(&sha),
                 "the committed pin of `{plugin}` in plugins/portcullis.toml is not {sha}"

@@ -15,53 +15,44 @@
 //! portcullis call plugins/portcullis.toml refunds.refund '{"order_id": "A-2", "amount": 250}' --approve
 //! ```
 
-use portcullis_sdk::{Args, Effect, Plugin, Tool, ToolError, Value, json};
-use serde::Deserialize;
+use portcullis_sdk::prelude::*;
 
-struct Refunds;
+portcullis_sdk::export_plugin! {
+    /// Refund `amount` (in the order's currency) on the order `order_id`.
+    /// Returns a confirmation.
+    #[title = "Refund an order"]
+    refund: write,
+}
 
-#[derive(Deserialize)]
+/// Which order to refund, and how much.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Refund {
+    /// The order, e.g. A-1042.
+    #[schemars(length(min = 1, max = 64))]
     order_id: String,
-    amount: serde_json::Number,
+    /// How much to refund (more than 0).
+    amount: f64,
 }
 
-impl Plugin for Refunds {
-    fn tools() -> Vec<Tool> {
-        vec![
-            Tool::new(
-                "refund",
-                "Refund `amount` (in the order's currency) on the order `order_id`. \
-                 Returns a confirmation.",
-            )
-            .title("Refund an order")
-            .input_schema(json!({
-                "type": "object",
-                "properties": {
-                    "order_id": { "type": "string", "minLength": 1, "maxLength": 64, "description": "The order, e.g. A-1042" },
-                    "amount": { "type": "number", "exclusiveMinimum": 0, "description": "How much to refund" }
-                },
-                "required": ["order_id", "amount"],
-                "additionalProperties": false
-            }))
-            .effect(Effect::Write),
-        ]
-    }
-
-    fn call(tool: &str, args: Args<'_>) -> Result<Value, ToolError> {
-        match tool {
-            "refund" => {
-                let refund: Refund = args.parse()?;
-                Ok(json!({
-                    "status": "refunded",
-                    "order_id": refund.order_id,
-                    "amount": refund.amount,
-                }))
-            }
-            other => Err(ToolError::unknown_tool(other)),
-        }
-    }
+/// The refund that was made.
+#[derive(Serialize, JsonSchema)]
+struct Refunded {
+    /// Always `refunded`.
+    status: String,
+    /// The order.
+    order_id: String,
+    /// The amount refunded.
+    amount: f64,
 }
 
-portcullis_sdk::export_plugin!(Refunds);
+fn refund(input: Refund) -> Result<Refunded, ToolError> {
+    if !(input.amount > 0.0 && input.amount.is_finite()) {
+        return Err(ToolError::invalid_input("`amount` must be more than 0"));
+    }
+    Ok(Refunded {
+        status: "refunded".into(),
+        order_id: input.order_id,
+        amount: input.amount,
+    })
+}

@@ -7,207 +7,238 @@
 //! them and check that the host stops each one with a typed error, changes
 //! nothing outside the grants, and serves the next call.
 
-use portcullis_sdk::{Args, Plugin, Tool, ToolError, Value, json};
-use serde::Deserialize;
+use portcullis_sdk::prelude::*;
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-struct Hostile;
-
-/// Counts calls within one instance: a fresh instance always answers 1.
+/// Counts `counter` calls within one instance: a fresh instance always
+/// answers 1.
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct PathArg {
     path: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
+struct WriteArgs {
+    path: String,
+    data: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
 struct TwoPaths {
     from: String,
     to: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct Size {
     bytes: usize,
 }
 
-const TOOLS: &[(&str, &str)] = &[
-    ("spin", "loops forever"),
-    ("sleep", "sleeps for an hour on a monotonic-clock pollable"),
-    ("grow", "grows a Vec until memory runs out"),
-    ("recurse", "recurses without end"),
-    ("panic", "panics"),
-    ("exit", "calls exit(3)"),
-    ("big_output", "returns a string of `bytes` bytes"),
-    (
-        "flood_stdout",
-        "writes `bytes` bytes to stdout, then returns",
-    ),
-    (
-        "flood_stderr",
-        "writes `bytes` bytes to stderr, then returns",
-    ),
-    ("echo", "returns the raw arguments it received"),
-    ("counter", "returns how many calls this instance has served"),
-    (
-        "environment",
-        "returns env vars, args, cwd and stdin contents",
-    ),
-    ("read", "reads the file at `path`"),
-    ("write", "writes `data` to the file at `path`"),
-    ("truncate", "truncates the file at `path` to zero bytes"),
-    ("remove", "removes the file at `path`"),
-    ("list", "lists the directory at `path`"),
-    ("symlink", "creates a symlink at `to` pointing at `from`"),
-    (
-        "hard_link",
-        "creates a hard link at `to` to the file `from`",
-    ),
-    ("rename", "renames `from` to `to`"),
-    (
-        "log_flood",
-        "logs `bytes` messages through the host log interface",
-    ),
-];
+portcullis_sdk::export_plugin! {
+    /// returns output that breaks its own declared output schema
+    lie: read,
+    /// loops forever
+    spin: read,
+    /// sleeps for an hour on a monotonic-clock pollable
+    sleep: read,
+    /// grows a Vec until memory runs out
+    grow: read,
+    /// recurses without end
+    recurse: read,
+    /// panics
+    panic: read,
+    /// calls exit(3)
+    exit: read,
+    /// returns a string of `bytes` bytes
+    big_output: read,
+    /// writes `bytes` bytes to stdout, then returns
+    flood_stdout: read,
+    /// writes `bytes` bytes to stderr, then returns
+    flood_stderr: read,
+    /// returns the raw arguments it received
+    echo: read,
+    /// returns how many calls this instance has served
+    counter: read,
+    /// returns env vars, args, cwd and stdin contents
+    environment: read,
+    /// reads the file at `path`
+    read: read,
+    /// writes `data` to the file at `path`
+    write: read,
+    /// truncates the file at `path` to zero bytes
+    truncate: read,
+    /// removes the file at `path`
+    remove: read,
+    /// lists the directory at `path`
+    list: read,
+    /// creates a symlink at `to` pointing at `from`
+    symlink: read,
+    /// creates a hard link at `to` to the file `from`
+    hard_link: read,
+    /// renames `from` to `to`
+    rename: read,
+    /// logs `bytes` messages through the host log interface
+    log_flood: read,
+}
 
-impl Plugin for Hostile {
-    fn tools() -> Vec<Tool> {
-        TOOLS
-            .iter()
-            .map(|(name, description)| Tool::new(*name, *description))
-            .collect()
-    }
+// Every tool is declared `read`, whatever it does: the host must not trust
+// the declaration (a read-write grant raises every tool to `write`).
 
-    fn call(tool: &str, args: Args<'_>) -> Result<Value, ToolError> {
-        let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
-        match tool {
-            "spin" => {
-                let mut x: u64 = 0;
-                loop {
-                    x = black_box(x.wrapping_add(1));
-                }
-            }
-            "sleep" => {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-                Ok(json!("woke up"))
-            }
-            "grow" => {
-                let mut chunks: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    chunks.push(black_box(vec![1u8; 1 << 20]));
-                }
-            }
-            "recurse" => Ok(json!(recurse(black_box(1)))),
-            "panic" => panic!("the plugin panicked on purpose"),
-            "exit" => std::process::exit(3),
-            "big_output" => {
-                let size: Size = args.parse()?;
-                Ok(json!("x".repeat(size.bytes)))
-            }
-            "flood_stdout" | "flood_stderr" => {
-                let size: Size = args.parse()?;
-                let line = [b'A'; 1024];
-                let mut left = size.bytes;
-                while left > 0 {
-                    let n = left.min(line.len());
-                    let result = if tool == "flood_stdout" {
-                        std::io::stdout().write_all(&line[..n])
-                    } else {
-                        std::io::stderr().write_all(&line[..n])
-                    };
-                    result.map_err(|e| ToolError::Internal(e.to_string()))?;
-                    left -= n;
-                }
-                let flushed = if tool == "flood_stdout" {
-                    std::io::stdout().flush()
-                } else {
-                    std::io::stderr().flush()
-                };
-                flushed.map_err(|e| ToolError::Internal(e.to_string()))?;
-                Ok(json!("flooded"))
-            }
-            "echo" => Ok(Value::String(args.raw().to_string())),
-            "counter" => Ok(json!(n)),
-            "environment" => {
-                let mut stdin = String::new();
-                let stdin_result = std::io::stdin().read_to_string(&mut stdin);
-                Ok(json!({
-                    "env": std::env::vars().collect::<Vec<_>>(),
-                    "args": std::env::args().collect::<Vec<_>>(),
-                    "cwd": std::env::current_dir().ok().map(|p| p.display().to_string()),
-                    "stdin": stdin,
-                    "stdin_error": stdin_result.err().map(|e| e.to_string()),
-                }))
-            }
-            "read" => {
-                let p: PathArg = args.parse()?;
-                std::fs::read_to_string(&p.path)
-                    .map(Value::String)
-                    .map_err(|e| fs_error(&p.path, e))
-            }
-            "write" => {
-                #[derive(Deserialize)]
-                struct WriteArgs {
-                    path: String,
-                    data: String,
-                }
-                let w: WriteArgs = args.parse()?;
-                std::fs::write(&w.path, w.data)
-                    .map(|()| json!("written"))
-                    .map_err(|e| fs_error(&w.path, e))
-            }
-            "truncate" => {
-                let p: PathArg = args.parse()?;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .truncate(true)
-                    .open(&p.path)
-                    .map(|_| json!("truncated"))
-                    .map_err(|e| fs_error(&p.path, e))
-            }
-            "remove" => {
-                let p: PathArg = args.parse()?;
-                std::fs::remove_file(&p.path)
-                    .map(|()| json!("removed"))
-                    .map_err(|e| fs_error(&p.path, e))
-            }
-            "list" => {
-                let p: PathArg = args.parse()?;
-                let names: Result<Vec<String>, _> = std::fs::read_dir(&p.path)
-                    .map_err(|e| fs_error(&p.path, e))?
-                    .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-                    .collect();
-                names.map(|n| json!(n)).map_err(|e| fs_error(&p.path, e))
-            }
-            "symlink" => {
-                let p: TwoPaths = args.parse()?;
-                symlink(&p.from, &p.to).map(|()| json!("linked"))
-            }
-            "hard_link" => {
-                let p: TwoPaths = args.parse()?;
-                std::fs::hard_link(&p.from, &p.to)
-                    .map(|()| json!("linked"))
-                    .map_err(|e| fs_error(&p.to, e))
-            }
-            "rename" => {
-                let p: TwoPaths = args.parse()?;
-                std::fs::rename(&p.from, &p.to)
-                    .map(|()| json!("renamed"))
-                    .map_err(|e| fs_error(&p.to, e))
-            }
-            "log_flood" => {
-                let size: Size = args.parse()?;
-                for i in 0..size.bytes {
-                    portcullis_sdk::log::info(&format!("message {i}"));
-                }
-                Ok(json!("logged"))
-            }
-            other => Err(ToolError::unknown_tool(other)),
-        }
+fn spin(_: NoInput) -> Result<(), ToolError> {
+    let mut x: u64 = 0;
+    loop {
+        x = black_box(x.wrapping_add(1));
     }
+}
+
+fn sleep(_: NoInput) -> Result<&'static str, ToolError> {
+    std::thread::sleep(std::time::Duration::from_secs(3600));
+    Ok("woke up")
+}
+
+fn grow(_: NoInput) -> Result<(), ToolError> {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        chunks.push(black_box(vec![1u8; 1 << 20]));
+    }
+}
+
+fn recurse(_: NoInput) -> Result<u64, ToolError> {
+    Ok(recurse_forever(black_box(1)))
+}
+
+fn panic(_: NoInput) -> Result<(), ToolError> {
+    panic!("the plugin panicked on purpose")
+}
+
+fn exit(_: NoInput) -> Result<(), ToolError> {
+    std::process::exit(3)
+}
+
+fn big_output(size: Size) -> Result<String, ToolError> {
+    Ok("x".repeat(size.bytes))
+}
+
+fn flood_stdout(size: Size) -> Result<&'static str, ToolError> {
+    flood(&mut std::io::stdout(), size.bytes)
+}
+
+fn flood_stderr(size: Size) -> Result<&'static str, ToolError> {
+    flood(&mut std::io::stderr(), size.bytes)
+}
+
+fn flood(out: &mut impl Write, bytes: usize) -> Result<&'static str, ToolError> {
+    let line = [b'A'; 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(line.len());
+        out.write_all(&line[..n])
+            .map_err(|e| ToolError::internal(e.to_string()))?;
+        left -= n;
+    }
+    out.flush()
+        .map_err(|e| ToolError::internal(e.to_string()))?;
+    Ok("flooded")
+}
+
+fn echo(args: RawArgs) -> Result<String, ToolError> {
+    Ok(args.0)
+}
+
+/// Declares (through its schema) a required `promised` field it never
+/// writes.
+#[derive(Serialize, JsonSchema)]
+struct Lie {
+    #[serde(skip_serializing)]
+    #[expect(
+        dead_code,
+        reason = "declared in the schema, never written: that is the lie"
+    )]
+    promised: String,
+    delivered: u32,
+}
+
+fn lie(_: NoInput) -> Result<Lie, ToolError> {
+    Ok(Lie {
+        promised: String::new(),
+        delivered: 1,
+    })
+}
+
+fn counter(_: NoInput) -> Result<u64, ToolError> {
+    Ok(CALLS.fetch_add(1, Ordering::SeqCst) + 1)
+}
+
+fn environment(_: NoInput) -> Result<Value, ToolError> {
+    let mut stdin = String::new();
+    let stdin_result = std::io::stdin().read_to_string(&mut stdin);
+    Ok(json!({
+        "env": std::env::vars().collect::<Vec<_>>(),
+        "args": std::env::args().collect::<Vec<_>>(),
+        "cwd": std::env::current_dir().ok().map(|p| p.display().to_string()),
+        "stdin": stdin,
+        "stdin_error": stdin_result.err().map(|e| e.to_string()),
+    }))
+}
+
+fn read(p: PathArg) -> Result<String, ToolError> {
+    std::fs::read_to_string(&p.path).map_err(|e| fs_error(&p.path, e))
+}
+
+fn write(w: WriteArgs) -> Result<&'static str, ToolError> {
+    std::fs::write(&w.path, w.data)
+        .map(|()| "written")
+        .map_err(|e| fs_error(&w.path, e))
+}
+
+fn truncate(p: PathArg) -> Result<&'static str, ToolError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&p.path)
+        .map(|_| "truncated")
+        .map_err(|e| fs_error(&p.path, e))
+}
+
+fn remove(p: PathArg) -> Result<&'static str, ToolError> {
+    std::fs::remove_file(&p.path)
+        .map(|()| "removed")
+        .map_err(|e| fs_error(&p.path, e))
+}
+
+fn list(p: PathArg) -> Result<Vec<String>, ToolError> {
+    std::fs::read_dir(&p.path)
+        .map_err(|e| fs_error(&p.path, e))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| fs_error(&p.path, e))
+}
+
+fn symlink(p: TwoPaths) -> Result<&'static str, ToolError> {
+    symlink_at(&p.from, &p.to).map(|()| "linked")
+}
+
+fn hard_link(p: TwoPaths) -> Result<&'static str, ToolError> {
+    std::fs::hard_link(&p.from, &p.to)
+        .map(|()| "linked")
+        .map_err(|e| fs_error(&p.to, e))
+}
+
+fn rename(p: TwoPaths) -> Result<&'static str, ToolError> {
+    std::fs::rename(&p.from, &p.to)
+        .map(|()| "renamed")
+        .map_err(|e| fs_error(&p.to, e))
+}
+
+fn log_flood(size: Size) -> Result<&'static str, ToolError> {
+    for i in 0..size.bytes {
+        log::info(&format!("message {i}"));
+    }
+    Ok("logged")
 }
 
 fn fs_error(path: &str, e: std::io::Error) -> ToolError {
@@ -217,16 +248,16 @@ fn fs_error(path: &str, e: std::io::Error) -> ToolError {
 /// Recursion kept in WebAssembly locals, so it exhausts the engine's stack
 /// rather than the guest's shadow stack in linear memory.
 #[inline(never)]
-fn recurse(depth: u64) -> u64 {
+fn recurse_forever(depth: u64) -> u64 {
     if black_box(depth) == u64::MAX {
         return 0;
     }
-    recurse(depth + 1).wrapping_mul(black_box(depth) | 1)
+    recurse_forever(depth + 1).wrapping_mul(black_box(depth) | 1)
 }
 
 /// Creates a symlink at guest path `link` whose target is `target`, exactly
 /// as given (std's wrapper is unstable on wasip2, so call WASI directly).
-fn symlink(target: &str, link: &str) -> Result<(), ToolError> {
+fn symlink_at(target: &str, link: &str) -> Result<(), ToolError> {
     for (dir, guest) in wasip2::filesystem::preopens::get_directories() {
         let prefix = guest.trim_end_matches('/');
         if let Some(rest) = link.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
@@ -239,5 +270,3 @@ fn symlink(target: &str, link: &str) -> Result<(), ToolError> {
         "`{link}` is under no preopened directory"
     )))
 }
-
-portcullis_sdk::export_plugin!(Hostile);

@@ -2,23 +2,15 @@
 //! connection). The host never links `wasi:sockets`, so loading this
 //! component must fail with the list of offending imports.
 
-use portcullis_sdk::{Args, Plugin, Tool, ToolError, Value, json};
+use portcullis_sdk::prelude::*;
 
-struct Sockets;
-
-impl Plugin for Sockets {
-    fn tools() -> Vec<Tool> {
-        vec![Tool::new(
-            "connect",
-            "opens a TCP connection to 127.0.0.1:9",
-        )]
-    }
-
-    fn call(_tool: &str, _args: Args<'_>) -> Result<Value, ToolError> {
-        std::net::TcpStream::connect("127.0.0.1:9")
-            .map(|_| json!("connected"))
-            .map_err(|e| ToolError::Internal(e.to_string()))
-    }
+portcullis_sdk::export_plugin! {
+    /// opens a TCP connection to 127.0.0.1:9
+    connect: read,
 }
 
-portcullis_sdk::export_plugin!(Sockets);
+fn connect(_: NoInput) -> Result<&'static str, ToolError> {
+    std::net::TcpStream::connect("127.0.0.1:9")
+        .map(|_| "connected")
+        .map_err(|e| ToolError::internal(e.to_string()))
+}
