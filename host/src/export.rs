@@ -215,6 +215,10 @@ fn model_schema(schema: &Value) -> Result<ModelSchema, String> {
         None => (schema, false),
     };
     let mut schema = schema;
+    // Model APIs take a bare schema; the dialect marker is noise there.
+    if let Value::Object(map) = &mut schema {
+        map.remove("$schema");
+    }
     sanitize_schema_texts(&mut schema);
     let strict = inlined && qualifies_for_strict(&schema);
     Ok(ModelSchema { schema, strict })
@@ -566,6 +570,8 @@ mod tests {
         );
         assert!(model_schema(&json!({"type": "string"})).is_err());
         assert!(model_schema(&json!(false)).is_err());
+        let marked = json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object"});
+        assert_eq!(model_schema(&marked).expect("ok").schema, json!({"type": "object"}));
     }
 
     #[test]

@@ -466,3 +466,56 @@ macro_rules! __tool_set {
         ))
     };
 }
+
+/// Misusing the macros is a compile error. The cases below are compiled (and
+/// must fail) as doctests; the messages are in the macro above.
+///
+/// A control that compiles:
+/// ```
+/// use portcullis_sdk::prelude::*;
+/// fn greet(_: NoInput) -> Result<String, ToolError> { Ok("hi".into()) }
+/// let _tools = portcullis_sdk::tool_set! { /// Greets.
+///     greet: read };
+/// ```
+///
+/// No description:
+/// ```compile_fail
+/// use portcullis_sdk::prelude::*;
+/// fn greet(_: NoInput) -> Result<String, ToolError> { Ok("hi".into()) }
+/// let _tools = portcullis_sdk::tool_set! { greet: read };
+/// ```
+///
+/// No effect:
+/// ```compile_fail
+/// use portcullis_sdk::prelude::*;
+/// fn greet(_: NoInput) -> Result<String, ToolError> { Ok("hi".into()) }
+/// let _tools = portcullis_sdk::tool_set! { /// Greets.
+///     greet };
+/// ```
+///
+/// An unknown effect:
+/// ```compile_fail
+/// use portcullis_sdk::prelude::*;
+/// fn greet(_: NoInput) -> Result<String, ToolError> { Ok("hi".into()) }
+/// let _tools = portcullis_sdk::tool_set! { /// Greets.
+///     greet: harmless };
+/// ```
+///
+/// A tool used twice:
+/// ```compile_fail
+/// use portcullis_sdk::prelude::*;
+/// fn greet(_: NoInput) -> Result<String, ToolError> { Ok("hi".into()) }
+/// let _tools = portcullis_sdk::tool_set! { /// Greets.
+///     greet: read, /// Again.
+///     greet: read };
+/// ```
+///
+/// A function with the wrong shape:
+/// ```compile_fail
+/// use portcullis_sdk::prelude::*;
+/// fn greet(name: String, loud: bool) -> String { name }
+/// let _tools = portcullis_sdk::tool_set! { /// Greets.
+///     greet: read };
+/// ```
+#[doc(hidden)]
+pub mod misuse_is_a_compile_error {}
