@@ -570,8 +570,12 @@ mod tests {
         );
         assert!(model_schema(&json!({"type": "string"})).is_err());
         assert!(model_schema(&json!(false)).is_err());
-        let marked = json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object"});
-        assert_eq!(model_schema(&marked).expect("ok").schema, json!({"type": "object"}));
+        let marked =
+            json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object"});
+        assert_eq!(
+            model_schema(&marked).expect("ok").schema,
+            json!({"type": "object"})
+        );
     }
 
     #[test]

@@ -281,3 +281,44 @@ async fn approval_settings_for_unknown_tools_are_refused_at_load() {
         other => panic!("expected a manifest error, got {other:?}"),
     }
 }
+
+/// `hostile` with nothing granted and no approver.
+fn bare_hostile() -> PluginConfig {
+    PluginConfig::new("hostile", plugin_path("hostile")).sha256(plugin_sha("hostile"))
+}
+
+#[tokio::test]
+async fn destructive_tool_always_asks() {
+    let host = Host::builder()
+        .plugin(bare_hostile())
+        .build()
+        .await
+        .expect("loads");
+    let wipe = host
+        .tools()
+        .into_iter()
+        .find(|t| t.name == "hostile.wipe")
+        .expect("wipe");
+    assert_eq!(wipe.effect, Effect::Destructive);
+    assert_eq!(wipe.approval, ApprovalSetting::Always);
+    denied_because(call(&host, "hostile.wipe", "{}").await, "no approver");
+    // A read tool of the same plugin runs without asking.
+    assert_eq!(
+        call(&host, "hostile.counter", "{}")
+            .await
+            .expect("read tool"),
+        serde_json::json!(1)
+    );
+}
+
+#[tokio::test]
+async fn destructive_tool_cannot_be_configured_to_never_ask() {
+    let result = Host::builder()
+        .plugin(bare_hostile().approval("wipe", portcullis::manifest::ApprovalEntry::Never))
+        .build()
+        .await;
+    match result {
+        Err(e @ Error::Manifest { .. }) => assert!(e.to_string().contains("wipe"), "{e}"),
+        other => panic!("expected a manifest error, got {other:?}"),
+    }
+}

@@ -41,6 +41,8 @@ struct Size {
 portcullis_sdk::export_plugin! {
     /// returns output that breaks its own declared output schema
     lie: read,
+    /// declares itself destructive (and does nothing)
+    wipe: destructive,
     /// loops forever
     spin: read,
     /// sleeps for an hour on a monotonic-clock pollable
@@ -167,6 +169,10 @@ fn lie(_: NoInput) -> Result<Lie, ToolError> {
         promised: String::new(),
         delivered: 1,
     })
+}
+
+fn wipe(_: NoInput) -> Result<String, ToolError> {
+    Ok("wiped".into())
 }
 
 fn counter(_: NoInput) -> Result<u64, ToolError> {
