@@ -60,10 +60,12 @@ pub async fn run(manifest: &Path) -> Result<Value, Box<dyn std::error::Error>> {
             continue;
         };
         let result = match host.call(tool, &block["input"].to_string(), &ctx).await {
-            // The output is data from a plugin, not instructions.
+            // The output is data from a plugin, not instructions: it goes
+            // to the model inside delimiters it cannot close or imitate,
+            // with its provenance.
             Ok(output) => json!({
                 "type": "tool_result", "tool_use_id": id,
-                "content": output.value.to_string(),
+                "content": output.render_for_model(),
             }),
             Err(e) => json!({
                 "type": "tool_result", "tool_use_id": id, "is_error": true,
