@@ -6,6 +6,7 @@ use crate::audit::{
     AuditEvent, AuditHead, AuditLog, AuditSink, DenialCounter, DirRecord, FileSink,
     MAX_RECORDED_ARGUMENTS,
 };
+use crate::cache::CompileCache;
 use crate::error::{Error, ToolError};
 use crate::manifest::Manifest;
 use crate::plugin::{Effect, LoadedPlugin, sha256_hex};
@@ -85,6 +86,7 @@ pub struct HostBuilder {
     approver: Option<Arc<dyn Approver>>,
     max_denials: Option<u32>,
     screen: Option<bool>,
+    cache_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -93,6 +95,7 @@ impl std::fmt::Debug for HostBuilder {
             .field("plugins", &self.plugins)
             .field("base", &self.base)
             .field("manifest", &self.manifest)
+            .field("cache_dir", &self.cache_dir)
             .field("audit", &self.audit.is_some())
             .field("approver", &self.approver.is_some())
             .field("max_denials", &self.max_denials)
@@ -107,6 +110,17 @@ impl HostBuilder {
     /// settings made on the builder take precedence.
     pub fn manifest(mut self, path: impl Into<PathBuf>) -> Self {
         self.manifest = Some(path.into());
+        self
+    }
+
+    /// Keeps compiled plugins in `dir`, keyed by the sha256 of their pinned
+    /// bytes and the engine's settings, so that later hosts load them
+    /// instead of compiling again (default: no cache). The directory is
+    /// created private; one that other users can write is not used (a
+    /// warning says so), since compiled code from it would run in the
+    /// host. Entries are checksummed; a bad entry is recompiled.
+    pub fn compile_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
         self
     }
 
@@ -196,7 +210,13 @@ impl HostBuilder {
             }
             (None, None) => None,
         };
+        let cache = self.cache_dir.and_then(|dir| {
+            CompileCache::open(&dir)
+                .inspect_err(|e| tracing::warn!("compile cache disabled: {e}"))
+                .ok()
+        });
         let settings = Settings {
+            cache,
             audit: AuditLog::new(sink),
             approver: self.approver.unwrap_or_else(|| Arc::new(DenyAll)),
             max_denials: self
@@ -211,6 +231,7 @@ impl HostBuilder {
 
 /// What the builder decided beyond the plugins.
 struct Settings {
+    cache: Option<CompileCache>,
     audit: AuditLog,
     approver: Arc<dyn Approver>,
     max_denials: u32,
@@ -381,7 +402,7 @@ impl Host {
                 ));
             }
             tracing::debug!(plugin = %policy.name, source = %policy.source.display(), "loading plugin");
-            let plugin = LoadedPlugin::load(&sandbox, policy).await?;
+            let plugin = LoadedPlugin::load(&sandbox, settings.cache.as_ref(), policy).await?;
             approvals.push(approval_settings(&plugin, origin)?);
             settings.audit.record(load_record(&plugin))?;
             for (t, tool) in plugin.tools.iter().enumerate() {

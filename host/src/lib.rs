@@ -34,6 +34,7 @@
 mod approval;
 mod arguments;
 mod audit;
+mod cache;
 mod error;
 mod export;
 mod host;

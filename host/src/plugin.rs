@@ -2,6 +2,7 @@
 //! those bytes, refuse forbidden imports, and ask the plugin for its tools.
 
 use crate::arguments::InputSchema;
+use crate::cache::CompileCache;
 use crate::error::Error;
 use crate::policy::{self, PluginPolicy};
 use crate::sandbox::{PluginPre, Request, Response, Sandbox, StoreData, WitEffect};
@@ -82,6 +83,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 impl LoadedPlugin {
     pub(crate) async fn load(
         sandbox: &Sandbox,
+        cache: Option<&CompileCache>,
         policy: PluginPolicy,
     ) -> Result<LoadedPlugin, Error> {
         let name = policy.name.clone();
@@ -100,13 +102,17 @@ impl LoadedPlugin {
                 actual,
             });
         }
-        let component = sandbox
-            .compile(&bytes)
-            .map_err(|reason| Error::InvalidComponent {
-                plugin: name.clone(),
-                path: policy.source.clone(),
-                reason,
-            })?;
+        // Exactly the pinned bytes, compiled now or found compiled in the
+        // cache under their (verified) hash.
+        let compiled = match cache {
+            Some(cache) => cache.compile(sandbox, &actual, &bytes),
+            None => sandbox.compile(&bytes),
+        };
+        let component = compiled.map_err(|reason| Error::InvalidComponent {
+            plugin: name.clone(),
+            path: policy.source.clone(),
+            reason,
+        })?;
         drop(bytes);
 
         let forbidden = sandbox.forbidden_imports(&component);

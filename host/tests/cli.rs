@@ -21,10 +21,20 @@ fn bundled() -> PathBuf {
     manifest
 }
 
+/// One compile cache for this test binary (the first call compiles, the
+/// rest load verified artifacts), never the user's own.
+fn cache_dir() -> &'static Path {
+    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    CACHE
+        .get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
+
 fn portcullis(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(args)
         .env_remove("RUST_LOG")
+        .env("PORTCULLIS_CACHE_DIR", cache_dir())
         .output()
         .expect("run portcullis")
 }

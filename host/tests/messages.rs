@@ -19,6 +19,7 @@ fn run_in(dir: &Path, args: &[&str]) -> String {
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
+        .env("PORTCULLIS_CACHE_DIR", dir.join(".cache"))
         .output()
         .expect("run portcullis");
     format!(

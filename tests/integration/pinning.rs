@@ -184,3 +184,76 @@ fn plugins_build_reproducibly_under_another_cargo_home_and_checkout() {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+fn cache_entries(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("cache dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    entries.sort();
+    entries
+}
+
+async fn cached_files(cache: &Path, sha: String) -> Result<Host, Error> {
+    Host::builder()
+        .compile_cache(cache)
+        .plugin(PluginConfig::new("files", plugin_path("files")).sha256(sha))
+        .build()
+        .await
+}
+
+#[tokio::test]
+async fn compile_cache_is_keyed_by_the_pinned_bytes_and_never_bypasses_the_pin() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let host = cached_files(&cache, plugin_sha("files"))
+        .await
+        .expect("loads");
+    let entries = cache_entries(&cache);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let name = entries[0]
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(name.starts_with(&plugin_sha("files")), "{name}");
+    drop(host);
+
+    // A second host loads from the cache and works the same.
+    let host = cached_files(&cache, plugin_sha("files"))
+        .await
+        .expect("loads");
+    host.tools()
+        .iter()
+        .find(|t| t.name == "files.read_file")
+        .expect("tools listed from the cached plugin");
+
+    // The pin is checked on the file's bytes before the cache is consulted.
+    match cached_files(&cache, "0".repeat(64)).await {
+        Err(Error::PinMismatch { .. }) => {}
+        other => panic!("expected a pin mismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tampered_compile_cache_entry_is_recompiled_not_loaded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    cached_files(&cache, plugin_sha("files"))
+        .await
+        .expect("loads");
+    let artifact = cache_entries(&cache).remove(0);
+    let mut bytes = std::fs::read(&artifact).expect("artifact");
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0xff;
+    std::fs::write(&artifact, &bytes).expect("tamper");
+
+    let host = cached_files(&cache, plugin_sha("files"))
+        .await
+        .expect("recompiled");
+    assert!(!host.tools().is_empty());
+    // The entry was replaced by a good one.
+    assert_ne!(std::fs::read(&artifact).expect("artifact"), bytes);
+}

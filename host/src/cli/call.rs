@@ -12,7 +12,7 @@
 use super::Failure;
 use portcullis::{
     ApprovalRequest, Approver, CallContext, CancellationToken, Captured, Decision, DirMode,
-    FileSink, Host,
+    FileSink, HostBuilder,
 };
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ Examples:
   echo '{\"path\": \"/sample/hello.txt\"}' | portcullis call plugins/portcullis.toml read_file -")]
 pub(crate) struct Args {
     /// The manifest (`portcullis.toml`).
-    manifest: PathBuf,
+    pub(crate) manifest: PathBuf,
     /// The tool: `plugin.tool`, or `tool` when only one plugin has it.
     tool: String,
     /// Arguments as a JSON object; `-` reads them from stdin.
@@ -108,7 +108,7 @@ fn ask(request: &ApprovalRequest) -> bool {
     std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
-pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
+pub(crate) async fn run(args: &Args, host: HostBuilder) -> Result<ExitCode, Failure> {
     let arguments = if args.arguments == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -122,11 +122,9 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
         args.arguments.clone()
     };
 
-    let mut builder = Host::builder()
-        .manifest(&args.manifest)
-        .approver(CliApprover {
-            approve: args.approve,
-        });
+    let mut builder = host.approver(CliApprover {
+        approve: args.approve,
+    });
     if let Some(path) = &args.audit {
         let sink = FileSink::open(path).map_err(|e| Failure::Config {
             message: format!("failed to open the audit log `{}`: {e}", path.display()),

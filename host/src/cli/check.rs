@@ -3,18 +3,18 @@
 
 use super::Failure;
 use portcullis::manifest::ByteSize;
-use portcullis::{DirMode, Host};
+use portcullis::{DirMode, HostBuilder};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The manifest (`portcullis.toml`).
-    manifest: PathBuf,
+    pub(crate) manifest: PathBuf,
 }
 
-pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
-    let host = Host::from_manifest(&args.manifest).await?;
+pub(crate) async fn run(host: HostBuilder) -> Result<ExitCode, Failure> {
+    let host = host.build().await?;
     let tools = host.tools();
     for policy in host.policies() {
         outln!("plugin `{}`", policy.name);

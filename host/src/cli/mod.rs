@@ -54,6 +54,11 @@ struct Cli {
     /// Show debug diagnostics on stderr (or set `RUST_LOG`).
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Compile every plugin afresh instead of using the compile cache
+    /// (`$PORTCULLIS_CACHE_DIR`, else `$XDG_CACHE_HOME/portcullis`, else
+    /// `~/.cache/portcullis`).
+    #[arg(long, global = true)]
+    no_cache: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -89,14 +94,21 @@ enum Command {
 /// Parses the command line, runs it and maps the outcome to an exit code.
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cache = if cli.no_cache { None } else { cache_dir() };
     init_tracing(cli.verbose);
     let outcome = match cli.command {
         Command::Hash { files } => hash(&files),
         Command::Pin(args) => pin::run(&args),
-        Command::Check(args) => runtime().and_then(|rt| rt.block_on(check::run(&args))),
-        Command::Call(args) => runtime().and_then(|rt| rt.block_on(call::run(&args))),
+        Command::Check(args) => {
+            runtime().and_then(|rt| rt.block_on(check::run(host(&args.manifest, &cache))))
+        }
+        Command::Call(args) => {
+            runtime().and_then(|rt| rt.block_on(call::run(&args, host(&args.manifest, &cache))))
+        }
         Command::Inspect(args) => runtime().and_then(|rt| rt.block_on(inspect::run(&args))),
-        Command::Tools(args) => runtime().and_then(|rt| rt.block_on(tools::run(&args))),
+        Command::Tools(args) => {
+            runtime().and_then(|rt| rt.block_on(tools::run(&args, host(&args.manifest, &cache))))
+        }
         Command::Audit(command) => audit::run(&command),
     };
     match outcome {
@@ -169,6 +181,27 @@ pub(crate) fn write_stdout(line: std::fmt::Arguments<'_>) {
         eprintln!("error: failed to write to stdout: {e}");
         std::process::exit(5);
     }
+}
+
+/// A host builder for `manifest`, with the compile cache unless disabled.
+fn host(manifest: &std::path::Path, cache: &Option<PathBuf>) -> portcullis::HostBuilder {
+    let builder = portcullis::Host::builder().manifest(manifest);
+    match cache {
+        Some(dir) => builder.compile_cache(dir),
+        None => builder,
+    }
+}
+
+/// Where the CLI keeps compiled plugins.
+fn cache_dir() -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("PORTCULLIS_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("portcullis")))
+        .or_else(|| var("HOME").map(|h| h.join(".cache").join("portcullis")))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

@@ -2,7 +2,7 @@
 //! a model API or an MCP client.
 
 use super::Failure;
-use portcullis::{Host, ToolFormat, descriptor_json, export_tools};
+use portcullis::{HostBuilder, ToolFormat, descriptor_json, export_tools};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,14 +30,14 @@ Examples:
   portcullis tools plugins/portcullis.toml --format anthropic > tools.json")]
 pub(crate) struct Args {
     /// The manifest (`portcullis.toml`).
-    manifest: PathBuf,
+    pub(crate) manifest: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
 }
 
-pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
-    let host = Host::from_manifest(&args.manifest).await?;
+pub(crate) async fn run(args: &Args, host: HostBuilder) -> Result<ExitCode, Failure> {
+    let host = host.build().await?;
     let tools = host.tools();
     let format = match args.format {
         Format::Json => None,

@@ -226,6 +226,50 @@ impl Sandbox {
         Component::from_binary(&self.engine, bytes).map_err(|e| e.to_string())
     }
 
+    /// Compiles exactly `bytes` to a loadable artifact (for the compile
+    /// cache).
+    pub(crate) fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        self.engine
+            .precompile_component(bytes)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Loads an artifact this engine just produced with
+    /// [`Sandbox::precompile`].
+    pub(crate) fn deserialize_own(&self, artifact: &[u8]) -> Result<Component, String> {
+        self.deserialize_cached(artifact)
+    }
+
+    /// Loads a compiled artifact whose checksum the compile cache verified.
+    pub(crate) fn deserialize_cached(&self, artifact: &[u8]) -> Result<Component, String> {
+        // SAFETY: wasmtime requires the bytes to come from
+        // `precompile_component` of a compatible engine (it checks the
+        // header, version and settings itself). They do: either this engine
+        // produced them moments ago, or the cache wrote them and verified
+        // their sha256 before this call, from a directory only this user can
+        // write (see `crate::cache`).
+        #[expect(
+            unsafe_code,
+            reason = "loading precompiled code is unsafe by nature; see SAFETY"
+        )]
+        let component = unsafe { Component::deserialize(&self.engine, artifact) };
+        component.map_err(|e| e.to_string())
+    }
+
+    /// Identifies the engine's settings and wasmtime's version, so that the
+    /// cache never offers an artifact built by another configuration.
+    pub(crate) fn fingerprint(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        // `DefaultHasher::new()` has fixed keys: stable for one build of
+        // the host, which is all a local cache needs.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        env!("CARGO_PKG_VERSION").hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+
     /// The component's imports that the host does not provide.
     pub(crate) fn forbidden_imports(&self, component: &Component) -> Vec<String> {
         self.imports(component)
