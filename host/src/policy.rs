@@ -387,7 +387,7 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
 
 /// `path` relative to `base`, without a `./` prefix when `base` is the
 /// current directory (so messages show the path as the user wrote it).
-fn resolve(base: &Path, path: &Path) -> PathBuf {
+pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
     if base == Path::new(".") {
         path.to_path_buf()
     } else {
