@@ -387,6 +387,7 @@ pub fn descriptor_json(tool: &ToolDescriptor) -> Value {
                 },
             })).collect::<Vec<_>>(),
             "env": tool.grants.env,
+            "secrets": tool.grants.secrets,
             "network": [],
         },
     })
@@ -412,6 +413,7 @@ mod tests {
             grants: Grants {
                 dirs: Vec::new(),
                 env: Vec::new(),
+                secrets: Vec::new(),
             },
             approval: crate::policy::ApprovalSetting::Never,
         }

@@ -300,8 +300,8 @@ impl SecretConfig {
         SecretConfig::new(name, EnvSource::new(var))
     }
 
-    /// A secret read from the file at `path` (relative to the host's base
-    /// folder when built).
+    /// A secret read from the file at `path` (a relative path is relative
+    /// to the current directory).
     pub fn file(name: impl Into<String>, path: impl Into<PathBuf>) -> SecretConfig {
         SecretConfig::new(name, FileSource::new(path))
     }
