@@ -239,7 +239,7 @@ async fn guest_environment_never_holds_a_secret() {
     assert_eq!(tool.grants.secrets, ["api"]);
 }
 
-async fn load_error(dir: &Path, secret: SecretConfig, plugin: PluginConfig) -> String {
+async fn load_error(secret: SecretConfig, plugin: PluginConfig) -> String {
     match Host::builder().secret(secret).plugin(plugin).build().await {
         Ok(_) => panic!("the host loaded"),
         Err(e @ Error::Manifest { .. }) => format!("{e} / {}", e.hint().unwrap_or_default()),
@@ -253,19 +253,19 @@ async fn missing_empty_or_short_secret_fails_the_load_naming_it() {
     let missing = SecretConfig::file("api", dir.path().join("absent"))
         .destination(DestinationEntry::url("https://api.example.com"))
         .inject(InjectEntry::query("key"));
-    let err = load_error(dir.path(), missing, hostile()).await;
+    let err = load_error(missing, hostile()).await;
     assert!(
         err.contains("secret `api`") && err.contains("failed to read"),
         "{err}"
     );
 
-    let err = load_error(dir.path(), secret(dir.path(), "api", ""), hostile()).await;
+    let err = load_error(secret(dir.path(), "api", ""), hostile()).await;
     assert!(
         err.contains("secret `api`") && err.contains("is empty"),
         "{err}"
     );
 
-    let err = load_error(dir.path(), secret(dir.path(), "api", "short"), hostile()).await;
+    let err = load_error(secret(dir.path(), "api", "short"), hostile()).await;
     assert!(
         err.contains("secret `api`") && err.contains("5 bytes"),
         "{err}"
@@ -275,7 +275,7 @@ async fn missing_empty_or_short_secret_fails_the_load_naming_it() {
     let unset = SecretConfig::env("api", "PORTCULLIS_TEST_NEVER_SET")
         .destination(DestinationEntry::url("https://api.example.com"))
         .inject(InjectEntry::query("key"));
-    let err = load_error(dir.path(), unset, hostile()).await;
+    let err = load_error(unset, hostile()).await;
     assert!(
         err.contains("`PORTCULLIS_TEST_NEVER_SET` is not set"),
         "{err}"
@@ -286,7 +286,7 @@ async fn missing_empty_or_short_secret_fails_the_load_naming_it() {
 async fn env_value_equal_to_a_secret_is_refused_at_load() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin = hostile().env("TOKEN", TOKEN);
-    let err = load_error(dir.path(), secret(dir.path(), "api", TOKEN), plugin).await;
+    let err = load_error(secret(dir.path(), "api", TOKEN), plugin).await;
     assert!(
         err.contains("environment variable `TOKEN` contains the value of secret `api`"),
         "{err}"
@@ -298,7 +298,7 @@ async fn env_value_equal_to_a_secret_is_refused_at_load() {
 async fn plugin_naming_an_unknown_secret_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin = hostile().secret("nope");
-    let err = load_error(dir.path(), secret(dir.path(), "api", TOKEN), plugin).await;
+    let err = load_error(secret(dir.path(), "api", TOKEN), plugin).await;
     assert!(err.contains("secret `nope` is not configured"), "{err}");
     assert!(err.contains("configured secrets: api"), "{err}");
 }

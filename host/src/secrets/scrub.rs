@@ -312,7 +312,7 @@ pub(crate) fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> Vec<u8> {
 /// Padded standard base64 (`=` to a multiple of 4), as in Basic auth.
 pub(crate) fn base64_padded(bytes: &[u8]) -> String {
     let mut out = base64(bytes, BASE64);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(b'=');
     }
     String::from_utf8_lossy(&out).into_owned()
