@@ -33,7 +33,8 @@ pub struct ApprovalRequest {
     /// The tool's description (the plugin's text: untrusted; escape it
     /// before showing it).
     pub description: String,
-    /// The arguments exactly as the plugin will receive them.
+    /// The arguments as the plugin will receive them, with the host's
+    /// secret values scrubbed (`[redacted:NAME]`).
     pub arguments: String,
     /// sha256 of the canonical arguments (what the approval binds to).
     pub arguments_sha256: String,

@@ -391,6 +391,7 @@ pub fn descriptor_json(tool: &ToolDescriptor) -> Value {
                 },
             })).collect::<Vec<_>>(),
             "env": tool.grants.env,
+            "secrets": tool.grants.secrets,
             "network": [],
         },
     })
@@ -416,6 +417,7 @@ mod tests {
             grants: Grants {
                 dirs: Vec::new(),
                 env: Vec::new(),
+                secrets: Vec::new(),
             },
             approval: crate::policy::ApprovalSetting::Never,
         }

@@ -13,6 +13,7 @@ use crate::plugin::{Effect, LoadedPlugin, sha256_hex};
 use crate::policy::{self, ApprovalSetting, DirGrant, DirMode, PluginConfig, PluginPolicy};
 use crate::provenance::{self, InjectionFlag, Provenance, Trust};
 use crate::sandbox::{Captured, Failure, LogRecord, Request, Response, Sandbox, WitToolError};
+use crate::secrets::{self, Scrubber, SecretConfig, SecretPolicy};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,9 @@ struct Inner {
     calls: AtomicU64,
     max_denials: u32,
     screen: bool,
+    secrets: Vec<SecretPolicy>,
+    /// Every secret value, for scrubbing everything a call returns.
+    scrubber: Arc<Scrubber>,
 }
 
 impl Drop for Inner {
@@ -76,7 +80,8 @@ impl std::fmt::Debug for Host {
 ///   `read` does not) and the approver is [`DenyAll`](crate::DenyAll): a
 ///   call that needs approval is denied;
 /// - no audit sink (nothing is recorded), at most 3 denials per call, no
-///   output screen.
+///   output screen;
+/// - no secrets (nothing to scrub).
 #[derive(Default)]
 pub struct HostBuilder {
     plugins: Vec<PluginConfig>,
@@ -87,6 +92,7 @@ pub struct HostBuilder {
     max_denials: Option<u32>,
     screen: Option<bool>,
     cache_dir: Option<PathBuf>,
+    secrets: Vec<SecretConfig>,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -100,6 +106,7 @@ impl std::fmt::Debug for HostBuilder {
             .field("approver", &self.approver.is_some())
             .field("max_denials", &self.max_denials)
             .field("screen", &self.screen)
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -153,6 +160,14 @@ impl HostBuilder {
         self
     }
 
+    /// Adds a secret (besides the manifest's `[secrets]`). Its source is
+    /// asked for the value when the host is built; plugins name it with
+    /// [`PluginConfig::secret`].
+    pub fn secret(mut self, secret: SecretConfig) -> Self {
+        self.secrets.push(secret);
+        self
+    }
+
     /// Adds a plugin.
     pub fn plugin(mut self, plugin: PluginConfig) -> Self {
         self.plugins.push(plugin);
@@ -173,7 +188,9 @@ impl HostBuilder {
     ///
     /// [`Error::ManifestRead`] for an unreadable manifest, then the first
     /// plugin that fails: [`Error::Manifest`] for invalid configuration
-    /// (including an audit log that cannot be opened),
+    /// (including an audit log that cannot be opened, a secret whose source
+    /// fails or whose value is empty or under 8 bytes, a plugin naming an
+    /// unknown secret, and an `env` value containing a secret's value),
     /// [`Error::PinMismatch`], [`Error::ForbiddenImports`],
     /// [`Error::InvalidComponent`] or [`Error::InvalidPlugin`];
     /// [`Error::Audit`] if a load record cannot be written.
@@ -182,14 +199,33 @@ impl HostBuilder {
         let mut origin = PathBuf::from("<builder>");
         let mut policies = Vec::new();
         let mut audit_entry = None;
+        let mut secret_policies = Vec::new();
         if let Some(path) = &self.manifest {
             let manifest = Manifest::load(path)?;
             policies = policy::from_manifest(&manifest, path)?;
+            secret_policies = secrets::from_manifest(&manifest, path)?;
             audit_entry = manifest.audit;
             origin.clone_from(path);
         }
         for plugin in self.plugins {
             policies.push(plugin.validate(&base, &origin)?);
+        }
+        for secret in self.secrets {
+            let secret = secret.validate(&origin)?;
+            if secret_policies
+                .iter()
+                .any(|s: &SecretPolicy| s.name == secret.name)
+            {
+                return Err(Error::manifest(
+                    &origin,
+                    format!("secret `{}` is configured twice", secret.name),
+                ));
+            }
+            secret_policies.push(secret);
+        }
+        let scrubber = Arc::new(secrets::load(&secret_policies, &origin).await?);
+        for policy in &policies {
+            check_secrets(policy, &secret_policies, &scrubber, &origin)?;
         }
         let entry = audit_entry.unwrap_or_default();
         let sink = match (self.audit, &entry.path) {
@@ -217,13 +253,15 @@ impl HostBuilder {
         });
         let settings = Settings {
             cache,
-            audit: AuditLog::new(sink),
+            audit: AuditLog::new(sink).scrubbing(Arc::clone(&scrubber)),
             approver: self.approver.unwrap_or_else(|| Arc::new(DenyAll)),
             max_denials: self
                 .max_denials
                 .or(entry.max_denials)
                 .unwrap_or(DEFAULT_MAX_DENIALS),
             screen: self.screen.unwrap_or(entry.screen),
+            secrets: secret_policies,
+            scrubber,
         };
         Host::load(policies, &origin, settings).await
     }
@@ -236,6 +274,50 @@ struct Settings {
     approver: Arc<dyn Approver>,
     max_denials: u32,
     screen: bool,
+    secrets: Vec<SecretPolicy>,
+    scrubber: Arc<Scrubber>,
+}
+
+/// Each secret the plugin names exists, and no `env` value hands the guest
+/// a secret's value (in any form the scrubber knows).
+fn check_secrets(
+    policy: &PluginPolicy,
+    secrets: &[SecretPolicy],
+    scrubber: &Scrubber,
+    origin: &Path,
+) -> Result<(), Error> {
+    for name in &policy.secrets {
+        if !secrets.iter().any(|s| &s.name == name) {
+            let known: Vec<&str> = secrets.iter().map(|s| s.name.as_str()).collect();
+            return Err(Error::manifest(
+                origin,
+                format!(
+                    "plugin `{}`: secret `{name}` is not configured",
+                    policy.name
+                ),
+            )
+            .with_hint(if known.is_empty() {
+                format!("declare it in a `[secrets.{name}]` table")
+            } else {
+                format!("configured secrets: {}", known.join(", "))
+            }));
+        }
+    }
+    for (key, value) in &policy.env {
+        if let Some(secret) = scrubber.find(value.as_bytes()) {
+            return Err(Error::manifest(
+                origin,
+                format!(
+                    "plugin `{}`: environment variable `{key}` contains the value of secret `{secret}`",
+                    policy.name
+                ),
+            )
+            .with_hint(format!(
+                "the plugin can read its environment; remove the value from `env` and list the secret in `secrets = [\"{secret}\"]` so the host attaches it for the plugin"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Per-call context from the agent runtime.
@@ -277,6 +359,9 @@ pub struct Grants {
     pub dirs: Vec<DirGrant>,
     /// Names of the environment variables set (values are not shown).
     pub env: Vec<String>,
+    /// Names of the secrets the host may attach to the plugin's requests
+    /// (the plugin never holds their values).
+    pub secrets: Vec<String>,
 }
 
 /// A tool as the host offers it: the plugin's declaration plus the facts
@@ -345,14 +430,21 @@ pub struct ToolOutput {
     pub fuel_used: u64,
     /// Wall-clock time of the call.
     pub duration: Duration,
+    /// The host's secrets, scrubbed once more from the rendered text.
+    scrubber: Arc<Scrubber>,
 }
 
 impl ToolOutput {
     /// The output as text for a model: JSON inside delimiters it cannot
     /// close or imitate, labelled with its provenance. See
     /// [`render_for_model`](crate::render_for_model).
+    ///
+    /// The value was scrubbed of secret values when the call returned; the
+    /// rendered text is scrubbed again, for forms that only appear in JSON
+    /// text.
     pub fn render_for_model(&self) -> String {
-        provenance::render_for_model(&self.provenance, &self.value)
+        let text = provenance::render_for_model(&self.provenance, &self.value);
+        self.scrubber.scrub_str(&text).into_owned()
     }
 }
 
@@ -387,7 +479,8 @@ impl Host {
         origin: &Path,
         settings: Settings,
     ) -> Result<Host, Error> {
-        let sandbox = Sandbox::new().map_err(Error::Internal)?;
+        let sandbox =
+            Sandbox::scrubbing(Arc::clone(&settings.scrubber)).map_err(Error::Internal)?;
         let mut plugins = Vec::with_capacity(policies.len());
         let mut approvals = Vec::with_capacity(policies.len());
         let mut index = HashMap::new();
@@ -425,6 +518,8 @@ impl Host {
                 calls: AtomicU64::new(0),
                 max_denials: settings.max_denials,
                 screen: settings.screen,
+                secrets: settings.secrets,
+                scrubber: settings.scrubber,
             }),
         })
     }
@@ -447,6 +542,12 @@ impl Host {
                 (0..p.tools.len()).map(move |t| descriptor(p, t, &self.inner.approvals[i][t]))
             })
             .collect()
+    }
+
+    /// The secrets configured on this host (names, sources, destinations,
+    /// injection rules; never values).
+    pub fn secrets(&self) -> &[SecretPolicy] {
+        &self.inner.secrets
     }
 
     /// The policies in force, one per plugin.
@@ -494,7 +595,22 @@ impl Host {
     /// [`Error::Tool`] (the tool reported an error),
     /// [`Error::LimitExceeded`], [`Error::Crashed`], [`Error::Cancelled`],
     /// [`Error::InvalidOutput`], [`Error::Audit`].
+    ///
+    /// Secret values (raw and encoded) are scrubbed from everything this
+    /// returns or records: the output, captured stdio, logs, the audit
+    /// records and the error's message.
     pub async fn call(
+        &self,
+        tool: &str,
+        arguments: &str,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput, Error> {
+        self.call_unscrubbed_errors(tool, arguments, ctx)
+            .await
+            .map_err(|e| e.scrubbed(&self.inner.scrubber))
+    }
+
+    async fn call_unscrubbed_errors(
         &self,
         tool: &str,
         arguments: &str,
@@ -517,9 +633,9 @@ impl Host {
 
         let call_id = self.inner.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let arguments_sha256 = sha256_hex(arguments::canonical(&value).as_bytes());
-        // Secrets: once the host holds secrets (design invariant 6), scrub
-        // their values from `recorded` here, before anything is written.
-        let (recorded, truncated) = crate::audit::cut(arguments, MAX_RECORDED_ARGUMENTS);
+        // Scrubbed before the cut, which could leave a secret's prefix.
+        let scrubbed = self.inner.scrubber.scrub_str(arguments);
+        let (recorded, truncated) = crate::audit::cut(&scrubbed, MAX_RECORDED_ARGUMENTS);
         self.inner.audit.record(AuditEvent::CallStarted {
             call_id,
             caller: ctx.caller.clone(),
@@ -598,7 +714,7 @@ impl Host {
                 plugin_sha256: plugin.policy.sha256.clone(),
                 tool: tool.clone(),
                 description: def.description.clone(),
-                arguments: call.arguments.to_string(),
+                arguments: inner.scrubber.scrub_str(call.arguments).into_owned(),
                 arguments_sha256: call.arguments_sha256.clone(),
                 effect: effective_effect(plugin, call.t),
                 dirs: plugin.policy.dirs.clone(),
@@ -655,7 +771,7 @@ impl Host {
         match run.result {
             Ok(Response::Output(text)) => {
                 stats.output_bytes = Some(text.len());
-                let value: Value =
+                let mut value: Value =
                     serde_json::from_str(&text).map_err(|e| Error::InvalidOutput {
                         tool: tool.clone(),
                         reason: format!("not JSON: {e}"),
@@ -670,6 +786,9 @@ impl Host {
                             ),
                         })?;
                 }
+                // After validation (the schema sees what the plugin
+                // returned), before the screen (whose pointers show keys).
+                inner.scrubber.scrub_json(&mut value);
                 let flags = if inner.screen {
                     provenance::screen(&value)
                 } else {
@@ -704,6 +823,7 @@ impl Host {
                     logs_dropped: run.logs_dropped,
                     fuel_used: run.fuel_used,
                     duration: run.duration,
+                    scrubber: Arc::clone(&inner.scrubber),
                 })
             }
             Ok(Response::ToolError(e)) => Err(Error::Tool {
@@ -821,6 +941,7 @@ fn load_record(plugin: &LoadedPlugin) -> AuditEvent {
             })
             .collect(),
         env: policy.env.iter().map(|(k, _)| k.clone()).collect(),
+        secrets: policy.secrets.clone(),
     }
 }
 
@@ -841,6 +962,7 @@ fn descriptor(plugin: &LoadedPlugin, t: usize, approval: &ApprovalSetting) -> To
         grants: Grants {
             dirs: policy.dirs.clone(),
             env: policy.env.iter().map(|(k, _)| k.clone()).collect(),
+            secrets: policy.secrets.clone(),
         },
         approval: approval.clone(),
     }

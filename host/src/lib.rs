@@ -43,6 +43,7 @@ mod plugin;
 pub mod policy;
 mod provenance;
 mod sandbox;
+mod secrets;
 
 pub use approval::{Approval, ApprovalFuture, ApprovalRequest, Approver, Decision, DenyAll};
 pub use audit::{
@@ -60,4 +61,8 @@ pub use provenance::{
     INJECTION_PATTERNS, InjectionFlag, Provenance, Trust, render_for_model, screen,
 };
 pub use sandbox::{Captured, LogLevel, LogRecord};
+pub use secrets::{
+    Destination, EnvSource, FileSource, InjectRule, Injection, MIN_SECRET_BYTES, Scrubber, Secret,
+    SecretConfig, SecretFuture, SecretPolicy, SecretRequest, SecretSource, StreamScrubber,
+};
 pub use tokio_util::sync::CancellationToken;

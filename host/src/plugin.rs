@@ -309,6 +309,7 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
             env: Vec::new(),
             limits: policy::Limits::default(),
             approvals: Default::default(),
+            secrets: Vec::new(),
         };
         match sandbox.prepare(&component) {
             Err(reason) => Err(format!("not a portcullis plugin: {reason}")),

@@ -99,6 +99,10 @@ pub struct PluginPolicy {
     /// Approval settings by tool name, as configured. Tools not listed
     /// follow their effect (see [`ApprovalSetting`]).
     pub approvals: BTreeMap<String, ApprovalSetting>,
+    /// Names of the secrets the plugin may have attached to its requests
+    /// (each must be configured on the host). The plugin never holds their
+    /// values.
+    pub secrets: Vec<String>,
 }
 
 /// When calls of a tool need a person's approval.
@@ -162,6 +166,7 @@ pub struct PluginConfig {
     env: Vec<(String, String)>,
     limits: LimitsEntry,
     approvals: BTreeMap<String, ApprovalEntry>,
+    secrets: Vec<String>,
 }
 
 impl PluginConfig {
@@ -176,7 +181,15 @@ impl PluginConfig {
             env: Vec::new(),
             limits: LimitsEntry::default(),
             approvals: BTreeMap::new(),
+            secrets: Vec::new(),
         }
+    }
+
+    /// Lets the plugin name the secret `name` (configured on the host with
+    /// `[secrets.NAME]` or [`HostBuilder::secret`](crate::HostBuilder::secret)).
+    pub fn secret(mut self, name: impl Into<String>) -> Self {
+        self.secrets.push(name.into());
+        self
     }
 
     /// Sets when calls of `tool` need approval (the tool must exist; see
@@ -334,6 +347,16 @@ impl PluginConfig {
             approvals.insert(tool, setting);
         }
 
+        let mut secrets: Vec<String> = Vec::new();
+        for secret in self.secrets {
+            if secrets.contains(&secret) {
+                return Err(err(format!(
+                    "plugin `{name}`: secret `{secret}` is listed twice"
+                )));
+            }
+            secrets.push(secret);
+        }
+
         Ok(PluginPolicy {
             name,
             source: resolve(base, &self.source),
@@ -342,6 +365,7 @@ impl PluginConfig {
             env: env.into_iter().collect(),
             limits,
             approvals,
+            secrets,
         })
     }
 }
@@ -379,6 +403,7 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
                     .iter()
                     .filter_map(|(tool, t)| Some((tool.clone(), t.approval.clone()?)))
                     .collect(),
+                secrets: entry.secrets.clone(),
             }
             .validate(base, path)
         })
@@ -387,7 +412,7 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
 
 /// `path` relative to `base`, without a `./` prefix when `base` is the
 /// current directory (so messages show the path as the user wrote it).
-fn resolve(base: &Path, path: &Path) -> PathBuf {
+pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
     if base == Path::new(".") {
         path.to_path_buf()
     } else {

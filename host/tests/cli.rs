@@ -348,3 +348,46 @@ fn audit_verify_reports_tampering_and_truncation() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn verbose_call_never_prints_a_secret_from_plugin_text() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let component = root().join("plugins/dist/hostile.wasm");
+    assert!(component.is_file(), "run `plugins/build.sh` first");
+    let sha = portcullis::sha256_hex(&std::fs::read(&component).expect("read"));
+    // A secret equal to one line `log_flood` logs, standing in for a value
+    // an upstream echoed.
+    std::fs::write(dir.path().join("line.secret"), "message 7\n").expect("write");
+    let manifest = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[plugins.hostile]\nsource = {:?}\nsha256 = \"{sha}\"\nsecrets = [\"line\"]\n\n\
+             [secrets.line]\nsource = \"file:line.secret\"\ndestinations = [\"https://api.example.com\"]\n\
+             inject = {{ header = \"X-Api-Key\" }}\n",
+            component.to_str().expect("utf-8")
+        ),
+    )
+    .expect("write");
+    let manifest = manifest.to_str().expect("utf-8");
+    let out = portcullis(&[
+        "-v",
+        "call",
+        manifest,
+        "hostile.log_flood",
+        r#"{"bytes": 12}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("message 6"), "{stderr}");
+    assert!(stderr.contains("[redacted:line]"), "{stderr}");
+    assert!(!stderr.contains("message 7"), "{stderr}");
+
+    let out = portcullis(&["check", manifest]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("secrets   line"),
+        "{}",
+        text(&out.stdout)
+    );
+}

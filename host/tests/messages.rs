@@ -197,3 +197,28 @@ fn call_errors_read_well() {
         call("files.read_file", r#"{"path": "/etc/passwd"}"#)
     );
 }
+
+/// `[secrets.api]` for the files plugin, sourced from `api.token`.
+const SECRET_MANIFEST: &str = "[plugins.files]\nsource = \"files.wasm\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\nsecrets = [\"api\"]\n\n[secrets.api]\nsource = \"file:api.token\"\ndestinations = [\"https://api.example.com\"]\ninject = { header = \"Authorization\", format = \"Bearer {}\" }\n";
+
+#[test]
+fn missing_secret_source_names_the_secret() {
+    snapshot!("secret_missing_source", check(SECRET_MANIFEST));
+}
+
+#[test]
+fn short_secret_is_refused_without_showing_it() {
+    let dir = project(SECRET_MANIFEST);
+    std::fs::write(dir.path().join("api.token"), "abc123\n").expect("write");
+    let out = run_in(dir.path(), &["check", "portcullis.toml"]);
+    assert!(!out.contains("abc123"), "{out}");
+    snapshot!("secret_too_short", out);
+}
+
+#[test]
+fn secret_sent_over_plain_http_is_refused() {
+    snapshot!(
+        "secret_plain_http",
+        check(&SECRET_MANIFEST.replace("https://api", "http://api"))
+    );
+}

@@ -63,9 +63,15 @@ async fn read_write_grant_raises_every_tool_effect_to_write() {
     let host = fixture.hostile(limits(|_| {})).await;
     let tools = host.tools();
     assert!(tools.iter().any(|t| t.name == "hostile.spin"));
-    // The hostile plugin declares every tool `read`; its read-write grant
-    // lets any of them write, so the host says so.
+    // The hostile plugin declares its tools `read` (but `wipe`, which says
+    // `destructive`); its read-write grant lets any of them write, so the
+    // host says so, and never lowers a stronger declaration.
     for tool in &tools {
-        assert_eq!(tool.effect, portcullis::Effect::Write, "{}", tool.name);
+        let expected = if tool.tool == "wipe" {
+            portcullis::Effect::Destructive
+        } else {
+            portcullis::Effect::Write
+        };
+        assert_eq!(tool.effect, expected, "{}", tool.name);
     }
 }

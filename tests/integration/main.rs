@@ -15,3 +15,4 @@ mod output;
 mod pinning;
 mod plugin_files;
 mod plugin_json;
+mod secrets;

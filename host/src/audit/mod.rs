@@ -18,6 +18,9 @@
 //!   `call_started` and approval records. A record that cannot be written
 //!   fails the call with [`Error::Audit`](crate::Error::Audit).
 //!
+//! - Every string of every record is scrubbed of the host's secret values
+//!   (raw and encoded) before it is serialised: arguments, errors, reasons.
+//!
 //! A chain without a key shows edits, deletions, reorderings and insertions
 //! made by anyone who does not recompute the hashes after them; against
 //! someone who can rewrite the whole file, keep a head checkpoint
@@ -30,6 +33,7 @@ pub use verify::{AuditHead, AuditReport, AuditTamper, TamperKind, verify_log};
 
 use crate::error::Error;
 use crate::plugin::sha256_hex;
+use crate::secrets::Scrubber;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -172,6 +176,8 @@ pub enum AuditEvent {
         dirs: Vec<DirRecord>,
         /// Names of the environment variables it sees.
         env: Vec<String>,
+        /// Names of the secrets it may have attached to its requests.
+        secrets: Vec<String>,
     },
     /// A call passed argument validation and is about to be decided on.
     CallStarted {
@@ -304,7 +310,7 @@ struct Record<'a> {
     prev: &'a str,
     time_ms: u64,
     #[serde(flatten)]
-    event: &'a AuditEvent,
+    event: &'a serde_json::Value,
 }
 
 struct Chain {
@@ -317,6 +323,7 @@ pub(crate) struct AuditLog {
     writer: String,
     sink: Option<Arc<dyn AuditSink>>,
     chain: Mutex<Chain>,
+    scrubber: Arc<Scrubber>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -339,7 +346,14 @@ impl AuditLog {
                 seq: 0,
                 prev: GENESIS.to_string(),
             }),
+            scrubber: Arc::new(Scrubber::default()),
         }
+    }
+
+    /// Scrubs `scrubber`'s secrets from every string of every record.
+    pub(crate) fn scrubbing(mut self, scrubber: Arc<Scrubber>) -> AuditLog {
+        self.scrubber = scrubber;
+        self
     }
 
     /// Writes one record.
@@ -352,6 +366,11 @@ impl AuditLog {
         let Some(sink) = &self.sink else {
             return Ok(());
         };
+        // Scrubbed as a JSON value, string by string, so a replacement can
+        // never break the record's structure.
+        let mut event = serde_json::to_value(&event)
+            .map_err(|e| Error::Audit(format!("failed to serialise a record: {e}")))?;
+        self.scrubber.scrub_json(&mut event);
         let mut chain = self
             .chain
             .lock()
@@ -532,6 +551,33 @@ mod tests {
         let lines = memory.0.lock().expect("lock").clone();
         assert_eq!(lines.len(), 1);
         assert!(!lines[0].contains(['\n', '\r', '\u{1b}']), "{}", lines[0]);
+    }
+
+    #[test]
+    fn every_string_of_a_record_is_scrubbed() {
+        let memory = Arc::new(Memory::default());
+        let scrubber = Arc::new(Scrubber::new([(
+            "api",
+            &crate::Secret::new("tok-0123456789"),
+        )]));
+        let log = AuditLog::new(Some(Arc::new(memory.clone()))).scrubbing(scrubber);
+        log.record(AuditEvent::Denied {
+            call_id: 1,
+            tool: "a.b".into(),
+            kind: "approval",
+            reason: "echoed tok-0123456789 and dG9rLTAxMjM0NTY3ODk=".into(),
+            denials: 1,
+        })
+        .expect("write");
+        let line = memory.0.lock().expect("lock")[0].clone();
+        assert!(!line.contains("tok-0123456789"), "{line}");
+        assert!(!line.contains("dG9rLTAxMjM0NTY3ODk"), "{line}");
+        let record: serde_json::Value = serde_json::from_str(&line).expect("json");
+        let reason = record["reason"].as_str().expect("reason");
+        assert!(
+            reason.starts_with("echoed [redacted:api] and [redacted:api]"),
+            "{reason}"
+        );
     }
 
     #[test]

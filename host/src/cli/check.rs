@@ -40,6 +40,11 @@ pub(crate) async fn run(host: HostBuilder) -> Result<ExitCode, Failure> {
             let names: Vec<&str> = policy.env.iter().map(|(k, _)| k.as_str()).collect();
             outln!("  env       {}", names.join(", "));
         }
+        if policy.secrets.is_empty() {
+            outln!("  secrets   none");
+        } else {
+            outln!("  secrets   {}", policy.secrets.join(", "));
+        }
         outln!("  network   none");
         let l = policy.limits;
         outln!(

@@ -10,6 +10,7 @@
 //!   { host = "out", guest = "/out", mode = "read-write" },
 //! ]
 //! env = { GREETING = "hello" }        # explicit, never secret
+//! secrets = ["github"]                # secrets it may name (see below)
 //!
 //! [plugins.files.limits]
 //! fuel = 1_000_000_000
@@ -20,6 +21,11 @@
 //!
 //! [plugins.files.tools.read_file]     # per tool; the tool must exist
 //! approval = "always"                 # or "never", or { rules = ["/amount > 100"] }
+//!
+//! [secrets.github]                    # a secret the plugin uses, never holds
+//! source = "env:GITHUB_TOKEN"         # or "file:PATH", relative to the manifest
+//! destinations = ["https://api.github.com/repos"]   # or { url, methods, allow_private }
+//! inject = { header = "Authorization", format = "Bearer {}" }
 //!
 //! [audit]                             # optional: the hash-chained audit log
 //! path = "audit.jsonl"                # relative to the manifest's folder
@@ -46,6 +52,155 @@ pub struct Manifest {
     pub plugins: BTreeMap<String, PluginEntry>,
     /// The audit log, if any.
     pub audit: Option<AuditEntry>,
+    /// Secrets by name.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretEntry>,
+}
+
+/// One `[secrets.NAME]` table: a value the host attaches to requests for
+/// plugins that list it, and scrubs from everything they return.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretEntry {
+    /// `env:VARIABLE` or `file:PATH` (relative to the manifest's folder).
+    pub source: String,
+    /// The destinations the secret is bound to (at least one).
+    #[serde(default)]
+    pub destinations: Vec<DestinationEntry>,
+    /// How the secret is attached to a request.
+    pub inject: InjectEntry,
+}
+
+/// A destination, shaped like an egress allowlist entry:
+/// `"https://api.example.com/v1"` or `{ url = "...", methods = ["GET"],
+/// allow_private = true }`. See [`crate::Destination`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawDestination")]
+pub enum DestinationEntry {
+    /// Just a URL: any method.
+    Url(String),
+    /// A URL with options.
+    Table {
+        /// `https://host[:port][/path-prefix]`.
+        url: String,
+        /// The methods allowed (any when absent).
+        methods: Option<Vec<String>>,
+        /// Whether private/local addresses and plain `http://` are allowed.
+        allow_private: bool,
+    },
+}
+
+impl DestinationEntry {
+    /// An entry that is just a URL.
+    pub fn url(url: impl Into<String>) -> Self {
+        DestinationEntry::Url(url.into())
+    }
+
+    /// The URL, the methods (empty for any) and `allow_private`.
+    pub fn parts(&self) -> (&str, &[String], bool) {
+        match self {
+            DestinationEntry::Url(url) => (url, &[], false),
+            DestinationEntry::Table {
+                url,
+                methods,
+                allow_private,
+            } => (url, methods.as_deref().unwrap_or(&[]), *allow_private),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDestination {
+    Url(String),
+    Table(DestinationTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestinationTable {
+    url: String,
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    allow_private: bool,
+}
+
+impl TryFrom<RawDestination> for DestinationEntry {
+    type Error = String;
+    fn try_from(raw: RawDestination) -> Result<Self, String> {
+        Ok(match raw {
+            RawDestination::Url(url) => DestinationEntry::Url(url),
+            RawDestination::Table(t) => DestinationEntry::Table {
+                url: t.url,
+                methods: t.methods,
+                allow_private: t.allow_private,
+            },
+        })
+    }
+}
+
+/// `inject = { header = "NAME", format = "Bearer {}" }`, `{ basic =
+/// "USER" }` or `{ query = "NAME" }`: exactly one of `header`, `basic`,
+/// `query`. See [`crate::InjectRule`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectEntry {
+    /// A header to set.
+    pub header: Option<String>,
+    /// The header's value with `{}` for the secret (default `{}`).
+    pub format: Option<String>,
+    /// Basic auth with this user name and the secret as password.
+    pub basic: Option<String>,
+    /// A query parameter to add.
+    pub query: Option<String>,
+}
+
+impl InjectEntry {
+    /// A header `name: format`, `{}` standing for the secret.
+    pub fn header(name: impl Into<String>, format: impl Into<String>) -> Self {
+        InjectEntry {
+            header: Some(name.into()),
+            format: Some(format.into()),
+            ..InjectEntry::default()
+        }
+    }
+
+    /// `Authorization: Basic base64(username:secret)`.
+    pub fn basic(username: impl Into<String>) -> Self {
+        InjectEntry {
+            basic: Some(username.into()),
+            ..InjectEntry::default()
+        }
+    }
+
+    /// A query parameter `name=secret`.
+    pub fn query(name: impl Into<String>) -> Self {
+        InjectEntry {
+            query: Some(name.into()),
+            ..InjectEntry::default()
+        }
+    }
+
+    /// The rule this entry describes.
+    ///
+    /// # Errors
+    ///
+    /// None or several of `header`, `basic`, `query`; `format` without
+    /// `header`.
+    pub fn rule(&self) -> Result<crate::InjectRule, String> {
+        match (&self.header, &self.basic, &self.query, &self.format) {
+            (Some(name), None, None, format) => Ok(crate::InjectRule::Header {
+                name: name.clone(),
+                format: format.clone().unwrap_or_else(|| "{}".into()),
+            }),
+            (None, Some(username), None, None) => Ok(crate::InjectRule::Basic {
+                username: username.clone(),
+            }),
+            (None, None, Some(name), None) => Ok(crate::InjectRule::Query { name: name.clone() }),
+            (None, _, _, Some(_)) => Err("`format` goes with `header`".into()),
+            _ => Err("set exactly one of `header`, `basic` and `query`".into()),
+        }
+    }
 }
 
 /// The top-level `[audit]` table.
@@ -143,6 +298,9 @@ pub struct PluginEntry {
     /// Per-tool settings, by tool name.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolEntry>,
+    /// Names of the `[secrets]` the plugin may ask the host to attach.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// One directory grant.
@@ -295,6 +453,58 @@ mod tests {
                 .is_err()
         );
         assert!(parse("[audit]\npaht = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn secrets_parse_with_every_destination_and_inject_shape() {
+        let m = parse(
+            r#"
+            [plugins.a]
+            source = "a.wasm"
+            secrets = ["gh"]
+            [secrets.gh]
+            source = "env:GH"
+            destinations = ["https://api.github.com", { url = "http://127.0.0.1:1", methods = ["POST"], allow_private = true }]
+            inject = { header = "Authorization", format = "Bearer {}" }
+            [secrets.q]
+            source = "file:q.txt"
+            destinations = ["https://q.example.com"]
+            inject = { query = "key" }
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(m.plugins["a"].secrets, ["gh"]);
+        let gh = &m.secrets["gh"];
+        assert_eq!(
+            gh.destinations[0],
+            DestinationEntry::url("https://api.github.com")
+        );
+        assert_eq!(
+            gh.destinations[1].parts(),
+            ("http://127.0.0.1:1", &["POST".to_string()][..], true)
+        );
+        assert_eq!(gh.inject, InjectEntry::header("Authorization", "Bearer {}"));
+        assert_eq!(m.secrets["q"].inject, InjectEntry::query("key"));
+        let err = parse("[secrets.a]\nsource = \"env:A\"\ndestinations = [{ url = \"https://a\", allowprivate = true }]\ninject = { query = \"k\" }\n")
+            .expect_err("typo refused");
+        assert!(err.contains("did not match any variant"), "{err}");
+        assert!(
+            InjectEntry {
+                header: Some("X".into()),
+                query: Some("k".into()),
+                ..InjectEntry::default()
+            }
+            .rule()
+            .is_err()
+        );
+        assert!(
+            InjectEntry {
+                format: Some("{}".into()),
+                ..InjectEntry::default()
+            }
+            .rule()
+            .is_err()
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub use stdio::Captured;
 
 use crate::error::Limit;
 use crate::policy::{DirMode, PluginPolicy, caps};
+use crate::secrets::Scrubber;
 use limits::Limiter;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +53,7 @@ pub(crate) struct StoreData {
     logs: Vec<LogRecord>,
     logs_dropped: u64,
     plugin: Arc<str>,
+    scrubber: Arc<Scrubber>,
 }
 
 impl WasiView for StoreData {
@@ -102,18 +104,27 @@ impl bindings::portcullis::tool::log::Host for StoreData {
             Level::Warn => LogLevel::Warn,
             Level::Error => LogLevel::Error,
         };
+        // Scrubbed before it is cut (a cut value would leave its prefix),
+        // after a first cut that bounds the work.
         let mut message = message;
-        if message.len() > caps::LOG_MESSAGE_BYTES {
-            let mut end = caps::LOG_MESSAGE_BYTES;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-        }
+        truncate(&mut message, caps::LOG_MESSAGE_BYTES * 2);
+        let mut message = self.scrubber.scrub_str(&message).into_owned();
+        truncate(&mut message, caps::LOG_MESSAGE_BYTES);
         // Debug formatting escapes control characters: a plugin cannot
         // forge host log lines.
         tracing::debug!(plugin = %self.plugin, ?level, message = ?message, "plugin log");
         self.logs.push(LogRecord { level, message });
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+fn truncate(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
 
@@ -198,10 +209,20 @@ pub(crate) struct Sandbox {
     engine: Engine,
     linker: wasmtime::component::Linker<StoreData>,
     _ticker: Ticker,
+    /// Scrubs secret values from captured stdio and logs.
+    scrubber: Arc<Scrubber>,
 }
 
 impl Sandbox {
+    /// A sandbox that scrubs nothing (for hosts without secrets, and for
+    /// inspecting components).
     pub(crate) fn new() -> Result<Sandbox, String> {
+        Sandbox::scrubbing(Arc::new(Scrubber::default()))
+    }
+
+    /// A sandbox that scrubs `scrubber`'s secrets from every call's stdio
+    /// and logs.
+    pub(crate) fn scrubbing(scrubber: Arc<Scrubber>) -> Result<Sandbox, String> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -218,6 +239,7 @@ impl Sandbox {
             engine,
             linker,
             _ticker: ticker,
+            scrubber,
         })
     }
 
@@ -316,8 +338,8 @@ impl Sandbox {
     ) -> Run {
         let started = Instant::now();
         let limits = policy.limits;
-        let stdout = CappedPipe::new(limits.stdio);
-        let stderr = CappedPipe::new(limits.stdio);
+        let stdout = CappedPipe::new(limits.stdio, &self.scrubber);
+        let stderr = CappedPipe::new(limits.stdio, &self.scrubber);
         let finish = |result: Result<Response, Failure>, store: Option<&Store<StoreData>>| {
             let (logs, logs_dropped, fuel_left) = match store {
                 Some(store) => (
@@ -354,6 +376,7 @@ impl Sandbox {
                 logs: Vec::new(),
                 logs_dropped: 0,
                 plugin: Arc::from(policy.name.as_str()),
+                scrubber: Arc::clone(&self.scrubber),
             },
         );
         store.limiter(|data| &mut data.limiter);

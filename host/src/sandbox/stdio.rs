@@ -4,7 +4,12 @@
 //! it could corrupt a protocol stream or forge diagnostics). The first
 //! `cap` bytes are kept; the rest is counted and discarded. A flood is not an
 //! error by itself: fuel and time bound how long a plugin can keep writing.
+//!
+//! Secret values are scrubbed as the bytes arrive, before the cap, by a
+//! streaming scrubber (a value split across two writes is still caught);
+//! the counts are of the scrubbed stream.
 
+use crate::secrets::{Scrubber, StreamScrubber};
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,34 +36,65 @@ impl Captured {
 /// One capped sink, shared by every handle the guest opens on the stream.
 #[derive(Clone)]
 pub(crate) struct CappedPipe {
-    inner: Arc<Mutex<(Captured, usize)>>,
+    inner: Arc<Mutex<Pipe>>,
+}
+
+struct Pipe {
+    captured: Captured,
+    cap: usize,
+    /// `None` once taken.
+    scrubber: Option<StreamScrubber>,
+}
+
+impl Pipe {
+    fn keep(&mut self, bytes: &[u8]) {
+        let room = self.cap.saturating_sub(self.captured.kept.len());
+        let keep = room.min(bytes.len());
+        self.captured.kept.extend_from_slice(&bytes[..keep]);
+        self.captured.discarded += (bytes.len() - keep) as u64;
+    }
 }
 
 impl CappedPipe {
-    pub(crate) fn new(cap: u64) -> Self {
+    pub(crate) fn new(cap: u64, scrubber: &Arc<Scrubber>) -> Self {
         let cap = usize::try_from(cap).unwrap_or(usize::MAX);
         CappedPipe {
-            inner: Arc::new(Mutex::new((Captured::default(), cap))),
+            inner: Arc::new(Mutex::new(Pipe {
+                captured: Captured::default(),
+                cap,
+                scrubber: Some(scrubber.stream()),
+            })),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, (Captured, usize)> {
+    fn lock(&self) -> MutexGuard<'_, Pipe> {
         // A poisoned lock only means another handle panicked mid-write; the
         // counters are still meaningful.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn push(&self, bytes: &[u8]) {
-        let mut guard = self.lock();
-        let (captured, cap) = &mut *guard;
-        let room = cap.saturating_sub(captured.kept.len());
-        let keep = room.min(bytes.len());
-        captured.kept.extend_from_slice(&bytes[..keep]);
-        captured.discarded += (bytes.len() - keep) as u64;
+        let mut pipe = self.lock();
+        let clean = match &mut pipe.scrubber {
+            Some(scrubber) => scrubber.push(bytes),
+            // Written after the call ended: counted, never kept.
+            None => {
+                pipe.captured.discarded += bytes.len() as u64;
+                return;
+            }
+        };
+        pipe.keep(&clean);
     }
 
+    /// What was written, scrubbed, including the bytes the scrubber held
+    /// back.
     pub(crate) fn take(&self) -> Captured {
-        std::mem::take(&mut self.lock().0)
+        let mut pipe = self.lock();
+        if let Some(scrubber) = pipe.scrubber.take() {
+            let rest = scrubber.finish();
+            pipe.keep(&rest);
+        }
+        std::mem::take(&mut pipe.captured)
     }
 }
 
@@ -124,9 +160,13 @@ impl tokio::io::AsyncWrite for CappedPipe {
 mod tests {
     use super::*;
 
+    fn none() -> Arc<Scrubber> {
+        Arc::new(Scrubber::default())
+    }
+
     #[test]
     fn excess_is_counted_and_discarded() {
-        let pipe = CappedPipe::new(4);
+        let pipe = CappedPipe::new(4, &none());
         pipe.push(b"abc");
         pipe.push(b"defgh");
         let captured = pipe.take();
@@ -137,7 +177,7 @@ mod tests {
 
     #[test]
     fn zero_cap_keeps_nothing() {
-        let pipe = CappedPipe::new(0);
+        let pipe = CappedPipe::new(0, &none());
         pipe.push(b"abc");
         assert_eq!(
             pipe.take(),
@@ -146,5 +186,23 @@ mod tests {
                 discarded: 3
             }
         );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_across_writes_and_at_the_cap() {
+        let scrubber = Arc::new(Scrubber::new([(
+            "key",
+            &crate::Secret::new("0123456789abcdef"),
+        )]));
+        let pipe = CappedPipe::new(1024, &scrubber);
+        pipe.push(b"a 01234567");
+        pipe.push(b"89abcdef b");
+        assert_eq!(pipe.take().kept, b"a [redacted:key] b");
+
+        // A value that straddles the cap leaves no prefix behind.
+        let pipe = CappedPipe::new(8, &scrubber);
+        pipe.push(b"xxxx0123456789abcdef");
+        let kept = pipe.take().kept;
+        assert_eq!(kept, b"xxxx[red");
     }
 }

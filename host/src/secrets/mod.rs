@@ -1,0 +1,597 @@
+//! Secrets the plugin uses but never holds (design invariant 6).
+//!
+//! The manifest declares each secret once, with where its value comes from,
+//! the destinations it is bound to and how it is attached:
+//!
+//! ```toml
+//! [secrets.github]
+//! source = "env:GITHUB_TOKEN"                  # or "file:github.token"
+//! destinations = ["https://api.github.com/repos", { url = "https://uploads.github.com", methods = ["POST"] }]
+//! inject = { header = "Authorization", format = "Bearer {}" }
+//!
+//! [plugins.issues]
+//! secrets = ["github"]                         # the secrets it may name
+//! ```
+//!
+//! Every source is read when the host is built: a missing, empty or short
+//! (under 8 bytes) value fails the load, naming the secret. The values
+//! build the host's [`Scrubber`], which removes them, raw and encoded, from
+//! everything a plugin or an agent sees: tool output, captured stdio, plugin
+//! logs, audit records and error messages.
+//!
+//! The value is attached to a request only inside the egress host function,
+//! and only when a [`Destination`] matches; [`InjectRule::inject`] is the
+//! primitive it calls. (That host function arrives with the egress gate.)
+
+mod destination;
+mod inject;
+mod scrub;
+
+pub use destination::Destination;
+pub use inject::{InjectRule, Injection};
+pub use scrub::{Scrubber, StreamScrubber};
+
+use crate::error::Error;
+use crate::manifest::{DestinationEntry, InjectEntry, Manifest};
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// The shortest value accepted: shorter ones cannot be scrubbed reliably
+/// (they turn up in unrelated text, and their encoded forms are shorter
+/// still).
+pub const MIN_SECRET_BYTES: usize = 8;
+
+/// A secret value. `Debug` and `Display` print `[redacted]`; it has no
+/// `Serialize`; the value is reachable only through
+/// [`expose_for_injection`](Secret::expose_for_injection). Its bytes are
+/// overwritten with zeros when it is dropped (best effort: copies made
+/// before it was wrapped, or by whoever exposes it, are not).
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The raw value, for attaching it to a request. Every other use is a
+    /// leak waiting to happen.
+    pub fn expose_for_injection(&self) -> &str {
+        &self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the value is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zero_string(&mut self.0);
+    }
+}
+
+/// Overwrites `bytes`, spare capacity included, with zeros.
+pub(crate) fn zero(bytes: &mut Vec<u8>) {
+    bytes.resize(bytes.capacity(), 0);
+    bytes.iter_mut().for_each(|b| *b = 0);
+    std::hint::black_box(&bytes);
+}
+
+/// Overwrites a string's bytes with zeros and leaves it empty.
+pub(crate) fn zero_string(text: &mut String) {
+    let mut bytes = std::mem::take(text).into_bytes();
+    zero(&mut bytes);
+}
+
+/// What a [`SecretSource`] is asked for: the secret's name and, for a
+/// request made during a call, who and what it is for (so a vault can issue
+/// short-lived or per-caller credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SecretRequest {
+    /// The secret's name in the manifest.
+    pub secret: String,
+    /// The plugin making the request (`None` at load).
+    pub plugin: Option<String>,
+    /// The `plugin.tool` being called (`None` at load).
+    pub tool: Option<String>,
+    /// The call's id, as in the audit log (`None` at load).
+    pub call_id: Option<u64>,
+    /// The caller from the call's `CallContext`, if set.
+    pub caller: Option<String>,
+}
+
+impl SecretRequest {
+    /// The request made once when the host is built, to check the source
+    /// and learn the value to scrub.
+    pub fn at_load(secret: impl Into<String>) -> SecretRequest {
+        SecretRequest {
+            secret: secret.into(),
+            plugin: None,
+            tool: None,
+            call_id: None,
+            caller: None,
+        }
+    }
+
+    /// A request made during a call.
+    pub fn for_call(
+        secret: impl Into<String>,
+        plugin: impl Into<String>,
+        tool: impl Into<String>,
+        call_id: u64,
+        caller: Option<String>,
+    ) -> SecretRequest {
+        SecretRequest {
+            secret: secret.into(),
+            plugin: Some(plugin.into()),
+            tool: Some(tool.into()),
+            call_id: Some(call_id),
+            caller,
+        }
+    }
+}
+
+/// The future a [`SecretSource`] returns.
+pub type SecretFuture<'a> = Pin<Box<dyn Future<Output = Result<Secret, String>> + Send + 'a>>;
+
+/// Where a secret's value comes from. Asked once when the host is built
+/// (with [`SecretRequest::at_load`]) and, once the egress gate attaches
+/// secrets, for each request that needs the value, with the call's context:
+/// rotation and per-caller credentials need nothing more.
+///
+/// `env:VAR` ([`EnvSource`]) and `file:PATH` ([`FileSource`]) are built in;
+/// configure your own with [`SecretConfig::new`].
+pub trait SecretSource: Send + Sync + 'static {
+    /// The value, synchronously. The default says the source has none.
+    ///
+    /// # Errors
+    ///
+    /// Why there is no value, for the message (never the value itself).
+    fn get(&self, request: &SecretRequest) -> Result<Secret, String> {
+        let _ = request;
+        Err("this source has no synchronous value".into())
+    }
+
+    /// The value, possibly waiting (a vault, a token exchange). The default
+    /// calls [`get`](SecretSource::get).
+    fn fetch<'a>(&'a self, request: &'a SecretRequest) -> SecretFuture<'a> {
+        Box::pin(std::future::ready(self.get(request)))
+    }
+
+    /// What the source is, for messages: `env:GITHUB_TOKEN`. Never the
+    /// value.
+    fn describe(&self) -> String {
+        "a source configured in code".into()
+    }
+}
+
+/// `env:VAR`: the host process's environment variable `VAR`, read on every
+/// request (so a restart-free rotation is a `setenv` away).
+#[derive(Debug, Clone)]
+pub struct EnvSource {
+    var: String,
+}
+
+impl EnvSource {
+    /// Reads the environment variable `var`.
+    pub fn new(var: impl Into<String>) -> EnvSource {
+        EnvSource { var: var.into() }
+    }
+}
+
+impl SecretSource for EnvSource {
+    fn get(&self, _: &SecretRequest) -> Result<Secret, String> {
+        match std::env::var(&self.var) {
+            Ok(value) => Ok(Secret::new(value)),
+            Err(std::env::VarError::NotPresent) => {
+                Err(format!("environment variable `{}` is not set", self.var))
+            }
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                "environment variable `{}` is not valid UTF-8",
+                self.var
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("env:{}", self.var)
+    }
+}
+
+/// `file:PATH`: the contents of a file, read on every request, without one
+/// trailing line break (`\n` or `\r\n`).
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    path: PathBuf,
+}
+
+impl FileSource {
+    /// Reads the file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> FileSource {
+        FileSource { path: path.into() }
+    }
+}
+
+impl SecretSource for FileSource {
+    fn get(&self, _: &SecretRequest) -> Result<Secret, String> {
+        let mut text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("failed to read `{}`: {e}", self.path.display()))?;
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        Ok(Secret::new(text))
+    }
+
+    fn describe(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+}
+
+/// A secret configured in code, validated when the host is built.
+///
+/// ```
+/// use portcullis::SecretConfig;
+/// use portcullis::manifest::{DestinationEntry, InjectEntry};
+/// let github = SecretConfig::env("github", "GITHUB_TOKEN")
+///     .destination(DestinationEntry::url("https://api.github.com/repos"))
+///     .inject(InjectEntry::header("Authorization", "Bearer {}"));
+/// # let _ = github;
+/// ```
+#[derive(Clone)]
+pub struct SecretConfig {
+    name: String,
+    source: Arc<dyn SecretSource>,
+    destinations: Vec<DestinationEntry>,
+    inject: Option<InjectEntry>,
+}
+
+impl fmt::Debug for SecretConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretConfig")
+            .field("name", &self.name)
+            .field("source", &self.source.describe())
+            .field("destinations", &self.destinations)
+            .field("inject", &self.inject)
+            .finish()
+    }
+}
+
+impl SecretConfig {
+    /// A secret whose value comes from `source` (a vault, say), with no
+    /// destinations yet.
+    pub fn new(name: impl Into<String>, source: impl SecretSource) -> SecretConfig {
+        SecretConfig {
+            name: name.into(),
+            source: Arc::new(source),
+            destinations: Vec::new(),
+            inject: None,
+        }
+    }
+
+    /// A secret read from the environment variable `var`.
+    pub fn env(name: impl Into<String>, var: impl Into<String>) -> SecretConfig {
+        SecretConfig::new(name, EnvSource::new(var))
+    }
+
+    /// A secret read from the file at `path` (a relative path is relative
+    /// to the current directory).
+    pub fn file(name: impl Into<String>, path: impl Into<PathBuf>) -> SecretConfig {
+        SecretConfig::new(name, FileSource::new(path))
+    }
+
+    /// Binds the secret to one more destination.
+    pub fn destination(mut self, entry: DestinationEntry) -> SecretConfig {
+        self.destinations.push(entry);
+        self
+    }
+
+    /// How the secret is attached.
+    pub fn inject(mut self, entry: InjectEntry) -> SecretConfig {
+        self.inject = Some(entry);
+        self
+    }
+
+    /// Validates the configuration (not the value: see [`load`]).
+    pub(crate) fn validate(self, origin: &Path) -> Result<SecretPolicy, Error> {
+        let name = self.name;
+        let err = |message: String| Error::manifest(origin, format!("secret `{name}`: {message}"));
+        if !crate::policy::valid_name(&name) {
+            return Err(err("the name is invalid".into()).with_hint(
+                "use 1-64 characters of `a-z`, `0-9`, `_` and `-`, starting with a letter",
+            ));
+        }
+        if self.destinations.is_empty() {
+            return Err(err("`destinations` is empty".into()).with_hint(
+                "bind the secret to the URLs it is for, e.g. `destinations = [\"https://api.example.com\"]`",
+            ));
+        }
+        let mut destinations = Vec::new();
+        for entry in &self.destinations {
+            let (url, methods, allow_private) = entry.parts();
+            let destination = Destination::parse(url, methods, allow_private)
+                .map_err(|m| err(format!("`destinations`: {m}")))?;
+            destinations.push(destination);
+        }
+        let inject = self
+            .inject
+            .ok_or_else(|| {
+                err("`inject` is missing".into()).with_hint(
+                    "say how the secret is attached, e.g. `inject = { header = \"Authorization\", format = \"Bearer {}\" }`",
+                )
+            })?
+            .rule()
+            .map_err(|m| err(format!("`inject`: {m}")))?;
+        inject
+            .validate()
+            .map_err(|m| err(format!("`inject`: {m}")))?;
+        Ok(SecretPolicy {
+            name,
+            source: self.source,
+            destinations,
+            inject,
+        })
+    }
+}
+
+/// A validated secret: its name, source, destinations and injection rule.
+/// It holds no value.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SecretPolicy {
+    /// The secret's name.
+    pub name: String,
+    /// Where its value comes from.
+    pub source: Arc<dyn SecretSource>,
+    /// Where it may be sent.
+    pub destinations: Vec<Destination>,
+    /// How it is attached.
+    pub inject: InjectRule,
+}
+
+impl fmt::Debug for SecretPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretPolicy")
+            .field("name", &self.name)
+            .field("source", &self.source.describe())
+            .field("destinations", &self.destinations)
+            .field("inject", &self.inject)
+            .finish()
+    }
+}
+
+impl SecretPolicy {
+    /// The destinations a request may carry this secret to, first match:
+    /// see [`Destination::matches`].
+    pub fn allows(&self, scheme: &str, host: &str, port: u16, method: &str, path: &str) -> bool {
+        self.destinations
+            .iter()
+            .any(|d| d.matches(scheme, host, port, method, path))
+    }
+}
+
+/// Validates the `[secrets.NAME]` tables of a manifest. `file:` paths are
+/// relative to the manifest's folder.
+///
+/// # Errors
+///
+/// [`Error::Manifest`] naming the secret and field.
+pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<SecretPolicy>, Error> {
+    let base = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    manifest
+        .secrets
+        .iter()
+        .map(|(name, entry)| {
+            let source: Arc<dyn SecretSource> = match entry.source.split_once(':') {
+                Some(("env", var)) if !var.is_empty() => Arc::new(EnvSource::new(var)),
+                Some(("file", file)) if !file.is_empty() => {
+                    Arc::new(FileSource::new(crate::policy::resolve(base, Path::new(file))))
+                }
+                _ => {
+                    return Err(Error::manifest(
+                        path,
+                        format!("secret `{name}`: unknown `source` `{}`", entry.source),
+                    )
+                    .with_hint("use `env:VARIABLE` or `file:PATH` (relative to the manifest's folder); other sources are configured in code with `SecretConfig::new`"));
+                }
+            };
+            SecretConfig {
+                name: name.clone(),
+                source,
+                destinations: entry.destinations.clone(),
+                inject: Some(entry.inject.clone()),
+            }
+            .validate(path)
+        })
+        .collect()
+}
+
+/// Asks every source for its value once, checks it, and builds the
+/// scrubber from all values.
+///
+/// # Errors
+///
+/// [`Error::Manifest`] naming the secret: the source failed, or the value
+/// is empty, shorter than [`MIN_SECRET_BYTES`], or cannot be attached by
+/// its rule (a line break in a header value).
+pub(crate) async fn load(secrets: &[SecretPolicy], origin: &Path) -> Result<Scrubber, Error> {
+    let mut values = Vec::with_capacity(secrets.len());
+    for secret in secrets {
+        let name = &secret.name;
+        let from = secret.source.describe();
+        let err = |message: String| Error::manifest(origin, format!("secret `{name}`: {message}"));
+        let value = secret
+            .source
+            .fetch(&SecretRequest::at_load(name.clone()))
+            .await
+            .map_err(|reason| {
+                err(format!("its source `{from}` failed: {reason}"))
+                    .with_hint("set the variable or create the file before starting the host")
+            })?;
+        if value.is_empty() {
+            return Err(err(format!("the value from `{from}` is empty"))
+                .with_hint("an empty secret is always a mistake; set the value"));
+        }
+        if value.len() < MIN_SECRET_BYTES {
+            return Err(err(format!(
+                "the value from `{from}` is {} bytes; at least {MIN_SECRET_BYTES} are needed to scrub it reliably",
+                value.len()
+            )));
+        }
+        secret
+            .inject
+            .inject(&value)
+            .map_err(|m| err(format!("`inject`: {m}")))?;
+        values.push((name.as_str(), value));
+    }
+    Ok(Scrubber::new(values.iter().map(|(n, v)| (*n, v))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_and_display_are_redacted() {
+        let secret = Secret::new("hunter2-hunter2");
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+        assert_eq!(format!("{secret}"), "[redacted]");
+        assert_eq!(format!("{:?}", Some(secret.clone())), "Some([redacted])");
+        assert_eq!(secret.expose_for_injection(), "hunter2-hunter2");
+    }
+
+    #[test]
+    fn zero_clears_every_byte() {
+        let mut bytes = Vec::with_capacity(32);
+        bytes.extend_from_slice(b"sensitive");
+        zero(&mut bytes);
+        assert!(bytes.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn file_source_drops_one_trailing_line_break() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "abcdefgh-1234\r\n").expect("write");
+        let value = FileSource::new(&path)
+            .get(&SecretRequest::at_load("t"))
+            .expect("read");
+        assert_eq!(value.expose_for_injection(), "abcdefgh-1234");
+        let missing = FileSource::new(dir.path().join("nope"))
+            .get(&SecretRequest::at_load("t"))
+            .expect_err("missing");
+        assert!(missing.contains("failed to read"), "{missing}");
+    }
+
+    #[test]
+    fn env_source_names_a_missing_variable() {
+        let err = EnvSource::new("PORTCULLIS_TEST_SURELY_UNSET")
+            .get(&SecretRequest::at_load("t"))
+            .expect_err("unset");
+        assert!(
+            err.contains("`PORTCULLIS_TEST_SURELY_UNSET` is not set"),
+            "{err}"
+        );
+    }
+
+    fn config(value: &str) -> SecretConfig {
+        struct Fixed(String);
+        impl SecretSource for Fixed {
+            fn get(&self, _: &SecretRequest) -> Result<Secret, String> {
+                Ok(Secret::new(self.0.clone()))
+            }
+        }
+        SecretConfig::new("api", Fixed(value.into()))
+            .destination(DestinationEntry::url("https://api.example.com"))
+            .inject(InjectEntry::header("X-Api-Key", "{}"))
+    }
+
+    async fn load_one(config: SecretConfig) -> Result<Scrubber, String> {
+        let origin = Path::new("m.toml");
+        let policy = config.validate(origin).map_err(|e| e.to_string())?;
+        load(&[policy], origin).await.map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn empty_and_short_values_are_refused_naming_the_secret() {
+        let err = load_one(config("")).await.expect_err("empty");
+        assert!(
+            err.contains("secret `api`") && err.contains("empty"),
+            "{err}"
+        );
+        let err = load_one(config("1234567")).await.expect_err("short");
+        assert!(
+            err.contains("secret `api`") && err.contains("7 bytes"),
+            "{err}"
+        );
+        let err = load_one(config("12345678\nX"))
+            .await
+            .expect_err("line break");
+        assert!(err.contains("line break"), "{err}");
+        let scrubber = load_one(config("12345678")).await.expect("long enough");
+        assert_eq!(scrubber.scrub_str("a12345678b"), "a[redacted:api]b");
+    }
+
+    #[test]
+    fn configuration_is_checked_before_any_value() {
+        let origin = Path::new("m.toml");
+        let no_destinations = SecretConfig::env("api", "X").inject(InjectEntry::query("k"));
+        let err = no_destinations
+            .validate(origin)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("`destinations` is empty"), "{err}");
+        let plain_http = SecretConfig::env("api", "X")
+            .destination(DestinationEntry::url("http://api.example.com"))
+            .inject(InjectEntry::query("k"));
+        let err = plain_http
+            .validate(origin)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("allow_private"), "{err}");
+        let no_inject = SecretConfig::env("api", "X")
+            .destination(DestinationEntry::url("https://api.example.com"));
+        assert!(no_inject.validate(origin).is_err());
+        let policy = SecretConfig::env("api", "X")
+            .destination(DestinationEntry::Table {
+                url: "http://127.0.0.1:9000/hook".into(),
+                methods: Some(vec!["POST".into()]),
+                allow_private: true,
+            })
+            .inject(InjectEntry::basic("bot"))
+            .validate(origin)
+            .expect("valid");
+        assert!(policy.allows("http", "127.0.0.1", 9000, "POST", "/hook/1"));
+        assert!(!policy.allows("http", "127.0.0.1", 9000, "GET", "/hook/1"));
+        assert!(!format!("{policy:?}").contains("Arc"));
+    }
+}

@@ -1,0 +1,304 @@
+//! Secrets the plugin uses but never holds: a secret value that comes back
+//! from a call (here fed in as an argument, standing in for an upstream that
+//! echoes it) is scrubbed, raw and encoded, from the output, the text a
+//! model sees, captured stdio, logs, errors and the audit log; and a secret
+//! that is missing, empty, short, or handed to the guest through `env` fails
+//! the load.
+
+use portcullis::manifest::{DestinationEntry, InjectEntry};
+use portcullis::{CallContext, Error, FileSink, Host, PluginConfig, Secret, SecretConfig};
+use portcullis_tests::{audit_records, plugin_path, plugin_sha};
+use std::path::Path;
+
+/// The secret of the tests, sourced from a file.
+const TOKEN: &str = "sk-live-4f9c2d7e1a8b3c6d";
+/// A secret made of the bytes `flood_stdout` writes, 24 of them: 1024-byte
+/// writes split it across write boundaries.
+const FLOOD: &str = "AAAAAAAAAAAAAAAAAAAAAAAA";
+/// A secret equal to one of the lines `log_flood` logs.
+const LOG_LINE: &str = "message 7";
+
+fn secret(dir: &Path, name: &str, value: &str) -> SecretConfig {
+    let path = dir.join(format!("{name}.secret"));
+    std::fs::write(&path, format!("{value}\n")).expect("write secret");
+    SecretConfig::file(name, path)
+        .destination(DestinationEntry::url("https://api.example.com/v1"))
+        .inject(InjectEntry::header("Authorization", "Bearer {}"))
+}
+
+fn hostile() -> PluginConfig {
+    PluginConfig::new("hostile", plugin_path("hostile"))
+        .sha256(plugin_sha("hostile"))
+        .secret("api")
+        .env("GREETING", "hello")
+}
+
+async fn host(dir: &Path) -> Host {
+    Host::builder()
+        .secret(secret(dir, "api", TOKEN))
+        .secret(secret(dir, "flood", FLOOD))
+        .secret(secret(dir, "logline", LOG_LINE))
+        .plugin(hostile())
+        .audit(FileSink::open(dir.join("audit.jsonl")).expect("open log"))
+        .build()
+        .await
+        .expect("the host loads with its secrets")
+}
+
+/// `Basic base64("user:" + TOKEN)`, as the injection primitive makes it.
+fn basic() -> String {
+    let basic = InjectEntry::basic("user")
+        .rule()
+        .expect("rule")
+        .inject(&Secret::new(TOKEN))
+        .expect("inject");
+    match basic {
+        portcullis::Injection::Header { value, .. } => value.expose_for_injection().to_string(),
+        other => panic!("basic auth is a header, got {other:?}"),
+    }
+}
+
+/// The token in the forms the scrubber must recognise.
+fn forms() -> Vec<String> {
+    let basic = basic();
+    let hex: String = TOKEN.bytes().map(|b| format!("{b:02x}")).collect();
+    vec![
+        TOKEN.to_string(),
+        basic,
+        hex.clone(),
+        hex.to_uppercase(),
+        format!("https://api.example.com/v1?key={TOKEN}&page=2"),
+    ]
+}
+
+fn assert_clean(what: &str, text: &str) {
+    assert!(!text.contains(TOKEN), "{what} leaks the token: {text}");
+    let hex: String = TOKEN.bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        !text.to_lowercase().contains(&hex),
+        "{what} leaks hex: {text}"
+    );
+    // The characters of base64("user:" + TOKEN) that encode only the
+    // token: from ceil(8 * 5 / 6) to floor(8 * (5 + len) / 6).
+    let encoded = basic()["Basic ".len()..].to_string();
+    let middle = &encoded[7..(8 * (5 + TOKEN.len())) / 6];
+    assert!(!text.contains(middle), "{what} leaks base64: {text}");
+}
+
+#[tokio::test]
+async fn secret_echoed_in_arguments_is_scrubbed_from_output_and_rendering() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = host(dir.path()).await;
+    let arguments = serde_json::json!({ "echoed": forms() }).to_string();
+    let output = host
+        .call("hostile.echo", &arguments, &CallContext::new())
+        .await
+        .expect("echo runs");
+    let text = output.value.as_str().expect("echo returns a string");
+    assert_clean("the output", text);
+    assert_eq!(text.matches("[redacted:api]").count(), 5, "{text}");
+    assert_clean("the rendering", &output.render_for_model());
+}
+
+#[tokio::test]
+async fn secret_is_scrubbed_from_every_audit_record() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = host(dir.path()).await;
+    let arguments = serde_json::json!({ "echoed": forms() }).to_string();
+    host.call("hostile.echo", &arguments, &CallContext::new())
+        .await
+        .expect("echo runs");
+    let path = format!("/nowhere/{TOKEN}");
+    host.call(
+        "hostile.read",
+        &serde_json::json!({ "path": path }).to_string(),
+        &CallContext::new(),
+    )
+    .await
+    .expect_err("no such file");
+    drop(host);
+    let log = dir.path().join("audit.jsonl");
+    assert_clean(
+        "the audit log",
+        &std::fs::read_to_string(&log).expect("read"),
+    );
+    let records = audit_records(&log);
+    assert_eq!(records[0]["secrets"], serde_json::json!(["api"]));
+    let started = records
+        .iter()
+        .find(|r| r["event"] == "call_started")
+        .expect("call_started");
+    assert!(
+        started["arguments"]
+            .as_str()
+            .expect("arguments")
+            .contains("[redacted:api]"),
+        "{started}"
+    );
+    let failed = records
+        .iter()
+        .rfind(|r| r["event"] == "call_ended")
+        .expect("call_ended");
+    assert!(
+        failed["error"]
+            .as_str()
+            .expect("error")
+            .contains("[redacted:api]"),
+        "{failed}"
+    );
+}
+
+#[tokio::test]
+async fn secret_is_scrubbed_from_error_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = host(dir.path()).await;
+    let path = format!("/nowhere/{TOKEN}");
+    let err = host
+        .call(
+            "hostile.read",
+            &serde_json::json!({ "path": path }).to_string(),
+            &CallContext::new(),
+        )
+        .await
+        .expect_err("no such file");
+    assert!(matches!(err, Error::Tool { .. }), "{err:?}");
+    assert_clean("the tool error", &err.to_string());
+    assert_clean("the tool error's Debug", &format!("{err:?}"));
+    assert!(err.to_string().contains("[redacted:api]"), "{err}");
+
+    // Schema errors quote the offending value.
+    let err = host
+        .call(
+            "hostile.flood_stdout",
+            &serde_json::json!({ "bytes": TOKEN }).to_string(),
+            &CallContext::new(),
+        )
+        .await
+        .expect_err("not a number");
+    assert!(matches!(err, Error::InvalidArguments { .. }), "{err:?}");
+    assert_clean("the argument error", &err.to_string());
+}
+
+#[tokio::test]
+async fn secret_is_scrubbed_from_stdout_and_stderr_across_writes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = host(dir.path()).await;
+    for tool in ["hostile.flood_stdout", "hostile.flood_stderr"] {
+        let output = host
+            .call(tool, r#"{"bytes": 3000}"#, &CallContext::new())
+            .await
+            .expect("flood runs");
+        let captured = if tool.ends_with("stdout") {
+            &output.stdout
+        } else {
+            &output.stderr
+        };
+        let kept = String::from_utf8_lossy(&captured.kept);
+        assert_eq!(
+            kept,
+            "[redacted:flood]".repeat(3000 / FLOOD.len()),
+            "{tool}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn secret_is_scrubbed_from_plugin_logs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = host(dir.path()).await;
+    let output = host
+        .call("hostile.log_flood", r#"{"bytes": 12}"#, &CallContext::new())
+        .await
+        .expect("logs");
+    let messages: Vec<&str> = output.logs.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(messages.len(), 12);
+    assert_eq!(messages[6], "message 6");
+    assert_eq!(messages[7], "[redacted:logline]");
+    assert!(!messages.contains(&LOG_LINE), "{messages:?}");
+}
+
+#[tokio::test]
+async fn guest_environment_never_holds_a_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = host(dir.path()).await;
+    let output = host
+        .call("hostile.environment", "{}", &CallContext::new())
+        .await
+        .expect("runs");
+    assert_eq!(
+        output.value["env"],
+        serde_json::json!([["GREETING", "hello"]]),
+        "the plugin sees only its explicit env"
+    );
+    assert_clean("the environment", &output.value.to_string());
+    let tool = host
+        .tools()
+        .into_iter()
+        .find(|t| t.name == "hostile.environment")
+        .expect("tool");
+    assert_eq!(tool.grants.secrets, ["api"]);
+}
+
+async fn load_error(secret: SecretConfig, plugin: PluginConfig) -> String {
+    match Host::builder().secret(secret).plugin(plugin).build().await {
+        Ok(_) => panic!("the host loaded"),
+        Err(e @ Error::Manifest { .. }) => format!("{e} / {}", e.hint().unwrap_or_default()),
+        Err(other) => panic!("expected a manifest error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn missing_empty_or_short_secret_fails_the_load_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = SecretConfig::file("api", dir.path().join("absent"))
+        .destination(DestinationEntry::url("https://api.example.com"))
+        .inject(InjectEntry::query("key"));
+    let err = load_error(missing, hostile()).await;
+    assert!(
+        err.contains("secret `api`") && err.contains("failed to read"),
+        "{err}"
+    );
+
+    let err = load_error(secret(dir.path(), "api", ""), hostile()).await;
+    assert!(
+        err.contains("secret `api`") && err.contains("is empty"),
+        "{err}"
+    );
+
+    let err = load_error(secret(dir.path(), "api", "short"), hostile()).await;
+    assert!(
+        err.contains("secret `api`") && err.contains("5 bytes"),
+        "{err}"
+    );
+    assert!(!err.contains("short\""), "{err}");
+
+    let unset = SecretConfig::env("api", "PORTCULLIS_TEST_NEVER_SET")
+        .destination(DestinationEntry::url("https://api.example.com"))
+        .inject(InjectEntry::query("key"));
+    let err = load_error(unset, hostile()).await;
+    assert!(
+        err.contains("`PORTCULLIS_TEST_NEVER_SET` is not set"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn env_value_equal_to_a_secret_is_refused_at_load() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin = hostile().env("TOKEN", TOKEN);
+    let err = load_error(secret(dir.path(), "api", TOKEN), plugin).await;
+    assert!(
+        err.contains("environment variable `TOKEN` contains the value of secret `api`"),
+        "{err}"
+    );
+    assert!(!err.contains(TOKEN), "{err}");
+}
+
+#[tokio::test]
+async fn plugin_naming_an_unknown_secret_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin = hostile().secret("nope");
+    let err = load_error(secret(dir.path(), "api", TOKEN), plugin).await;
+    assert!(err.contains("secret `nope` is not configured"), "{err}");
+    assert!(err.contains("configured secrets: api"), "{err}");
+}
