@@ -6,6 +6,7 @@ use crate::audit::{
     AuditEvent, AuditHead, AuditLog, AuditSink, DenialCounter, DirRecord, FileSink,
     MAX_RECORDED_ARGUMENTS,
 };
+use crate::egress::{Resolver, SystemResolver};
 use crate::error::{Error, ToolError};
 use crate::manifest::Manifest;
 use crate::plugin::{Effect, LoadedPlugin, sha256_hex};
@@ -47,6 +48,7 @@ struct Inner {
     calls: AtomicU64,
     max_denials: u32,
     screen: bool,
+    resolver: Arc<dyn Resolver>,
 }
 
 impl Drop for Inner {
@@ -75,7 +77,8 @@ impl std::fmt::Debug for Host {
 ///   `read` does not) and the approver is [`DenyAll`](crate::DenyAll): a
 ///   call that needs approval is denied;
 /// - no audit sink (nothing is recorded), at most 3 denials per call, no
-///   output screen.
+///   output screen;
+/// - names in HTTP requests are resolved by [`SystemResolver`].
 #[derive(Default)]
 pub struct HostBuilder {
     plugins: Vec<PluginConfig>,
@@ -85,6 +88,7 @@ pub struct HostBuilder {
     approver: Option<Arc<dyn Approver>>,
     max_denials: Option<u32>,
     screen: Option<bool>,
+    resolver: Option<Arc<dyn Resolver>>,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -97,6 +101,7 @@ impl std::fmt::Debug for HostBuilder {
             .field("approver", &self.approver.is_some())
             .field("max_denials", &self.max_denials)
             .field("screen", &self.screen)
+            .field("resolver", &self.resolver.is_some())
             .finish()
     }
 }
@@ -136,6 +141,14 @@ impl HostBuilder {
     /// [`INJECTION_PATTERNS`](crate::INJECTION_PATTERNS).
     pub fn screen_output(mut self, screen: bool) -> Self {
         self.screen = Some(screen);
+        self
+    }
+
+    /// Resolves the host names of HTTP requests with `resolver` (default:
+    /// [`SystemResolver`]). Every address it returns is still checked
+    /// against the blocked ranges.
+    pub fn resolver(mut self, resolver: impl Resolver) -> Self {
+        self.resolver = Some(Arc::new(resolver));
         self
     }
 
@@ -204,6 +217,7 @@ impl HostBuilder {
                 .or(entry.max_denials)
                 .unwrap_or(DEFAULT_MAX_DENIALS),
             screen: self.screen.unwrap_or(entry.screen),
+            resolver: self.resolver.unwrap_or_else(|| Arc::new(SystemResolver)),
         };
         Host::load(policies, &origin, settings).await
     }
@@ -215,6 +229,7 @@ struct Settings {
     approver: Arc<dyn Approver>,
     max_denials: u32,
     screen: bool,
+    resolver: Arc<dyn Resolver>,
 }
 
 /// Per-call context from the agent runtime.
@@ -256,6 +271,9 @@ pub struct Grants {
     pub dirs: Vec<DirGrant>,
     /// Names of the environment variables set (values are not shown).
     pub env: Vec<String>,
+    /// HTTP destinations, as normalised allowlist entries (methods shown
+    /// when not just `GET` and `HEAD`).
+    pub http: Vec<String>,
 }
 
 /// A tool as the host offers it: the plugin's declaration plus the facts
@@ -404,6 +422,7 @@ impl Host {
                 calls: AtomicU64::new(0),
                 max_denials: settings.max_denials,
                 screen: settings.screen,
+                resolver: settings.resolver,
             }),
         })
     }
@@ -623,6 +642,8 @@ impl Host {
                 Request::Call {
                     tool: &def.name,
                     arguments: call.arguments,
+                    resolver: &inner.resolver,
+                    max_denials: inner.max_denials.saturating_sub(denials.count()),
                 },
                 &call.ctx.cancel,
             )
@@ -631,6 +652,31 @@ impl Host {
         stats.stdout_bytes = run.stdout.total();
         stats.stderr_bytes = run.stderr.total();
         stats.log_messages = run.logs.len() as u64 + run.logs_dropped;
+        let mut suspicious = false;
+        for record in &run.egress {
+            inner.audit.record(AuditEvent::Egress {
+                call_id: call.call_id,
+                tool: tool.clone(),
+                method: record.method.clone(),
+                destination: record.destination.clone(),
+                allowed: record.allowed,
+                status: record.status,
+                bytes: record.bytes,
+                reason: record.reason.clone(),
+            })?;
+            if record.denied
+                && let Some(reason) = &record.reason
+                && !suspicious
+            {
+                suspicious = denials.deny(&inner.audit, call.call_id, &tool, "egress", reason)?;
+            }
+        }
+        if suspicious || matches!(run.result, Err(Failure::Suspicious(_))) {
+            return Err(Error::Suspicious {
+                tool,
+                denials: denials.count(),
+            });
+        }
         match run.result {
             Ok(Response::Output(text)) => {
                 stats.output_bytes = Some(text.len());
@@ -704,6 +750,7 @@ impl Host {
             }),
             Err(Failure::Crashed(reason)) => Err(Error::Crashed { tool, reason }),
             Err(Failure::Cancelled) => Err(Error::Cancelled { tool }),
+            Err(Failure::Suspicious(denials)) => Err(Error::Suspicious { tool, denials }),
             Err(Failure::Setup(reason)) => Err(Error::Internal(format!("`{tool}`: {reason}"))),
         }
     }
@@ -725,9 +772,12 @@ fn writable(policy: &PluginPolicy) -> bool {
     policy.dirs.iter().any(|d| d.mode == DirMode::ReadWrite)
 }
 
-/// The tool's declared effect, raised to what its grants allow.
+/// The tool's declared effect, raised to what its grants allow: a
+/// read-write directory or egress with methods beyond `GET` and `HEAD`
+/// makes it at least `write`.
 fn effective_effect(plugin: &LoadedPlugin, t: usize) -> Effect {
-    let floor = if writable(&plugin.policy) {
+    let floor = if writable(&plugin.policy) || plugin.policy.http.iter().any(|r| r.allows_writes())
+    {
         Effect::Write
     } else {
         Effect::Read
@@ -820,6 +870,7 @@ fn descriptor(plugin: &LoadedPlugin, t: usize, approval: &ApprovalSetting) -> To
         grants: Grants {
             dirs: policy.dirs.clone(),
             env: policy.env.iter().map(|(k, _)| k.clone()).collect(),
+            http: policy.http.iter().map(ToString::to_string).collect(),
         },
         approval: approval.clone(),
     }
