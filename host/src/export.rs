@@ -165,7 +165,8 @@ pub fn export_tools(tools: &[ToolDescriptor], format: ToolFormat) -> Result<Expo
 
 /// An MCP `Tool`. Annotations are computed from what the host enforces, not
 /// taken from the plugin: read-only unless its effect (already raised by
-/// its grants) says otherwise; closed-world, since no network is granted.
+/// its grants) says otherwise; open-world exactly when HTTP destinations
+/// are granted.
 fn mcp_tool(tool: &ToolDescriptor, input_schema: Value) -> Value {
     let mut def = json!({
         "name": tool.name,
@@ -174,7 +175,7 @@ fn mcp_tool(tool: &ToolDescriptor, input_schema: Value) -> Value {
         "annotations": {
             "readOnlyHint": tool.effect == Effect::Read,
             "destructiveHint": tool.effect == Effect::Destructive,
-            "openWorldHint": false,
+            "openWorldHint": !tool.grants.http.is_empty(),
         },
     });
     if let Some(title) = &tool.title {
@@ -392,7 +393,7 @@ pub fn descriptor_json(tool: &ToolDescriptor) -> Value {
             })).collect::<Vec<_>>(),
             "env": tool.grants.env,
             "secrets": tool.grants.secrets,
-            "network": [],
+            "network": tool.grants.http,
         },
     })
 }
@@ -418,6 +419,7 @@ mod tests {
                 dirs: Vec::new(),
                 env: Vec::new(),
                 secrets: Vec::new(),
+                http: Vec::new(),
             },
             approval: crate::policy::ApprovalSetting::Never,
         }

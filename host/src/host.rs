@@ -7,6 +7,7 @@ use crate::audit::{
     MAX_RECORDED_ARGUMENTS,
 };
 use crate::cache::CompileCache;
+use crate::egress::{Resolver, SystemResolver};
 use crate::error::{Error, ToolError};
 use crate::manifest::Manifest;
 use crate::plugin::{Effect, LoadedPlugin, sha256_hex};
@@ -52,6 +53,7 @@ struct Inner {
     secrets: Vec<SecretPolicy>,
     /// Every secret value, for scrubbing everything a call returns.
     scrubber: Arc<Scrubber>,
+    resolver: Arc<dyn Resolver>,
 }
 
 impl Drop for Inner {
@@ -82,6 +84,7 @@ impl std::fmt::Debug for Host {
 /// - no audit sink (nothing is recorded), at most 3 denials per call, no
 ///   output screen;
 /// - no secrets (nothing to scrub).
+/// - names in HTTP requests are resolved by [`SystemResolver`].
 #[derive(Default)]
 pub struct HostBuilder {
     plugins: Vec<PluginConfig>,
@@ -93,6 +96,7 @@ pub struct HostBuilder {
     screen: Option<bool>,
     cache_dir: Option<PathBuf>,
     secrets: Vec<SecretConfig>,
+    resolver: Option<Arc<dyn Resolver>>,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -107,6 +111,7 @@ impl std::fmt::Debug for HostBuilder {
             .field("max_denials", &self.max_denials)
             .field("screen", &self.screen)
             .field("secrets", &self.secrets)
+            .field("resolver", &self.resolver.is_some())
             .finish()
     }
 }
@@ -165,6 +170,14 @@ impl HostBuilder {
     /// [`PluginConfig::secret`].
     pub fn secret(mut self, secret: SecretConfig) -> Self {
         self.secrets.push(secret);
+        self
+    }
+
+    /// Resolves the host names of HTTP requests with `resolver` (default:
+    /// [`SystemResolver`]). Every address it returns is still checked
+    /// against the blocked ranges.
+    pub fn resolver(mut self, resolver: impl Resolver) -> Self {
+        self.resolver = Some(Arc::new(resolver));
         self
     }
 
@@ -262,6 +275,7 @@ impl HostBuilder {
             screen: self.screen.unwrap_or(entry.screen),
             secrets: secret_policies,
             scrubber,
+            resolver: self.resolver.unwrap_or_else(|| Arc::new(SystemResolver)),
         };
         Host::load(policies, &origin, settings).await
     }
@@ -276,6 +290,7 @@ struct Settings {
     screen: bool,
     secrets: Vec<SecretPolicy>,
     scrubber: Arc<Scrubber>,
+    resolver: Arc<dyn Resolver>,
 }
 
 /// Each secret the plugin names exists, and no `env` value hands the guest
@@ -362,6 +377,9 @@ pub struct Grants {
     /// Names of the secrets the host may attach to the plugin's requests
     /// (the plugin never holds their values).
     pub secrets: Vec<String>,
+    /// HTTP destinations, as normalised allowlist entries (methods shown
+    /// when not just `GET` and `HEAD`).
+    pub http: Vec<String>,
 }
 
 /// A tool as the host offers it: the plugin's declaration plus the facts
@@ -520,6 +538,7 @@ impl Host {
                 screen: settings.screen,
                 secrets: settings.secrets,
                 scrubber: settings.scrubber,
+                resolver: settings.resolver,
             }),
         })
     }
@@ -760,6 +779,8 @@ impl Host {
                 Request::Call {
                     tool: &def.name,
                     arguments: call.arguments,
+                    resolver: &inner.resolver,
+                    max_denials: inner.max_denials.saturating_sub(denials.count()),
                 },
                 &call.ctx.cancel,
             )
@@ -768,6 +789,31 @@ impl Host {
         stats.stdout_bytes = run.stdout.total();
         stats.stderr_bytes = run.stderr.total();
         stats.log_messages = run.logs.len() as u64 + run.logs_dropped;
+        let mut suspicious = false;
+        for record in &run.egress {
+            inner.audit.record(AuditEvent::Egress {
+                call_id: call.call_id,
+                tool: tool.clone(),
+                method: record.method.clone(),
+                destination: record.destination.clone(),
+                allowed: record.allowed,
+                status: record.status,
+                bytes: record.bytes,
+                reason: record.reason.clone(),
+            })?;
+            if record.denied
+                && let Some(reason) = &record.reason
+                && !suspicious
+            {
+                suspicious = denials.deny(&inner.audit, call.call_id, &tool, "egress", reason)?;
+            }
+        }
+        if suspicious || matches!(run.result, Err(Failure::Suspicious(_))) {
+            return Err(Error::Suspicious {
+                tool,
+                denials: denials.count(),
+            });
+        }
         match run.result {
             Ok(Response::Output(text)) => {
                 stats.output_bytes = Some(text.len());
@@ -845,6 +891,7 @@ impl Host {
             }),
             Err(Failure::Crashed(reason)) => Err(Error::Crashed { tool, reason }),
             Err(Failure::Cancelled) => Err(Error::Cancelled { tool }),
+            Err(Failure::Suspicious(denials)) => Err(Error::Suspicious { tool, denials }),
             Err(Failure::Setup(reason)) => Err(Error::Internal(format!("`{tool}`: {reason}"))),
         }
     }
@@ -866,9 +913,12 @@ fn writable(policy: &PluginPolicy) -> bool {
     policy.dirs.iter().any(|d| d.mode == DirMode::ReadWrite)
 }
 
-/// The tool's declared effect, raised to what its grants allow.
+/// The tool's declared effect, raised to what its grants allow: a
+/// read-write directory or egress with methods beyond `GET` and `HEAD`
+/// makes it at least `write`.
 fn effective_effect(plugin: &LoadedPlugin, t: usize) -> Effect {
-    let floor = if writable(&plugin.policy) {
+    let floor = if writable(&plugin.policy) || plugin.policy.http.iter().any(|r| r.allows_writes())
+    {
         Effect::Write
     } else {
         Effect::Read
@@ -963,6 +1013,7 @@ fn descriptor(plugin: &LoadedPlugin, t: usize, approval: &ApprovalSetting) -> To
             dirs: policy.dirs.clone(),
             env: policy.env.iter().map(|(k, _)| k.clone()).collect(),
             secrets: policy.secrets.clone(),
+            http: policy.http.iter().map(ToString::to_string).collect(),
         },
         approval: approval.clone(),
     }

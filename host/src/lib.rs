@@ -4,7 +4,8 @@
 //! arguments; Portcullis makes that survivable. Each tool lives in a plugin,
 //! a WASI 0.2 component pinned by sha256, which gets only what its policy
 //! grants: preopened directories (read-only unless marked read-write),
-//! explicit environment variables, nothing else: no network, no sockets, no
+//! explicit environment variables, HTTP requests to the destinations of its
+//! allowlist through the host's egress gate, nothing else: no sockets, no
 //! host environment or stdio. Every call runs in a fresh instance bounded by
 //! fuel, memory, a wall-clock deadline and an output cap.
 //!
@@ -26,7 +27,9 @@
 //!
 //! The flow follows the modules: `manifest` (raw file) -> `policy`
 //! (validated grants and limits) -> `plugin` (read once, pin, compile, check
-//! imports) -> `sandbox` (fresh bounded store per call) -> `audit` (the
+//! imports) -> `sandbox` (fresh bounded store per call) -> `egress` (the one
+//! gate every outbound HTTP request passes: allowlist, host-side
+//! resolution, blocked address ranges, limits) -> `audit` (the
 //! hash-chained record) -> `approval` (the gate before irreversible calls)
 //! -> [`Host`] (the facade) -> [`export_tools`] (definitions for models and
 //! MCP clients). Outputs carry their [`Provenance`] and are untrusted data.
@@ -35,6 +38,7 @@ mod approval;
 mod arguments;
 mod audit;
 mod cache;
+mod egress;
 mod error;
 mod export;
 mod host;
@@ -50,6 +54,7 @@ pub use audit::{
     AuditEvent, AuditHead, AuditReport, AuditSink, AuditTamper, DirRecord, FileSink,
     MAX_RECORDED_ARGUMENTS, StderrSink, TamperKind, verify_log,
 };
+pub use egress::{HttpRule, ResolveFuture, Resolver, SystemResolver};
 pub use error::{Error, Limit, ToolError};
 pub use export::{ExportedTools, ToolFormat, ToolNames, descriptor_json, export_tools};
 pub use host::{CallContext, Grants, Host, HostBuilder, ToolDescriptor, ToolOutput};

@@ -115,7 +115,7 @@ impl LoadedPlugin {
         })?;
         drop(bytes);
 
-        let forbidden = sandbox.forbidden_imports(&component);
+        let forbidden = sandbox.forbidden_imports(&component, !policy.http.is_empty());
         if !forbidden.is_empty() {
             return Err(Error::ForbiddenImports {
                 plugin: name,
@@ -292,7 +292,9 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
             reason,
         })?;
     let sha256 = sha256_hex(&bytes);
-    let imports = sandbox.imports(&component);
+    // Shown as a plugin with HTTP grants would see them: `portcullis:tool/http`
+    // needs such a grant, which only a manifest can give.
+    let imports = sandbox.imports(&component, true);
     let exports = sandbox.exports(&component);
     let forbidden: Vec<&str> = imports
         .iter()
@@ -307,6 +309,7 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
             sha256: sha256.clone(),
             dirs: Vec::new(),
             env: Vec::new(),
+            http: Vec::new(),
             limits: policy::Limits::default(),
             approvals: Default::default(),
             secrets: Vec::new(),

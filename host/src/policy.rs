@@ -10,8 +10,10 @@ mod rules;
 
 pub use rules::ApprovalRule;
 
+pub use crate::egress::HttpRule;
+
 use crate::error::Error;
-use crate::manifest::{ApprovalEntry, LimitsEntry, Manifest};
+use crate::manifest::{ApprovalEntry, HttpEntry, LimitsEntry, Manifest};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,6 +39,21 @@ pub struct Limits {
     /// Bytes kept of each of stdout and stderr; the excess is counted and
     /// discarded. Default 64 KiB; ceiling 16 MiB.
     pub stdio: u64,
+    /// HTTP requests one call may make (allowed or not). Default 16; range
+    /// 0 to 1,000.
+    pub http_requests: u32,
+    /// Bytes of one HTTP response body, enforced while it streams and again
+    /// after decompression. Default 1 MiB; range 1 B to 64 MiB.
+    pub http_response: u64,
+    /// Bytes of one HTTP request body. Default 1 MiB; ceiling 16 MiB.
+    pub http_request_body: u64,
+    /// Time of one HTTP request, from name resolution to the last body
+    /// byte; never past the call's own deadline. Default 10 s; range 1 ms
+    /// to 10 min.
+    pub http_timeout: Duration,
+    /// Time to establish one TCP connection. Default 3 s; range 1 ms to
+    /// 1 min.
+    pub http_connect_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -47,6 +64,11 @@ impl Default for Limits {
             timeout: Duration::from_secs(5),
             output: 1 << 20,
             stdio: 64 << 10,
+            http_requests: 16,
+            http_response: 1 << 20,
+            http_request_body: 1 << 20,
+            http_timeout: Duration::from_secs(10),
+            http_connect_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -68,6 +90,14 @@ pub mod caps {
     pub const LOG_MESSAGES: usize = 256;
     /// Bytes kept of one log message.
     pub const LOG_MESSAGE_BYTES: usize = 4_096;
+    /// Headers one HTTP request may set.
+    pub const HTTP_HEADERS: usize = 64;
+    /// Total bytes of the names and values of one request's headers.
+    pub const HTTP_HEADER_BYTES: usize = 16 * 1024;
+    /// Requests of one call in flight at once through the `http`
+    /// interface: its `send` blocks the guest until the response is
+    /// complete, so there is never more than one.
+    pub const HTTP_IN_FLIGHT: usize = 1;
 }
 
 /// A directory the plugin may use.
@@ -94,6 +124,8 @@ pub struct PluginPolicy {
     pub dirs: Vec<DirGrant>,
     /// Environment variables the plugin sees. Nothing of the host's.
     pub env: Vec<(String, String)>,
+    /// HTTP destinations (the egress allowlist). No entry, no network.
+    pub http: Vec<HttpRule>,
     /// Limits of every call.
     pub limits: Limits,
     /// Approval settings by tool name, as configured. Tools not listed
@@ -164,6 +196,7 @@ pub struct PluginConfig {
     sha256: Option<String>,
     dirs: Vec<(PathBuf, String, DirMode)>,
     env: Vec<(String, String)>,
+    http: Vec<HttpEntry>,
     limits: LimitsEntry,
     approvals: BTreeMap<String, ApprovalEntry>,
     secrets: Vec<String>,
@@ -179,6 +212,7 @@ impl PluginConfig {
             sha256: None,
             dirs: Vec::new(),
             env: Vec::new(),
+            http: Vec::new(),
             limits: LimitsEntry::default(),
             approvals: BTreeMap::new(),
             secrets: Vec::new(),
@@ -189,6 +223,21 @@ impl PluginConfig {
     /// `[secrets.NAME]` or [`HostBuilder::secret`](crate::HostBuilder::secret)).
     pub fn secret(mut self, name: impl Into<String>) -> Self {
         self.secrets.push(name.into());
+        self
+    }
+
+    /// Allows HTTP requests to one allowlist entry: a URL string such as
+    /// `"https://api.example.com"` (GET and HEAD), or an
+    /// [`HttpEntry::Table`] with methods and `allow_private`.
+    ///
+    /// ```
+    /// use portcullis::PluginConfig;
+    /// let fetch = PluginConfig::new("fetch", "plugins/dist/fetch.wasm")
+    ///     .http("https://docs.rs");
+    /// # let _ = fetch;
+    /// ```
+    pub fn http(mut self, entry: impl Into<HttpEntry>) -> Self {
+        self.http.push(entry.into());
         self
     }
 
@@ -238,6 +287,11 @@ impl PluginConfig {
             timeout: Some(crate::manifest::HumanDuration(limits.timeout)),
             output: Some(crate::manifest::ByteSize(limits.output)),
             stdio: Some(crate::manifest::ByteSize(limits.stdio)),
+            http_requests: Some(limits.http_requests),
+            http_response: Some(crate::manifest::ByteSize(limits.http_response)),
+            http_request_body: Some(crate::manifest::ByteSize(limits.http_request_body)),
+            http_timeout: Some(crate::manifest::HumanDuration(limits.http_timeout)),
+            http_connect_timeout: Some(crate::manifest::HumanDuration(limits.http_connect_timeout)),
         };
         self
     }
@@ -322,6 +376,22 @@ impl PluginConfig {
         let limits = validate_limits(&self.limits)
             .map_err(|m| err(format!("plugin `{name}`: `limits.{m}`")))?;
 
+        let mut http = Vec::with_capacity(self.http.len());
+        for entry in &self.http {
+            let (methods, allow_private) = match entry {
+                HttpEntry::Url(_) => (None, false),
+                HttpEntry::Table(t) => (t.methods.as_deref(), t.allow_private),
+            };
+            let rule = HttpRule::parse(entry.url(), methods, allow_private).map_err(|why| {
+                err(format!(
+                    "plugin `{name}`: `http` entry `{}` {why}",
+                    entry.url().escape_debug()
+                ))
+                .with_hint("entries are `scheme://host[:port][/path]` with an exact host or a `*.domain` wildcard, e.g. \"https://api.example.com\" or { url = \"https://*.example.org/v1/\", methods = [\"GET\", \"POST\"] }")
+            })?;
+            http.push(rule);
+        }
+
         let mut approvals = BTreeMap::new();
         for (tool, entry) in self.approvals {
             let setting = match entry {
@@ -363,6 +433,7 @@ impl PluginConfig {
             sha256,
             dirs,
             env: env.into_iter().collect(),
+            http,
             limits,
             approvals,
             secrets,
@@ -397,6 +468,7 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
                     .map(|d| (d.host.clone(), d.guest.clone(), d.mode))
                     .collect(),
                 env: entry.env.clone().into_iter().collect(),
+                http: entry.http.clone(),
                 limits: entry.limits.clone(),
                 approvals: entry
                     .tools
@@ -472,6 +544,13 @@ fn validate_limits(entry: &LimitsEntry) -> Result<Limits, String> {
         timeout: entry.timeout.map_or(d.timeout, |t| t.0),
         output: entry.output.map_or(d.output, |b| b.0),
         stdio: entry.stdio.map_or(d.stdio, |b| b.0),
+        http_requests: entry.http_requests.unwrap_or(d.http_requests),
+        http_response: entry.http_response.map_or(d.http_response, |b| b.0),
+        http_request_body: entry.http_request_body.map_or(d.http_request_body, |b| b.0),
+        http_timeout: entry.http_timeout.map_or(d.http_timeout, |t| t.0),
+        http_connect_timeout: entry
+            .http_connect_timeout
+            .map_or(d.http_connect_timeout, |t| t.0),
     };
     if !(1..=1_000_000_000_000).contains(&limits.fuel) {
         return Err(format!(
@@ -495,6 +574,37 @@ fn validate_limits(entry: &LimitsEntry) -> Result<Limits, String> {
         return Err(format!(
             "output` must be between 1 byte and 64 MiB, got `{} bytes",
             limits.output
+        ));
+    }
+    if limits.http_requests > 1_000 {
+        return Err(format!(
+            "http_requests` must be at most 1000, got `{}",
+            limits.http_requests
+        ));
+    }
+    if !(1..=(64 << 20)).contains(&limits.http_response) {
+        return Err(format!(
+            "http_response` must be between 1 byte and 64 MiB, got `{} bytes",
+            limits.http_response
+        ));
+    }
+    if limits.http_request_body > 16 << 20 {
+        return Err(format!(
+            "http_request_body` must be at most 16 MiB, got `{} bytes",
+            limits.http_request_body
+        ));
+    }
+    if !(Duration::from_millis(1)..=Duration::from_secs(600)).contains(&limits.http_timeout) {
+        return Err(format!(
+            "http_timeout` must be between 1ms and 10m, got `{:?}",
+            limits.http_timeout
+        ));
+    }
+    if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&limits.http_connect_timeout)
+    {
+        return Err(format!(
+            "http_connect_timeout` must be between 1ms and 1m, got `{:?}",
+            limits.http_connect_timeout
         ));
     }
     if limits.stdio > 16 << 20 {
@@ -663,6 +773,23 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn http_entries_are_validated_with_plugin_and_entry_named() {
+        let p = validate(
+            PluginConfig::new("a", "f.wasm")
+                .sha256(PIN)
+                .http("https://api.example.com"),
+        )
+        .expect("valid");
+        assert_eq!(p.http.len(), 1);
+        for bad in ["*", "https://*.com", "https://u@a.test", "ftp://a.test"] {
+            let err =
+                validate(PluginConfig::new("a", "f.wasm").sha256(PIN).http(bad)).expect_err(bad);
+            assert!(err.contains("plugin `a`: `http` entry"), "{err}");
+            assert!(err.contains("scheme://host"), "{err}");
+        }
     }
 
     #[test]

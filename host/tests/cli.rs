@@ -107,7 +107,10 @@ fn refused_calls_exit_with_code_4_and_a_hint() {
     let out = portcullis(&["call", manifest, "files.nope", "{}"]);
     assert_eq!(out.status.code(), Some(4));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("hint: available tools: files."), "{stderr}");
+    assert!(
+        stderr.contains("hint: available tools: ") && stderr.contains("files.read_file"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -390,4 +393,113 @@ fn verbose_call_never_prints_a_secret_from_plugin_text() {
         "{}",
         text(&out.stdout)
     );
+}
+
+/// Serves one HTML page on a loopback port, to every connection, until the
+/// test ends.
+fn serve_page() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let body = "<html><head><title>Local</title></head><body><h1>Hello</h1><p>from loopback</p></body></html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// A manifest next to the bundled one's components, granting `fetch` one
+/// loopback server through the explicit opt-in.
+fn loopback_fetch_manifest(dir: &Path, port: u16, allow_private: bool) -> PathBuf {
+    let bundled = std::fs::read_to_string(bundled()).expect("bundled manifest");
+    let sha = bundled
+        .split("[plugins.fetch]")
+        .nth(1)
+        .and_then(|rest| rest.split("sha256 = \"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("the bundled manifest pins fetch")
+        .to_string();
+    let manifest = dir.join("portcullis.toml");
+    let source = root().join("plugins/dist/fetch.wasm");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[plugins.fetch]\nsource = \"{}\"\nsha256 = \"{sha}\"\nhttp = [{{ url = \"http://127.0.0.1:{port}\", allow_private = {allow_private} }}]\n",
+            source.display()
+        ),
+    )
+    .expect("write manifest");
+    manifest
+}
+
+#[test]
+fn call_runs_fetch_against_a_loopback_server_granted_by_opt_in() {
+    let port = serve_page();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = loopback_fetch_manifest(dir.path(), port, true);
+    let manifest = manifest.to_str().expect("utf-8 path");
+    let url = format!("{{\"url\": \"http://127.0.0.1:{port}/\"}}");
+    let out = portcullis(&["call", manifest, "fetch.fetch", &url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(value["title"], "Local");
+    assert_eq!(value["content"], "# Hello\n\nfrom loopback");
+
+    // Without the opt-in, the same loopback address is refused.
+    let manifest = loopback_fetch_manifest(dir.path(), port, false);
+    let out = portcullis(&[
+        "call",
+        manifest.to_str().expect("utf-8"),
+        "fetch.fetch",
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("blocked range: loopback"), "{stderr}");
+}
+
+#[test]
+fn check_warns_when_a_plugin_reads_local_data_and_has_egress() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("docs")).expect("mkdir");
+    let sha = {
+        let out = portcullis(&[
+            "hash",
+            root()
+                .join("plugins/dist/fetch.wasm")
+                .to_str()
+                .expect("utf-8"),
+        ]);
+        text(&out.stdout)
+            .split_whitespace()
+            .next()
+            .expect("hash")
+            .to_string()
+    };
+    let manifest = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[plugins.fetch]\nsource = \"{}\"\nsha256 = \"{sha}\"\ndirs = [{{ host = \"docs\", guest = \"/docs\" }}]\nhttp = [\"https://example.com\"]\n",
+            root().join("plugins/dist/fetch.wasm").display()
+        ),
+    )
+    .expect("write");
+    let out = portcullis(&["check", manifest.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("warning: plugin `fetch` can read local data (`dirs`: /docs) and send data out (`http`: https://example.com:443)"),
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).contains("network   https://example.com:443"));
 }

@@ -42,6 +42,9 @@
 //! - [`tool_set!`] builds the same tool list as a value, to test tools
 //!   natively without a host.
 //!
+//! [`http`] sends requests through the host's egress gate, to the
+//! destinations the plugin's manifest entry grants.
+//!
 //! The host validates arguments against each tool's input schema before the
 //! plugin runs, gives the plugin only the directories its manifest grants,
 //! and runs every call in a fresh instance: a plugin keeps no state between
@@ -56,6 +59,7 @@ pub use serde_json::{self, Value, json};
 extern crate self as portcullis_sdk;
 
 mod export;
+pub mod http;
 mod tools;
 
 pub use tools::{Effect, NoInput, RawArgs, ToolError, ToolInput, ToolSet, ToolSpec};

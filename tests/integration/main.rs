@@ -7,6 +7,7 @@
 mod approvals;
 mod arguments;
 mod audit;
+mod egress;
 mod escapes;
 mod imports;
 mod isolation;

@@ -148,7 +148,9 @@ fn plugins_build_reproducibly_under_another_cargo_home_and_checkout() {
     );
 
     let manifest = std::fs::read_to_string(root.join("plugins/portcullis.toml")).expect("manifest");
-    for plugin in ["files", "json", "refunds", "hostile", "sockets"] {
+    for plugin in [
+        "files", "json", "refunds", "fetch", "hostile", "sockets", "egress",
+    ] {
         let rebuilt = std::fs::read(checkout.join(format!("plugins/dist/{plugin}.wasm")))
             .expect("rebuilt component");
         let sha = sha256_hex(&rebuilt);
@@ -172,7 +174,7 @@ fn plugins_build_reproducibly_under_another_cargo_home_and_checkout() {
                 "`{plugin}` contains the machine path `{machine_path}`"
             );
         }
-        if plugin == "files" || plugin == "json" || plugin == "refunds" {
+        if ["files", "json", "refunds", "fetch"].contains(&plugin) {
             assert!(
                 manifest.contains(&sha),
                 "the committed pin of `{plugin}` in plugins/portcullis.toml is not {sha}"

@@ -260,7 +260,7 @@ pub enum AuditEvent {
         call_id: u64,
         /// `plugin.tool`.
         tool: String,
-        /// What kind: `approval` (later also `egress`).
+        /// What kind: `approval` or `egress`.
         kind: &'static str,
         /// Why.
         reason: String,
@@ -286,7 +286,7 @@ pub enum AuditEvent {
         /// The patterns and where they matched.
         flags: Vec<String>,
     },
-    /// An outbound request (recorded once plugins can make them).
+    /// An outbound request, allowed or not.
     Egress {
         /// Call id.
         call_id: u64,
@@ -296,9 +296,13 @@ pub enum AuditEvent {
         method: String,
         /// Destination as checked (scheme, host, port, path; no query).
         destination: String,
-        /// Whether it was allowed.
+        /// Whether it left the host (refused requests did not).
         allowed: bool,
-        /// Why it was refused, if it was.
+        /// The response status, if one came back.
+        status: Option<u16>,
+        /// Bytes of the response body handed to the plugin.
+        bytes: Option<u64>,
+        /// Why it was refused or failed, if it was.
         reason: Option<String>,
     },
 }
@@ -416,9 +420,9 @@ impl AuditLog {
 /// Counts the denials of one call; past the maximum the call is stopped and
 /// marked suspicious.
 ///
-/// Today only refused approvals count; egress denials will count here too
-/// once plugins can make requests (each call site records through
-/// [`DenialCounter::deny`], which warns, audits and counts).
+/// Refused approvals and refused outbound requests count (each call site
+/// records through [`DenialCounter::deny`], which warns, audits and
+/// counts).
 #[derive(Debug)]
 pub(crate) struct DenialCounter {
     count: u32,

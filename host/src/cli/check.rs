@@ -45,7 +45,12 @@ pub(crate) async fn run(host: HostBuilder) -> Result<ExitCode, Failure> {
         } else {
             outln!("  secrets   {}", policy.secrets.join(", "));
         }
-        outln!("  network   none");
+        if policy.http.is_empty() {
+            outln!("  network   none");
+        }
+        for rule in &policy.http {
+            outln!("  network   {rule}");
+        }
         let l = policy.limits;
         outln!(
             "  limits    fuel {}, memory {}, timeout {:?}, output {}, stdio {} per stream",
@@ -55,6 +60,28 @@ pub(crate) async fn run(host: HostBuilder) -> Result<ExitCode, Failure> {
             ByteSize(l.output),
             ByteSize(l.stdio)
         );
+        if !policy.http.is_empty() {
+            outln!(
+                "  http      {} requests per call, {} per response, timeout {:?} (connect {:?})",
+                l.http_requests,
+                ByteSize(l.http_response),
+                l.http_timeout,
+                l.http_connect_timeout
+            );
+        }
+        // The "lethal trifecta": private data, untrusted content and a way
+        // out. A plugin that reads local data and has egress holds two of
+        // the three by itself; the model supplies the third.
+        if !policy.dirs.is_empty() && !policy.http.is_empty() {
+            let dirs: Vec<&str> = policy.dirs.iter().map(|d| d.guest.as_str()).collect();
+            let http: Vec<String> = policy.http.iter().map(ToString::to_string).collect();
+            eprintln!(
+                "warning: plugin `{}` can read local data (`dirs`: {}) and send data out (`http`: {}); one prompt injection can exfiltrate the files\nhint: give reading and fetching to separate plugins, or narrow both grants",
+                policy.name,
+                dirs.join(", "),
+                http.join(", ")
+            );
+        }
         outln!("  tools");
         for tool in tools.iter().filter(|t| t.plugin == policy.name) {
             let summary = tool.description.lines().next().unwrap_or("");

@@ -10,6 +10,11 @@
 //!   { host = "out", guest = "/out", mode = "read-write" },
 //! ]
 //! env = { GREETING = "hello" }        # explicit, never secret
+//! http = [                            # egress allowlist (GET and HEAD unless `methods`)
+//!   "https://api.example.com",
+//!   { url = "https://*.example.org:8443/v1/", methods = ["GET", "POST"] },
+//!   { url = "http://127.0.0.1:8080", allow_private = true },   # local services only
+//! ]
 //! secrets = ["github"]                # secrets it may name (see below)
 //!
 //! [plugins.files.limits]
@@ -18,6 +23,11 @@
 //! timeout = "5s"
 //! output = "1 MiB"
 //! stdio = "64 KiB"
+//! http_requests = 16                  # requests per call
+//! http_response = "1 MiB"             # response body, after decompression
+//! http_request_body = "1 MiB"
+//! http_timeout = "10s"                # per request, never past the call's deadline
+//! http_connect_timeout = "3s"
 //!
 //! [plugins.files.tools.read_file]     # per tool; the tool must exist
 //! approval = "always"                 # or "never", or { rules = ["/amount > 100"] }
@@ -292,6 +302,9 @@ pub struct PluginEntry {
     /// Environment variables the plugin sees (nothing else of the host's).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// HTTP destinations the plugin may reach (its egress allowlist).
+    #[serde(default)]
+    pub http: Vec<HttpEntry>,
     /// Resource limits; unset ones take the documented defaults.
     #[serde(default)]
     pub limits: LimitsEntry,
@@ -301,6 +314,84 @@ pub struct PluginEntry {
     /// Names of the `[secrets]` the plugin may ask the host to attach.
     #[serde(default)]
     pub secrets: Vec<String>,
+}
+
+/// One egress allowlist entry: `"scheme://host[:port][/path]"`, or a
+/// table with that `url` and options.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum HttpEntry {
+    /// Just the URL: `GET` and `HEAD` allowed, public addresses only.
+    Url(String),
+    /// The URL with options.
+    Table(HttpTable),
+}
+
+/// `{ url = "...", methods = [...], allow_private = true }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTable {
+    /// `scheme://host[:port][/path]`; see [`crate::HttpRule`].
+    pub url: String,
+    /// Methods allowed (default `GET` and `HEAD`).
+    pub methods: Option<Vec<String>>,
+    /// Allow connections to private, loopback and other special-purpose
+    /// addresses (default `false`): only for local services you trust.
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+impl HttpEntry {
+    /// The entry's URL text.
+    pub fn url(&self) -> &str {
+        match self {
+            HttpEntry::Url(url) => url,
+            HttpEntry::Table(t) => &t.url,
+        }
+    }
+}
+
+impl From<&str> for HttpEntry {
+    fn from(url: &str) -> Self {
+        HttpEntry::Url(url.to_string())
+    }
+}
+
+impl From<String> for HttpEntry {
+    fn from(url: String) -> Self {
+        HttpEntry::Url(url)
+    }
+}
+
+impl From<HttpTable> for HttpEntry {
+    fn from(table: HttpTable) -> Self {
+        HttpEntry::Table(table)
+    }
+}
+
+impl HttpTable {
+    /// An entry for `url` with the default methods and public addresses
+    /// only.
+    pub fn new(url: impl Into<String>) -> Self {
+        HttpTable {
+            url: url.into(),
+            methods: None,
+            allow_private: false,
+        }
+    }
+
+    /// Allows exactly these methods.
+    pub fn methods<I: IntoIterator<Item = S>, S: Into<String>>(mut self, methods: I) -> Self {
+        self.methods = Some(methods.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Allows private and other special-purpose addresses (local services
+    /// and tests only).
+    pub fn allow_private(mut self, allow: bool) -> Self {
+        self.allow_private = allow;
+        self
+    }
 }
 
 /// One directory grant.
@@ -342,6 +433,16 @@ pub struct LimitsEntry {
     /// Bytes kept of each of stdout and stderr; the rest is counted and
     /// discarded.
     pub stdio: Option<ByteSize>,
+    /// HTTP requests per call.
+    pub http_requests: Option<u32>,
+    /// Bytes of one HTTP response body (after decompression).
+    pub http_response: Option<ByteSize>,
+    /// Bytes of one HTTP request body.
+    pub http_request_body: Option<ByteSize>,
+    /// Time of one HTTP request, from resolution to the last body byte.
+    pub http_timeout: Option<HumanDuration>,
+    /// Time to establish one TCP connection.
+    pub http_connect_timeout: Option<HumanDuration>,
 }
 
 impl Manifest {
@@ -503,6 +604,34 @@ mod tests {
                 ..InjectEntry::default()
             }
             .rule()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn http_entries_parse_as_strings_or_tables() {
+        let m = parse(
+            r#"
+            [plugins.a]
+            source = "a.wasm"
+            http = ["https://api.example.com", { url = "http://127.0.0.1:8080", methods = ["POST"], allow_private = true }]
+            [plugins.a.limits]
+            http_requests = 4
+            http_response = "2 MiB"
+            http_timeout = "3s"
+            "#,
+        )
+        .expect("parses");
+        let a = &m.plugins["a"];
+        assert_eq!(a.http[0], HttpEntry::Url("https://api.example.com".into()));
+        assert!(
+            matches!(&a.http[1], HttpEntry::Table(t) if t.allow_private && t.url.ends_with("8080"))
+        );
+        assert_eq!(a.limits.http_requests, Some(4));
+        assert!(
+            parse(
+                "[plugins.a]\nsource = \"a\"\nhttp = [{ url = \"https://a\", private = true }]\n"
+            )
             .is_err()
         );
     }

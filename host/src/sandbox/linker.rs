@@ -3,9 +3,11 @@
 //! [`INTERFACES`] is the single list of everything the host provides. It
 //! drives both the linker and the load-time import check, so an interface
 //! cannot be linked without being allowed or allowed without being linked.
-//! `wasi:sockets` is deliberately absent (and `wasi:http` until the egress
-//! gate exists): a component that imports it is refused when it loads, with
-//! the list of offending imports, instead of being linked to stubs.
+//! `wasi:sockets` is deliberately absent (and `wasi:http`, until it is
+//! linked behind the egress gate): a component that imports it is refused
+//! when it loads, with the list of offending imports, instead of being
+//! linked to stubs. `portcullis:tool/http` is linked for everyone but
+//! allowed only to plugins with HTTP grants ([`NEEDS_HTTP_GRANT`]).
 
 use super::StoreData;
 use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
@@ -97,7 +99,16 @@ pub(crate) const INTERFACES: &[(&str, &str, &str, AddToLinker)] = &[
             |t| t,
         )
     }),
+    ("portcullis:tool", "http", "0.1", |l| {
+        super::bindings::portcullis::tool::http::add_to_linker::<StoreData, HasSelf<StoreData>>(
+            l,
+            |t| t,
+        )
+    }),
 ];
+
+/// Interfaces of [`INTERFACES`] a plugin may import only with HTTP grants.
+pub(crate) const NEEDS_HTTP_GRANT: &[(&str, &str)] = &[("portcullis:tool", "http")];
 
 /// Builds the linker with exactly [`INTERFACES`].
 pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<StoreData>> {
@@ -109,14 +120,18 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Store
 }
 
 /// Whether an import name such as `wasi:io/streams@0.2.6` is in
-/// [`INTERFACES`].
-pub(crate) fn is_allowed(import: &str) -> bool {
+/// [`INTERFACES`] and, for [`NEEDS_HTTP_GRANT`], whether `http` grants are
+/// in force.
+pub(crate) fn is_allowed(import: &str, http: bool) -> bool {
     let Some((path, version)) = import.split_once('@') else {
         return false;
     };
     let Some((package, interface)) = path.split_once('/') else {
         return false;
     };
+    if !http && NEEDS_HTTP_GRANT.contains(&(package, interface)) {
+        return false;
+    }
     INTERFACES.iter().any(|(p, i, track, _)| {
         *p == package
             && *i == interface
@@ -128,7 +143,16 @@ pub(crate) fn is_allowed(import: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_allowed;
+    fn is_allowed(import: &str) -> bool {
+        super::is_allowed(import, false)
+    }
+
+    #[test]
+    fn portcullis_http_needs_an_http_grant() {
+        assert!(!super::is_allowed("portcullis:tool/http@0.1.0", false));
+        assert!(super::is_allowed("portcullis:tool/http@0.1.0", true));
+        assert!(!super::is_allowed("wasi:http/outgoing-handler@0.2.6", true));
+    }
 
     #[test]
     fn wasi_02_interfaces_are_allowed_at_any_patch() {

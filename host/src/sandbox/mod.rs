@@ -17,6 +17,7 @@ mod stdio;
 
 pub use stdio::Captured;
 
+use crate::egress::{CallEgress, EgressError, EgressRecord, GuestRequest, Resolver, Suspicious};
 use crate::error::Limit;
 use crate::policy::{DirMode, PluginPolicy, caps};
 use crate::secrets::Scrubber;
@@ -34,6 +35,7 @@ pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "plugin",
+        imports: { "portcullis:tool/http.send": async | trappable },
         exports: { default: async },
     });
 }
@@ -54,6 +56,9 @@ pub(crate) struct StoreData {
     logs_dropped: u64,
     plugin: Arc<str>,
     scrubber: Arc<Scrubber>,
+    /// The call's egress gate; `None` without HTTP grants (and while
+    /// listing tools), when every request is denied.
+    egress: Option<CallEgress>,
 }
 
 impl WasiView for StoreData {
@@ -128,12 +133,57 @@ fn truncate(text: &mut String, max: usize) {
     }
 }
 
+impl bindings::portcullis::tool::http::Host for StoreData {
+    async fn send(
+        &mut self,
+        request: bindings::portcullis::tool::http::Request,
+    ) -> wasmtime::Result<
+        Result<bindings::portcullis::tool::http::Response, bindings::portcullis::tool::http::Error>,
+    > {
+        use bindings::portcullis::tool::http::{Error as WitError, Response as WitResponse};
+        let Some(egress) = self.egress.as_mut() else {
+            return Ok(Err(WitError::Denied(
+                "this plugin has no HTTP grants (none are in force while listing tools)".into(),
+            )));
+        };
+        let outcome = egress
+            .send(GuestRequest {
+                method: request.method,
+                url: request.url,
+                headers: request.headers,
+                body: request.body,
+                secret: request.secret,
+            })
+            .await
+            .map_err(wasmtime::Error::new)?;
+        Ok(match outcome {
+            Ok(response) => Ok(WitResponse {
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
+            }),
+            Err(EgressError::Denied(m)) => Err(WitError::Denied(m)),
+            Err(EgressError::InvalidRequest(m)) => Err(WitError::InvalidRequest(m)),
+            Err(EgressError::Timeout(m)) => Err(WitError::Timeout(m)),
+            Err(EgressError::TooLarge(m)) => Err(WitError::TooLarge(m)),
+            Err(EgressError::TooManyRequests(m)) => Err(WitError::TooManyRequests(m)),
+            Err(EgressError::Upstream(m)) => Err(WitError::Upstream(m)),
+        })
+    }
+}
+
 /// What the sandbox is asked to run.
 pub(crate) enum Request<'a> {
     /// `list-tools`, run without any grants.
     ListTools,
-    /// `call(name, arguments)`.
-    Call { tool: &'a str, arguments: &'a str },
+    /// `call(name, arguments)`, with the host's resolver and the call's
+    /// denial budget for the egress gate.
+    Call {
+        tool: &'a str,
+        arguments: &'a str,
+        resolver: &'a Arc<dyn Resolver>,
+        max_denials: u32,
+    },
 }
 
 /// What a completed guest function returned.
@@ -149,6 +199,8 @@ pub(crate) enum Failure {
     Limit(Limit, String),
     Crashed(String),
     Cancelled,
+    /// The call piled up more denials than allowed and was stopped.
+    Suspicious(u32),
     /// The sandbox could not be set up (e.g. a granted directory vanished).
     Setup(String),
 }
@@ -161,6 +213,9 @@ impl std::fmt::Display for Failure {
             }
             Failure::Crashed(reason) => write!(f, "crashed: {reason}"),
             Failure::Cancelled => f.write_str("cancelled"),
+            Failure::Suspicious(denials) => {
+                write!(f, "stopped as suspicious after {denials} denials")
+            }
             Failure::Setup(reason) => write!(f, "setup failed: {reason}"),
         }
     }
@@ -173,6 +228,8 @@ pub(crate) struct Run {
     pub(crate) stderr: Captured,
     pub(crate) logs: Vec<LogRecord>,
     pub(crate) logs_dropped: u64,
+    /// Every outbound request attempted, allowed or not.
+    pub(crate) egress: Vec<EgressRecord>,
     pub(crate) fuel_used: u64,
     pub(crate) duration: Duration,
 }
@@ -292,21 +349,23 @@ impl Sandbox {
         format!("{:016x}", hasher.finish())
     }
 
-    /// The component's imports that the host does not provide.
-    pub(crate) fn forbidden_imports(&self, component: &Component) -> Vec<String> {
-        self.imports(component)
+    /// The component's imports that the host does not provide to a plugin
+    /// with (or without) HTTP grants.
+    pub(crate) fn forbidden_imports(&self, component: &Component, http: bool) -> Vec<String> {
+        self.imports(component, http)
             .into_iter()
             .filter(|(_, allowed)| !allowed)
             .map(|(name, _)| name)
             .collect()
     }
 
-    /// Every import of the component, and whether the host provides it.
-    pub(crate) fn imports(&self, component: &Component) -> Vec<(String, bool)> {
+    /// Every import of the component, and whether the host provides it to
+    /// a plugin with (or without) HTTP grants.
+    pub(crate) fn imports(&self, component: &Component, http: bool) -> Vec<(String, bool)> {
         component
             .component_type()
             .imports(&self.engine)
-            .map(|(name, _)| (name.to_string(), linker::is_allowed(name)))
+            .map(|(name, _)| (name.to_string(), linker::is_allowed(name, http)))
             .collect()
     }
 
@@ -341,13 +400,19 @@ impl Sandbox {
         let stdout = CappedPipe::new(limits.stdio, &self.scrubber);
         let stderr = CappedPipe::new(limits.stdio, &self.scrubber);
         let finish = |result: Result<Response, Failure>, store: Option<&Store<StoreData>>| {
-            let (logs, logs_dropped, fuel_left) = match store {
+            let (logs, logs_dropped, egress, fuel_left) = match store {
                 Some(store) => (
                     store.data().logs.clone(),
                     store.data().logs_dropped,
+                    store
+                        .data()
+                        .egress
+                        .as_ref()
+                        .map(|e| e.records.clone())
+                        .unwrap_or_default(),
                     store.get_fuel().unwrap_or(0),
                 ),
-                None => (Vec::new(), 0, limits.fuel),
+                None => (Vec::new(), 0, Vec::new(), limits.fuel),
             };
             Run {
                 result,
@@ -355,6 +420,7 @@ impl Sandbox {
                 stderr: stderr.take(),
                 logs,
                 logs_dropped,
+                egress,
                 fuel_used: limits.fuel.saturating_sub(fuel_left),
                 duration: started.elapsed(),
             }
@@ -364,6 +430,22 @@ impl Sandbox {
         let wasi = match wasi_ctx(policy, grants, &stdout, &stderr) {
             Ok(wasi) => wasi,
             Err(e) => return finish(Err(Failure::Setup(e)), None),
+        };
+        let deadline = started + limits.timeout;
+        let egress = match &request {
+            Request::Call {
+                resolver,
+                max_denials,
+                ..
+            } if !policy.http.is_empty() => Some(CallEgress::new(
+                Arc::from(policy.name.as_str()),
+                policy.http.clone(),
+                limits,
+                Arc::clone(resolver),
+                deadline.into(),
+                *max_denials,
+            )),
+            _ => None,
         };
         let mut table = ResourceTable::new();
         table.set_max_capacity(caps::RESOURCES);
@@ -377,13 +459,13 @@ impl Sandbox {
                 logs_dropped: 0,
                 plugin: Arc::from(policy.name.as_str()),
                 scrubber: Arc::clone(&self.scrubber),
+                egress,
             },
         );
         store.limiter(|data| &mut data.limiter);
         if let Err(e) = store.set_fuel(limits.fuel) {
             return finish(Err(Failure::Setup(e.to_string())), Some(&store));
         }
-        let deadline = started + limits.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline {
@@ -405,6 +487,7 @@ impl Sandbox {
                     Request::Call {
                         tool: name,
                         arguments,
+                        ..
                     } => tool
                         .call_call(&mut *store, name, arguments)
                         .await
@@ -458,6 +541,9 @@ fn time_limit(timeout: Duration) -> Failure {
 /// Turns a guest failure into a typed outcome, from trap codes and the
 /// limiter's own record: never from error message text.
 fn classify(error: &wasmtime::Error, data: &StoreData, limits: &crate::policy::Limits) -> Failure {
+    if let Some(suspicious) = error.downcast_ref::<Suspicious>() {
+        return Failure::Suspicious(suspicious.0);
+    }
     if let Some(what) = &data.limiter.exceeded {
         return Failure::Limit(Limit::Memory, what.clone());
     }

@@ -1,0 +1,286 @@
+//! The HTTP/1.1 client the gate drives: it connects to exactly the socket
+//! address the gate checked (no second lookup, no proxy), speaks TLS that
+//! verifies the original host name, and reads the response body under a
+//! byte cap while it streams, decompressing under the same cap.
+
+use super::allowlist::Target;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{self, pki_types::ServerName};
+
+/// Biggest response head (status line and headers) accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// A request the gate has checked.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: http::Method,
+    pub(crate) target: &'a Target,
+    /// Path and query, as parsed.
+    pub(crate) path_and_query: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// What came back.
+pub(crate) struct Incoming {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Why a request that was allowed did not complete.
+#[derive(Debug)]
+pub(crate) enum ClientError {
+    Timeout(String),
+    TooLarge(String),
+    Upstream(String),
+}
+
+/// How long and how much.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) deadline: Instant,
+    pub(crate) max_response: u64,
+}
+
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+            .unwrap_or_else(|_| {
+                // The ring provider supports the safe defaults; this branch
+                // only exists to avoid a panic path.
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            });
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// Sends `out` and reads the whole response within `bounds`.
+pub(crate) async fn send(out: Outgoing<'_>, bounds: Bounds) -> Result<Incoming, ClientError> {
+    let connect_by = bounds.deadline.min(Instant::now() + bounds.connect_timeout);
+    let tcp = match tokio::time::timeout_at(connect_by, TcpStream::connect(out.addr)).await {
+        Err(_) => {
+            return Err(ClientError::Timeout(format!(
+                "connecting to `{}` ({}) took too long",
+                out.target.origin(),
+                out.addr
+            )));
+        }
+        Ok(Err(e)) => {
+            return Err(ClientError::Upstream(format!(
+                "cannot connect to `{}` ({}): {e}",
+                out.target.origin(),
+                out.addr
+            )));
+        }
+        Ok(Ok(tcp)) => tcp,
+    };
+    let _ = tcp.set_nodelay(true);
+    let exchange = async {
+        if out.target.scheme == "https" {
+            let name = out
+                .target
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let server_name = ServerName::try_from(name.to_string())
+                .map_err(|e| ClientError::Upstream(format!("invalid TLS name `{name}`: {e}")))?;
+            let tls = TlsConnector::from(tls_config())
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| ClientError::Upstream(format!("TLS with `{name}` failed: {e}")))?;
+            exchange(tls, &out, bounds.max_response).await
+        } else {
+            exchange(tcp, &out, bounds.max_response).await
+        }
+    };
+    match tokio::time::timeout_at(bounds.deadline, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(ClientError::Timeout(format!(
+            "`{}` did not answer completely before the deadline",
+            out.target.origin()
+        ))),
+    }
+}
+
+async fn exchange<IO>(io: IO, out: &Outgoing<'_>, max: u64) -> Result<Incoming, ClientError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let upstream =
+        |e: hyper::Error| ClientError::Upstream(format!("`{}`: {e}", out.target.origin()));
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(MAX_RESPONSE_HEAD)
+        .handshake::<_, Full<Bytes>>(TokioIo::new(io))
+        .await
+        .map_err(upstream)?;
+    // The connection task dies with this request: aborted below whatever
+    // happens, so nothing outlives the call.
+    let driver = AbortOnDrop(tokio::spawn(conn));
+
+    let default_port = if out.target.scheme == "https" {
+        443
+    } else {
+        80
+    };
+    let host_header = if out.target.port == default_port {
+        out.target.host.clone()
+    } else {
+        format!("{}:{}", out.target.host, out.target.port)
+    };
+    let mut builder = http::Request::builder()
+        .method(out.method.clone())
+        .uri(out.path_and_query.as_str())
+        .header(http::header::HOST, host_header)
+        .header(http::header::ACCEPT_ENCODING, "gzip, deflate");
+    for (name, value) in &out.headers {
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(out.body.clone())))
+        .map_err(|e| ClientError::Upstream(format!("cannot build the request: {e}")))?;
+    let response = sender.send_request(request).await.map_err(upstream)?;
+    let status = response.status().as_u16();
+    let mut headers = Vec::new();
+    let mut encoding = String::from("identity");
+    for (name, value) in response.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if name == http::header::CONTENT_ENCODING {
+            encoding = value.trim().to_ascii_lowercase();
+            continue;
+        }
+        if name == http::header::CONTENT_LENGTH {
+            if value.trim().parse::<u64>().is_ok_and(|n| n > max) {
+                return Err(too_large(out, max));
+            }
+            continue;
+        }
+        headers.push((name.as_str().to_string(), value));
+    }
+    let mut body = response.into_body();
+    let mut raw: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(upstream)?;
+        if let Ok(data) = frame.into_data() {
+            if raw.len() as u64 + data.len() as u64 > max {
+                return Err(too_large(out, max));
+            }
+            raw.extend_from_slice(&data);
+        }
+    }
+    drop(driver);
+    let body = decode(&encoding, raw, max).map_err(|e| match e {
+        Decode::TooLarge => ClientError::TooLarge(format!(
+            "the response from `{}` decompresses to more than {max} bytes",
+            out.target.origin()
+        )),
+        Decode::Bad(why) => ClientError::Upstream(format!("`{}`: {why}", out.target.origin())),
+    })?;
+    Ok(Incoming {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn too_large(out: &Outgoing<'_>, max: u64) -> ClientError {
+    ClientError::TooLarge(format!(
+        "the response from `{}` is larger than {max} bytes",
+        out.target.origin()
+    ))
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Decode {
+    TooLarge,
+    Bad(String),
+}
+
+/// Decodes a body under `max` output bytes: a decompression bomb stops
+/// after `max + 1` bytes of output, whatever its ratio.
+pub(crate) fn decode(encoding: &str, raw: Vec<u8>, max: u64) -> Result<Vec<u8>, Decode> {
+    let reader: Box<dyn Read> = match encoding {
+        "" | "identity" => return Ok(raw),
+        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(std::io::Cursor::new(raw))),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(std::io::Cursor::new(raw))),
+        other => {
+            return Err(Decode::Bad(format!(
+                "unsupported content-encoding `{}`",
+                other.escape_debug()
+            )));
+        }
+    };
+    let mut out = Vec::new();
+    reader
+        .take(max.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| Decode::Bad(format!("cannot decode the {encoding} body: {e}")))?;
+    if out.len() as u64 > max {
+        return Err(Decode::TooLarge);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Decode, decode};
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(data).expect("compress");
+        enc.finish().expect("compress")
+    }
+
+    #[test]
+    fn gzip_bomb_stops_at_the_limit() {
+        let bomb = gzip(&vec![0u8; 16 << 20]);
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        assert!(matches!(
+            decode("gzip", bomb, 1 << 20),
+            Err(Decode::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn small_gzip_and_identity_bodies_decode() {
+        assert_eq!(decode("gzip", gzip(b"hello"), 5).expect("fits"), b"hello");
+        assert_eq!(decode("identity", b"x".to_vec(), 5).expect("fits"), b"x");
+        assert!(matches!(
+            decode("br", b"x".to_vec(), 5),
+            Err(Decode::Bad(_))
+        ));
+    }
+}

@@ -1,0 +1,430 @@
+//! The egress gate: every outbound request of a plugin passes here, in this
+//! order, and any step can refuse it with a reason the plugin sees:
+//!
+//! 1. per-call limits: requests per call, request body and header sizes;
+//! 2. headers: `Host`, hop-by-hop and framing headers are the host's, so a
+//!    plugin cannot front one domain through another;
+//! 3. secrets: none exist yet, so naming one is refused;
+//! 4. the URL is parsed once (WHATWG rules: case, trailing dot, IDN and IP
+//!    literal spellings normalised) and that parsed form is what is
+//!    checked and what is used to connect;
+//! 5. the allowlist ([`allowlist`]): scheme, host, port, path, method;
+//! 6. the host resolves the name itself ([`Resolver`]) and refuses when any
+//!    address is in a special-purpose range ([`address`]), unless the
+//!    entry opts in with `allow_private`;
+//! 7. the connection goes to exactly the checked address, with TLS
+//!    verifying the original name; the response is capped while it
+//!    streams, and the whole exchange ends by the request's deadline, which
+//!    never outlives the call's.
+//!
+//! Redirects are never followed: a 3xx goes back to the plugin, whose next
+//! request is checked like any other. Each attempt, allowed or not, is kept
+//! as an [`EgressRecord`] for the audit log; denials also count towards the
+//! call's `max_denials`.
+
+pub(crate) mod address;
+pub(crate) mod allowlist;
+mod client;
+mod resolve;
+
+pub use allowlist::HttpRule;
+pub use resolve::{ResolveFuture, Resolver, SystemResolver};
+
+use crate::policy::{Limits, caps};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::time::Instant;
+use url::Url;
+
+/// Headers a plugin may not set: the host sets `Host`, framing and
+/// encoding itself, and hop-by-hop headers concern only one connection.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "accept-encoding",
+    "expect",
+];
+
+/// A request as the plugin sent it.
+#[derive(Debug, Clone)]
+pub(crate) struct GuestRequest {
+    pub(crate) method: String,
+    pub(crate) url: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) secret: Option<String>,
+}
+
+/// A response as the plugin receives it.
+#[derive(Debug, Clone)]
+pub(crate) struct GuestResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Why a request failed, as the plugin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EgressError {
+    Denied(String),
+    InvalidRequest(String),
+    Timeout(String),
+    TooLarge(String),
+    TooManyRequests(String),
+    Upstream(String),
+}
+
+/// One outbound attempt, for the audit log.
+#[derive(Debug, Clone)]
+pub(crate) struct EgressRecord {
+    pub(crate) method: String,
+    /// `scheme://host:port/path` as checked (no query), or the raw text cut
+    /// short when it did not parse.
+    pub(crate) destination: String,
+    pub(crate) status: Option<u16>,
+    pub(crate) bytes: Option<u64>,
+    pub(crate) allowed: bool,
+    /// Whether the policy refused it (counts towards `max_denials`).
+    pub(crate) denied: bool,
+    /// Why it was refused or failed.
+    pub(crate) reason: Option<String>,
+}
+
+/// The call was stopped: it piled up more denials than allowed. Returned as
+/// a trap from the host function so the instance ends at once.
+#[derive(Debug)]
+pub(crate) struct Suspicious(pub(crate) u32);
+
+impl std::fmt::Display for Suspicious {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped as suspicious after {} denials", self.0)
+    }
+}
+
+impl std::error::Error for Suspicious {}
+
+/// The egress state of one call.
+pub(crate) struct CallEgress {
+    plugin: Arc<str>,
+    rules: Vec<HttpRule>,
+    limits: Limits,
+    resolver: Arc<dyn Resolver>,
+    /// The call's own deadline: no request may outlive it.
+    call_deadline: Instant,
+    requests: u32,
+    denials: u32,
+    max_denials: u32,
+    pub(crate) records: Vec<EgressRecord>,
+}
+
+impl CallEgress {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        rules: Vec<HttpRule>,
+        limits: Limits,
+        resolver: Arc<dyn Resolver>,
+        call_deadline: Instant,
+        max_denials: u32,
+    ) -> CallEgress {
+        CallEgress {
+            plugin,
+            rules,
+            limits,
+            resolver,
+            call_deadline,
+            requests: 0,
+            denials: 0,
+            max_denials,
+            records: Vec::new(),
+        }
+    }
+
+    /// Checks and, if allowed, sends one request.
+    ///
+    /// # Errors
+    ///
+    /// [`Suspicious`] when this denial exceeds the call's maximum: the
+    /// caller traps.
+    pub(crate) async fn send(
+        &mut self,
+        request: GuestRequest,
+    ) -> Result<Result<GuestResponse, EgressError>, Suspicious> {
+        let method = request.method.clone();
+        let (destination, result) = self.attempt(request).await;
+        let (allowed, reason, status, bytes) = match &result {
+            Ok(response) => (
+                true,
+                None,
+                Some(response.status),
+                Some(response.body.len() as u64),
+            ),
+            Err(EgressError::Denied(why)) => (false, Some(why.clone()), None, None),
+            Err(
+                EgressError::InvalidRequest(why)
+                | EgressError::Timeout(why)
+                | EgressError::TooLarge(why)
+                | EgressError::TooManyRequests(why)
+                | EgressError::Upstream(why),
+            ) => (true, Some(why.clone()), None, None),
+        };
+        let denied = !allowed;
+        // An invalid or over-limit request never left the host either:
+        // record it as refused so the log shows every attempt.
+        let refused = denied
+            || matches!(
+                result,
+                Err(EgressError::InvalidRequest(_) | EgressError::TooManyRequests(_))
+            );
+        self.records.push(EgressRecord {
+            method,
+            destination,
+            status,
+            bytes,
+            allowed: !refused,
+            denied,
+            reason,
+        });
+        if denied {
+            self.denials += 1;
+            if self.denials > self.max_denials {
+                return Err(Suspicious(self.denials));
+            }
+        }
+        Ok(result)
+    }
+
+    /// The destination as checked, and the outcome.
+    async fn attempt(
+        &mut self,
+        request: GuestRequest,
+    ) -> (String, Result<GuestResponse, EgressError>) {
+        let raw_destination = crate::audit::cut(&request.url, 256).0.to_string();
+        let invalid = |why: String| {
+            (
+                raw_destination.clone(),
+                Err(EgressError::InvalidRequest(why)),
+            )
+        };
+        self.requests += 1;
+        if self.requests > self.limits.http_requests {
+            return (
+                raw_destination.clone(),
+                Err(EgressError::TooManyRequests(format!(
+                    "this call already made {} requests; the limit is {}",
+                    self.limits.http_requests, self.limits.http_requests
+                ))),
+            );
+        }
+        let body = request.body.unwrap_or_default();
+        if body.len() as u64 > self.limits.http_request_body {
+            return invalid(format!(
+                "the request body is {} bytes; the limit is {} bytes",
+                body.len(),
+                self.limits.http_request_body
+            ));
+        }
+        if request.headers.len() > caps::HTTP_HEADERS {
+            return invalid(format!(
+                "the request has {} headers; the limit is {}",
+                request.headers.len(),
+                caps::HTTP_HEADERS
+            ));
+        }
+        let header_bytes: usize = request.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if header_bytes > caps::HTTP_HEADER_BYTES {
+            return invalid(format!(
+                "the request headers are {header_bytes} bytes; the limit is {} bytes",
+                caps::HTTP_HEADER_BYTES
+            ));
+        }
+        let mut headers = Vec::with_capacity(request.headers.len());
+        for (name, value) in &request.headers {
+            let lower = name.to_ascii_lowercase();
+            if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+                return self.deny(
+                    raw_destination,
+                    format!("header `{lower}` is set by the host and cannot be set by the plugin"),
+                    None,
+                );
+            }
+            let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(lower.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) else {
+                return invalid(format!("header `{}` is not valid", name.escape_debug()));
+            };
+            headers.push((name, value));
+        }
+        let method = request.method.to_ascii_uppercase();
+        if !allowlist::valid_method(&method) {
+            return invalid(format!(
+                "method `{}` is not valid",
+                request.method.escape_debug()
+            ));
+        }
+        if let Some(secret) = &request.secret {
+            return self.deny(
+                raw_destination,
+                format!(
+                    "no secret named `{}` is granted to this plugin",
+                    secret.escape_debug()
+                ),
+                None,
+            );
+        }
+
+        // Parsed once: everything below uses `url` and `target`.
+        let url = match Url::parse(&request.url) {
+            Ok(url) => url,
+            Err(e) => {
+                return invalid(format!(
+                    "`{}` is not a URL: {e}",
+                    raw_destination.escape_debug()
+                ));
+            }
+        };
+        let target = match allowlist::Target::from_url(&url) {
+            Ok(target) => target,
+            Err(why) => return self.deny(raw_destination, why, None),
+        };
+        let destination = format!("{}{}", target.origin(), target.path);
+        let Some(rule) = self.rules.iter().find(|r| r.allows(&method, &target)) else {
+            let (why, line) = allowlist::explain(&self.rules, &method, &target);
+            return self.deny(destination, why, Some(line));
+        };
+        let allow_private = rule.allow_private();
+
+        let deadline = self
+            .call_deadline
+            .min(Instant::now() + self.limits.http_timeout);
+        let ips: Vec<IpAddr> = match url.host() {
+            Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
+            Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
+            _ => {
+                let lookup = self.resolver.resolve(&target.host, target.port);
+                match tokio::time::timeout_at(deadline, lookup).await {
+                    Err(_) => {
+                        return (
+                            destination,
+                            Err(EgressError::Timeout(format!(
+                                "resolving `{}` took too long",
+                                target.host
+                            ))),
+                        );
+                    }
+                    Ok(Err(e)) => {
+                        return (
+                            destination,
+                            Err(EgressError::Upstream(format!(
+                                "cannot resolve `{}`: {e}",
+                                target.host
+                            ))),
+                        );
+                    }
+                    Ok(Ok(ips)) => ips,
+                }
+            }
+        };
+        let Some(&first) = ips.first() else {
+            return (
+                destination,
+                Err(EgressError::Upstream(format!(
+                    "`{}` has no addresses",
+                    target.host
+                ))),
+            );
+        };
+        if !allow_private {
+            // Any blocked address refuses the name: a resolver answering
+            // with a mix must not get a chance to pick the private one.
+            if let Some((ip, range)) = ips
+                .iter()
+                .find_map(|ip| address::blocked(*ip).map(|r| (ip, r)))
+            {
+                let why = if url
+                    .host()
+                    .is_some_and(|h| matches!(h, url::Host::Domain(_)))
+                {
+                    format!(
+                        "`{}` resolves to {ip}, in a blocked range: {range}",
+                        target.host
+                    )
+                } else {
+                    format!("address {ip} is in a blocked range: {range}")
+                };
+                return self.deny(
+                    destination,
+                    why,
+                    Some(
+                        "allow_private = true on the entry (only for local services you trust)"
+                            .into(),
+                    ),
+                );
+            }
+        }
+
+        let path_and_query = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+            return invalid(format!("method `{method}` is not valid"));
+        };
+        let outgoing = client::Outgoing {
+            method,
+            target: &target,
+            path_and_query,
+            addr: SocketAddr::new(first, target.port),
+            headers,
+            body,
+        };
+        let bounds = client::Bounds {
+            connect_timeout: self.limits.http_connect_timeout,
+            deadline,
+            max_response: self.limits.http_response,
+        };
+        let result = client::send(outgoing, bounds)
+            .await
+            .map(|incoming| GuestResponse {
+                status: incoming.status,
+                headers: incoming.headers,
+                body: incoming.body,
+            })
+            .map_err(|e| match e {
+                client::ClientError::Timeout(m) => EgressError::Timeout(m),
+                client::ClientError::TooLarge(m) => EgressError::TooLarge(m),
+                client::ClientError::Upstream(m) => EgressError::Upstream(m),
+            });
+        (destination, result)
+    }
+
+    fn deny(
+        &self,
+        destination: String,
+        why: String,
+        line: Option<String>,
+    ) -> (String, Result<GuestResponse, EgressError>) {
+        match &line {
+            Some(line) => tracing::warn!(
+                plugin = %self.plugin,
+                destination = %destination,
+                reason = %why,
+                "egress denied; to allow it, add to [plugins.{}]: {line}",
+                self.plugin
+            ),
+            None => {
+                tracing::warn!(plugin = %self.plugin, destination = %destination, reason = %why, "egress denied")
+            }
+        }
+        (destination, Err(EgressError::Denied(why)))
+    }
+}

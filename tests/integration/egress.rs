@@ -1,0 +1,657 @@
+//! One egress gate for every outbound request: the allowlist, the SSRF
+//! defence, redirects, limits and the audit trail, driven through the
+//! test-only `egress` plugin (and the `fetch` example) against a loopback
+//! server the tests allow and a loopback canary that must never see a
+//! connection. The harness's resolver only answers loopback or blocked
+//! addresses, so nothing can leave the machine.
+
+use portcullis::manifest::{HttpEntry, HttpTable};
+use portcullis::{AuditSink, CallContext, Effect, Error, Host, Limits, PluginConfig};
+use portcullis_tests::net::{Allowed, Canary, TestResolver};
+use portcullis_tests::{ApproveAll, limits, plugin_path, plugin_sha};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Net {
+    allowed: Allowed,
+    canary: Canary,
+}
+
+impl Net {
+    async fn start() -> Net {
+        Net {
+            allowed: Allowed::start().await,
+            canary: Canary::start().await,
+        }
+    }
+
+    fn a(&self) -> u16 {
+        self.allowed.port()
+    }
+
+    fn c(&self) -> u16 {
+        self.canary.addr.port()
+    }
+
+    /// `allowed.test` and every other test name on loopback (the canary
+    /// and allowed servers are told apart by port), `internal.test` on a
+    /// private address, `metadata.test` on the cloud metadata address.
+    fn resolver(&self) -> TestResolver {
+        TestResolver::default()
+            .map("allowed.test", &["127.0.0.1"])
+            .map("canary.test", &["127.0.0.1"])
+            .map("rebind.test", &["127.0.0.1"])
+            .map("internal.test", &["10.0.0.7"])
+            .map("metadata.test", &["169.254.169.254"])
+            .map("six.test", &["::1"])
+            .map("api.allowed.test", &["127.0.0.1"])
+            .map("allowed.test.canary.test", &["127.0.0.1"])
+            .map("evilallowed.test", &["127.0.0.1"])
+    }
+
+    /// The allowed server's entry (it is on loopback, so it needs the
+    /// explicit opt-in).
+    fn allowed_entry(&self) -> HttpEntry {
+        HttpTable::new(format!("http://allowed.test:{}", self.a()))
+            .allow_private(true)
+            .into()
+    }
+
+    async fn host(&self, entries: Vec<HttpEntry>, limits: Limits) -> Host {
+        self.host_with(entries, limits, |b| b).await
+    }
+
+    async fn host_with(
+        &self,
+        entries: Vec<HttpEntry>,
+        limits: Limits,
+        extra: impl FnOnce(portcullis::HostBuilder) -> portcullis::HostBuilder,
+    ) -> Host {
+        let mut plugin = PluginConfig::new("egress", plugin_path("egress"))
+            .sha256(plugin_sha("egress"))
+            .limits(limits);
+        for entry in entries {
+            plugin = plugin.http(entry);
+        }
+        let builder = Host::builder()
+            .resolver(self.resolver())
+            .approver(ApproveAll)
+            .max_denials(100)
+            .plugin(plugin);
+        extra(builder)
+            .build()
+            .await
+            .expect("the egress plugin loads")
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.canary.assert_untouched();
+        }
+    }
+}
+
+async fn send(host: &Host, requests: Value) -> Vec<Value> {
+    let output = host
+        .call(
+            "egress.send",
+            &json!({ "requests": requests }).to_string(),
+            &CallContext::new(),
+        )
+        .await
+        .expect("the call completes");
+    output.value.as_array().expect("a list of outcomes").clone()
+}
+
+async fn one(host: &Host, request: Value) -> Value {
+    send(host, json!([request])).await.remove(0)
+}
+
+fn assert_error(outcome: &Value, kind: &str, text: &str) {
+    assert_eq!(outcome["error"], kind, "{outcome}");
+    let message = outcome["message"].as_str().unwrap_or_default();
+    assert!(message.contains(text), "`{text}` not in: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_host_is_reached() {
+    let net = Net::start().await;
+    let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
+    let out = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}/hello", net.a())}),
+    )
+    .await;
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["body"], "hello from allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlisted_host_is_denied() {
+    let net = Net::start().await;
+    let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
+    let out = one(
+        &host,
+        json!({"url": format!("http://canary.test:{}/", net.c())}),
+    )
+    .await;
+    assert_error(
+        &out,
+        "denied",
+        "host `canary.test` is not in this plugin's allowlist",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_port_is_denied() {
+    let net = Net::start().await;
+    let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
+    let out = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}/hello", net.c())}),
+    )
+    .await;
+    assert_error(&out, "denied", "is not in this plugin's allowlist");
+    let out = one(&host, json!({"url": "http://allowed.test/hello"})).await;
+    assert_error(&out, "denied", "`http://allowed.test:80`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_scheme_is_denied() {
+    let net = Net::start().await;
+    let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
+    let out = one(
+        &host,
+        json!({"url": format!("https://allowed.test:{}/hello", net.a())}),
+    )
+    .await;
+    assert_error(&out, "denied", "`https://allowed.test:");
+    for url in [
+        "ftp://allowed.test/",
+        "file:///etc/passwd",
+        "gopher://allowed.test/",
+    ] {
+        let out = one(&host, json!({ "url": url })).await;
+        assert_error(&out, "denied", "is not allowed: use http or https");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_method_and_path_are_denied() {
+    let net = Net::start().await;
+    let entry = HttpTable::new(format!("http://allowed.test:{}/hello", net.a()))
+        .allow_private(true)
+        .into();
+    let host = net.host(vec![entry], Limits::default()).await;
+    let base = format!("http://allowed.test:{}", net.a());
+    let out = one(&host, json!({"url": format!("{base}/hello")})).await;
+    assert_eq!(out["status"], 200, "{out}");
+    let out = one(
+        &host,
+        json!({"method": "POST", "url": format!("{base}/hello")}),
+    )
+    .await;
+    assert_error(&out, "denied", "method `POST` is not allowed");
+    let out = one(
+        &host,
+        json!({"method": "DELETE", "url": format!("{base}/hello")}),
+    )
+    .await;
+    assert_error(&out, "denied", "method `DELETE`");
+    for path in ["/echo", "/hello2", "/hello/../echo", "/hello/%2e%2e/echo"] {
+        let out = one(&host, json!({"url": format!("{base}{path}")})).await;
+        assert_error(&out, "denied", "outside the allowed prefixes `/hello`");
+    }
+    assert_eq!(net.allowed.hits(), 1, "only the allowed request connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suffix_confusion_is_denied() {
+    let net = Net::start().await;
+    let entry = HttpTable::new(format!("http://*.allowed.test:{}", net.c()))
+        .allow_private(true)
+        .into();
+    let host = net.host(vec![entry], Limits::default()).await;
+    for name in [
+        "allowed.test.canary.test",
+        "evilallowed.test",
+        "allowed.test",
+    ] {
+        let out = one(&host, json!({"url": format!("http://{name}:{}/", net.c())})).await;
+        assert_error(&out, "denied", &format!("host `{name}` is not in"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_is_denied() {
+    let net = Net::start().await;
+    let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
+    // Reads as "allowed.test" to a careless check; the host is canary.test.
+    let out = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}@canary.test:{}/", net.a(), net.c())}),
+    )
+    .await;
+    assert_error(&out, "denied", "userinfo");
+    let out = one(
+        &host,
+        json!({"url": format!("http://user:pw@allowed.test:{}/hello", net.a())}),
+    )
+    .await;
+    assert_error(&out, "denied", "userinfo");
+    assert_eq!(net.allowed.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_spellings_are_refused() {
+    let net = Net::start().await;
+    let c = net.c();
+    // Allowlisted, but not opted in to private addresses: the address check
+    // must refuse every spelling of loopback.
+    let entries = vec![
+        HttpEntry::from(format!("http://127.0.0.1:{c}")),
+        HttpEntry::from(format!("http://[::1]:{c}")),
+        HttpEntry::from(format!("http://[::ffff:7f00:1]:{c}")),
+    ];
+    let host = net.host(entries, Limits::default()).await;
+    for spelling in [
+        "127.0.0.1",
+        "2130706433",
+        "0x7f000001",
+        "0x7f.1",
+        "0177.0.0.1",
+        "0177.1",
+        "127.1",
+        "127.0.1",
+        "[::1]",
+        "[0:0:0:0:0:0:0:1]",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+    ] {
+        let out = one(&host, json!({"url": format!("http://{spelling}:{c}/")})).await;
+        assert_error(&out, "denied", "blocked range");
+    }
+    // Unlisted private literals are refused by the allowlist first.
+    for spelling in ["10.0.0.1", "169.254.169.254", "[fd00::1]", "0.0.0.0"] {
+        let out = one(&host, json!({"url": format!("http://{spelling}:{c}/")})).await;
+        assert_error(&out, "denied", "");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_resolving_to_a_blocked_address_is_denied() {
+    let net = Net::start().await;
+    let c = net.c();
+    let entries = ["rebind.test", "internal.test", "metadata.test", "six.test"]
+        .iter()
+        .map(|name| HttpEntry::from(format!("http://{name}:{c}")))
+        .collect();
+    let host = net.host(entries, Limits::default()).await;
+    for (name, ip, range) in [
+        ("rebind.test", "127.0.0.1", "loopback"),
+        ("internal.test", "10.0.0.7", "private"),
+        ("metadata.test", "169.254.169.254", "cloud metadata"),
+        ("six.test", "::1", "loopback"),
+    ] {
+        let out = one(&host, json!({"url": format!("http://{name}:{c}/")})).await;
+        assert_error(
+            &out,
+            "denied",
+            &format!("`{name}` resolves to {ip}, in a blocked range"),
+        );
+        assert!(
+            out["message"].as_str().unwrap_or_default().contains(range),
+            "{out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_to_unlisted_host_is_returned_not_followed() {
+    let net = Net::start().await;
+    let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
+    let target = format!("http://canary.test:{}/stolen", net.c());
+    let out = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}/redirect?to={target}", net.a())}),
+    )
+    .await;
+    assert_eq!(out["status"], 302, "{out}");
+    let location = out["headers"]
+        .as_array()
+        .and_then(|h| h.iter().find(|p| p[0] == "location"))
+        .map(|p| p[1].clone());
+    assert_eq!(location, Some(json!(target)));
+    // The plugin's next request is checked like any other.
+    let out = one(&host, json!({ "url": target })).await;
+    assert_error(&out, "denied", "not in this plugin's allowlist");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_response_is_too_large() {
+    let net = Net::start().await;
+    let host = net
+        .host(
+            vec![net.allowed_entry()],
+            limits(|l| l.http_response = 1 << 20),
+        )
+        .await;
+    for path in ["/big", "/big-chunked"] {
+        let out = one(
+            &host,
+            json!({"url": format!("http://allowed.test:{}{path}", net.a())}),
+        )
+        .await;
+        assert_error(&out, "too_large", "larger than 1048576 bytes");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_bomb_stops_at_the_response_limit() {
+    let net = Net::start().await;
+    let host = net
+        .host(
+            vec![net.allowed_entry()],
+            limits(|l| l.http_response = 1 << 20),
+        )
+        .await;
+    let out = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}/bomb", net.a())}),
+    )
+    .await;
+    assert_error(&out, "too_large", "decompresses to more than 1048576 bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_drip_response_times_out() {
+    let net = Net::start().await;
+    let host = net
+        .host(
+            vec![net.allowed_entry()],
+            limits(|l| l.http_timeout = Duration::from_millis(500)),
+        )
+        .await;
+    let started = Instant::now();
+    let out = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}/drip", net.a())}),
+    )
+    .await;
+    assert_error(&out, "timeout", "did not answer completely");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_drip_cannot_outlive_the_call() {
+    let net = Net::start().await;
+    let host = net
+        .host(
+            vec![net.allowed_entry()],
+            limits(|l| {
+                l.timeout = Duration::from_millis(800);
+                l.http_timeout = Duration::from_secs(60);
+            }),
+        )
+        .await;
+    let started = Instant::now();
+    let result = host
+        .call(
+            "egress.send",
+            &json!({"requests": [{"url": format!("http://allowed.test:{}/drip", net.a())}]})
+                .to_string(),
+            &CallContext::new(),
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    match result {
+        Err(e) => assert_eq!(e.limit(), Some(portcullis::Limit::Time), "{e}"),
+        Ok(out) => assert_eq!(out.value[0]["error"], "timeout", "{}", out.value),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_limits_are_enforced() {
+    let net = Net::start().await;
+    let host = net
+        .host(
+            vec![net.allowed_entry()],
+            limits(|l| {
+                l.http_requests = 3;
+                l.http_request_body = 10;
+            }),
+        )
+        .await;
+    let url = format!("http://allowed.test:{}/hello", net.a());
+    let outs = send(&host, json!([{"url": url, "times": 5}])).await;
+    assert!(outs[..3].iter().all(|o| o["status"] == 200), "{outs:?}");
+    for out in &outs[3..] {
+        assert_error(out, "too_many_requests", "the limit is 3");
+    }
+    let out = one(&host, json!({"url": url, "body": "x".repeat(100)})).await;
+    assert_error(&out, "invalid_request", "the request body is 100 bytes");
+    let headers: Vec<(String, String)> = (0..65).map(|i| (format!("x-h{i}"), "v".into())).collect();
+    let out = one(&host, json!({"url": url, "headers": headers})).await;
+    assert_error(&out, "invalid_request", "headers; the limit is 64");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_and_hop_by_hop_headers_cannot_be_set() {
+    let net = Net::start().await;
+    let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
+    let url = format!("http://allowed.test:{}/echo", net.a());
+    for header in [
+        "Host",
+        "connection",
+        "Transfer-Encoding",
+        "upgrade",
+        "content-length",
+        "proxy-authorization",
+    ] {
+        let out = one(
+            &host,
+            json!({"url": url, "headers": [[header, format!("canary.test:{}", net.c())]]}),
+        )
+        .await;
+        assert_error(&out, "denied", "cannot be set by the plugin");
+    }
+    let out = one(&host, json!({"url": url, "headers": [["x-test", "1"]]})).await;
+    let echoed: Value = serde_json::from_str(out["body"].as_str().expect("body")).expect("json");
+    let headers = echoed["headers"].as_array().expect("headers");
+    assert!(
+        headers.contains(&json!(["host", format!("allowed.test:{}", net.a())])),
+        "{echoed}"
+    );
+    assert!(headers.contains(&json!(["x-test", "1"])), "{echoed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn naming_a_secret_is_denied_until_secrets_exist() {
+    let net = Net::start().await;
+    let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
+    let out = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}/hello", net.a()), "secret": "API_KEY"}),
+    )
+    .await;
+    assert_error(
+        &out,
+        "denied",
+        "no secret named `API_KEY` is granted to this plugin",
+    );
+    assert_eq!(net.allowed.hits(), 0);
+}
+
+#[tokio::test]
+async fn http_import_without_grant_is_refused_at_load() {
+    let result = Host::builder()
+        .plugin(PluginConfig::new("egress", plugin_path("egress")).sha256(plugin_sha("egress")))
+        .build()
+        .await;
+    match result {
+        Err(Error::ForbiddenImports { imports, .. }) => {
+            assert_eq!(imports, ["portcullis:tool/http@0.1.0"]);
+        }
+        other => panic!("expected forbidden imports, got {other:?}"),
+    }
+}
+
+#[derive(Clone, Default)]
+struct Memory(Arc<Mutex<Vec<String>>>);
+
+impl AuditSink for Memory {
+    fn write_line(&self, line: &str) -> std::io::Result<()> {
+        self.0.lock().expect("lock").push(line.to_string());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_is_audited_and_denials_stop_the_call() {
+    let net = Net::start().await;
+    let sink = Memory::default();
+    let host = net
+        .host_with(vec![net.allowed_entry()], Limits::default(), |b| {
+            b.audit(sink.clone()).max_denials(2)
+        })
+        .await;
+    let ok = format!("http://allowed.test:{}/hello", net.a());
+    let bad = format!("http://canary.test:{}/", net.c());
+    let result = host
+        .call(
+            "egress.send",
+            &json!({"requests": [{"url": ok}, {"url": bad, "times": 5}]}).to_string(),
+            &CallContext::new(),
+        )
+        .await;
+    match result {
+        Err(Error::Suspicious { denials, .. }) => assert_eq!(denials, 3),
+        other => panic!("expected a suspicious call, got {other:?}"),
+    }
+    let records: Vec<Value> = sink
+        .0
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let egress: Vec<&Value> = records.iter().filter(|r| r["event"] == "egress").collect();
+    assert_eq!(egress.len(), 4, "{egress:?}");
+    assert_eq!(egress[0]["allowed"], true);
+    assert_eq!(egress[0]["status"], 200);
+    assert_eq!(egress[0]["method"], "GET");
+    assert_eq!(
+        egress[0]["destination"],
+        format!("http://allowed.test:{}/hello", net.a())
+    );
+    assert_eq!(egress[1]["allowed"], false);
+    assert!(
+        egress[1]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("canary.test")
+    );
+    let denied = records
+        .iter()
+        .filter(|r| r["event"] == "denied" && r["kind"] == "egress")
+        .count();
+    assert_eq!(denied, 3);
+    assert!(records.iter().any(|r| r["event"] == "suspicious"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descriptors_show_egress_and_writes_raise_the_effect() {
+    let net = Net::start().await;
+    let read_only = net.host(vec![net.allowed_entry()], Limits::default()).await;
+    let tool = &read_only.tools()[0];
+    assert_eq!(tool.effect, Effect::Read);
+    assert_eq!(tool.grants.http.len(), 1);
+    assert!(
+        tool.grants.http[0].starts_with("http://allowed.test:"),
+        "{:?}",
+        tool.grants.http
+    );
+    let mcp =
+        portcullis::export_tools(&read_only.tools(), portcullis::ToolFormat::Mcp).expect("mcp");
+    assert_eq!(mcp.definitions[0]["annotations"]["openWorldHint"], true);
+
+    let post = HttpTable::new(format!("http://allowed.test:{}/echo", net.a()))
+        .methods(["POST"])
+        .allow_private(true)
+        .into();
+    let writer = net.host(vec![post], Limits::default()).await;
+    assert_eq!(writer.tools()[0].effect, Effect::Write);
+    let out = one(
+        &writer,
+        json!({"method": "post", "url": format!("http://allowed.test:{}/echo", net.a()), "body": "hi"}),
+    )
+    .await;
+    let echoed: Value = serde_json::from_str(out["body"].as_str().expect("body")).expect("json");
+    assert_eq!(echoed["method"], "POST");
+    assert_eq!(echoed["body"], "hi");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_returns_readable_markdown_from_an_allowed_page() {
+    let net = Net::start().await;
+    let host = Host::builder()
+        .resolver(net.resolver())
+        .plugin(
+            PluginConfig::new("fetch", plugin_path("fetch"))
+                .sha256(plugin_sha("fetch"))
+                .http(net.allowed_entry()),
+        )
+        .build()
+        .await
+        .expect("fetch loads");
+    let base = format!("http://allowed.test:{}", net.a());
+    let out = host
+        .call(
+            "fetch.fetch",
+            &json!({"url": format!("{base}/page")}).to_string(),
+            &CallContext::new(),
+        )
+        .await
+        .expect("fetched");
+    assert_eq!(out.value["title"], "Test & page");
+    let content = out.value["content"].as_str().expect("content");
+    assert!(content.contains("# Welcome"), "{content}");
+    assert!(content.contains("Some bold text <here>."), "{content}");
+    assert!(content.contains("- [two](/hello)"), "{content}");
+    assert!(!content.contains("var x"), "{content}");
+
+    // Redirects inside the allowlist are followed, each hop checked.
+    let out = host
+        .call(
+            "fetch.fetch",
+            &json!({"url": format!("{base}/redirect?to=/hello")}).to_string(),
+            &CallContext::new(),
+        )
+        .await
+        .expect("fetched");
+    assert_eq!(out.value["content"], "hello from allowed");
+    assert_eq!(out.value["url"], format!("{base}/hello"));
+
+    // A redirect out of the allowlist is refused, not followed.
+    let err = host
+        .call(
+            "fetch.fetch",
+            &json!({"url": format!("{base}/redirect?to=http://canary.test:{}/", net.c())})
+                .to_string(),
+            &CallContext::new(),
+        )
+        .await
+        .expect_err("denied");
+    assert!(err.to_string().contains("denied"), "{err}");
+}
