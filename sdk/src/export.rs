@@ -81,8 +81,10 @@ pub fn call(tools: &ToolSet, name: &str, arguments: &str) -> Result<String, WitT
 macro_rules! export_plugin {
     ($($input:tt)*) => {
         const _: () = {
+            #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
             struct __PortcullisExport;
 
+            #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
             static __PORTCULLIS_TOOL_SET: $crate::ToolSet = $crate::tool_set!($($input)*);
 
             impl $crate::bindings::exports::portcullis::tool::tool::Guest for __PortcullisExport {
@@ -99,6 +101,11 @@ macro_rules! export_plugin {
                 }
             }
 
+            // Only a component exports the WIT functions: their symbol names
+            // (`portcullis:tool/tool@0.1.0#call`) do not link natively, and a
+            // native build of a plugin crate (`cargo build --workspace`) is
+            // for checking and testing it.
+            #[cfg(target_arch = "wasm32")]
             $crate::bindings::__export_plugin_bindings!(__PortcullisExport with_types_in $crate::bindings);
         };
     };
