@@ -13,7 +13,9 @@ use crate::manifest::Manifest;
 use crate::plugin::{Effect, LoadedPlugin, sha256_hex};
 use crate::policy::{self, ApprovalSetting, DirGrant, DirMode, PluginConfig, PluginPolicy};
 use crate::provenance::{self, InjectionFlag, Provenance, Trust};
-use crate::sandbox::{Captured, Failure, LogRecord, Request, Response, Sandbox, WitToolError};
+use crate::sandbox::{
+    CallSecretsRef, Captured, Failure, LogRecord, Request, Response, Sandbox, WitToolError,
+};
 use crate::secrets::{self, Scrubber, SecretConfig, SecretPolicy};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -771,6 +773,13 @@ impl Host {
             }
         }
 
+        // The secrets this plugin may name; their values stay in the host.
+        let granted: Vec<SecretPolicy> = inner
+            .secrets
+            .iter()
+            .filter(|s| plugin.policy.secrets.contains(&s.name))
+            .cloned()
+            .collect();
         let run = inner
             .sandbox
             .run(
@@ -781,6 +790,12 @@ impl Host {
                     arguments: call.arguments,
                     resolver: &inner.resolver,
                     max_denials: inner.max_denials.saturating_sub(denials.count()),
+                    secrets: CallSecretsRef {
+                        granted: &granted,
+                        scrubber: &inner.scrubber,
+                        call_id: call.call_id,
+                        caller: call.ctx.caller.as_deref(),
+                    },
                 },
                 &call.ctx.cancel,
             )

@@ -476,8 +476,176 @@ async fn host_and_hop_by_hop_headers_cannot_be_set() {
     assert!(headers.contains(&json!(["x-test", "1"])), "{echoed}");
 }
 
+/// A loopback destination (so `allow_private`) for `methods`.
+fn destination(url: String, methods: &[&str]) -> portcullis::manifest::DestinationEntry {
+    portcullis::manifest::DestinationEntry::Table {
+        url,
+        methods: Some(methods.iter().map(|m| (*m).to_string()).collect()),
+        allow_private: true,
+    }
+}
+
+/// The credential the tests use: long, with characters that encode
+/// differently in every form the scrubber knows.
+const TOKEN: &str = "tok_3xample+Secret/Value=42";
+
+impl Net {
+    /// The egress plugin allowed to reach the allowed server, with secret
+    /// `api` (sourced from a file) bound to `destination` and injected by
+    /// `inject`.
+    async fn host_with_secret(
+        &self,
+        dir: &std::path::Path,
+        destination: portcullis::manifest::DestinationEntry,
+        inject: portcullis::manifest::InjectEntry,
+    ) -> Host {
+        let file = dir.join("api.secret");
+        std::fs::write(&file, TOKEN).expect("write secret");
+        let secret = portcullis::SecretConfig::file("api", &file)
+            .destination(destination)
+            .inject(inject);
+        let mut plugin = PluginConfig::new("egress", plugin_path("egress"))
+            .sha256(plugin_sha("egress"))
+            .http(
+                HttpTable::new(format!("http://allowed.test:{}", self.a()))
+                    .methods(["GET", "POST"])
+                    .allow_private(true),
+            )
+            .secret("api");
+        plugin = plugin.limits(Limits::default());
+        Host::builder()
+            .resolver(self.resolver())
+            .approver(ApproveAll)
+            .max_denials(100)
+            .secret(secret)
+            .plugin(plugin)
+            .build()
+            .await
+            .expect("loads")
+    }
+
+    fn bound(&self) -> portcullis::manifest::DestinationEntry {
+        destination(
+            format!("http://allowed.test:{}/echo", self.a()),
+            &["GET", "POST"],
+        )
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn naming_a_secret_is_denied_until_secrets_exist() {
+async fn upstream_receives_the_secret_the_plugin_never_sees() {
+    let net = Net::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = net
+        .host_with_secret(
+            dir.path(),
+            net.bound(),
+            portcullis::manifest::InjectEntry::header("Authorization", "Bearer {}"),
+        )
+        .await;
+    let out = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}/echo", net.a()), "secret": "api"}),
+    )
+    .await;
+    assert_eq!(out["status"], 200, "{out}");
+    // The upstream got the real credential...
+    let heads = net.allowed.heads();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.contains(&format!("authorization: Bearer {TOKEN}"))),
+        "{heads:?}"
+    );
+    // ...and echoed it back, but the plugin (and so the agent) sees only the
+    // marker, in the body it received and in the output.
+    let text = out.to_string();
+    assert!(!text.contains(TOKEN), "{text}");
+    assert!(text.contains("[redacted:api]"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_is_attached_as_a_query_parameter_when_bound_so() {
+    let net = Net::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = net
+        .host_with_secret(
+            dir.path(),
+            net.bound(),
+            portcullis::manifest::InjectEntry::query("key"),
+        )
+        .await;
+    let out = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}/echo?q=1", net.a()), "secret": "api"}),
+    )
+    .await;
+    assert_eq!(out["status"], 200, "{out}");
+    let heads = net.allowed.heads();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.starts_with("GET /echo?q=1&key=tok_3xample%2BSecret%2FValue%3D42 ")),
+        "{heads:?}"
+    );
+    assert!(!out.to_string().contains("tok_3xample"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_is_not_sent_to_an_unbound_path_or_method() {
+    let net = Net::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = net
+        .host_with_secret(
+            dir.path(),
+            destination(format!("http://allowed.test:{}/echo", net.a()), &["GET"]),
+            portcullis::manifest::InjectEntry::header("X-Api-Key", "{}"),
+        )
+        .await;
+    let unbound_path = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}/hello", net.a()), "secret": "api"}),
+    )
+    .await;
+    assert_error(&unbound_path, "denied", "secret `api` is not bound to GET");
+    let unbound_method = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}/echo", net.a()), "method": "POST", "secret": "api"}),
+    )
+    .await;
+    assert_error(&unbound_method, "denied", "not bound to POST");
+    assert!(
+        net.allowed.heads().iter().all(|h| !h.contains(TOKEN)),
+        "the secret left the host"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_cannot_set_the_injected_header_itself() {
+    let net = Net::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = net
+        .host_with_secret(
+            dir.path(),
+            net.bound(),
+            portcullis::manifest::InjectEntry::header("X-Api-Key", "{}"),
+        )
+        .await;
+    let out = one(
+        &host,
+        json!({
+            "url": format!("http://allowed.test:{}/echo", net.a()),
+            "secret": "api",
+            "headers": [["X-Api-Key", "chosen-by-the-plugin"]],
+        }),
+    )
+    .await;
+    assert_error(&out, "denied", "is set by the host, not the plugin");
+    assert_eq!(net.allowed.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn naming_a_secret_not_granted_is_denied() {
     let net = Net::start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
     let out = one(

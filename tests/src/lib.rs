@@ -331,6 +331,7 @@ pub mod net {
         /// Its address.
         pub addr: SocketAddr,
         hits: Arc<AtomicUsize>,
+        heads: Arc<std::sync::Mutex<Vec<String>>>,
     }
 
     impl Allowed {
@@ -339,14 +340,21 @@ pub mod net {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
             let hits = Arc::new(AtomicUsize::new(0));
+            let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
             let counter = hits.clone();
+            let recorded = heads.clone();
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     counter.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(serve(stream));
+                    tokio::spawn(serve(stream, recorded.clone()));
                 }
             });
-            Allowed { addr, hits }
+            Allowed { addr, hits, heads }
+        }
+
+        /// The request line and headers of every request received, as sent.
+        pub fn heads(&self) -> Vec<String> {
+            self.heads.lock().unwrap_or_else(|e| e.into_inner()).clone()
         }
 
         /// Connections so far.
@@ -360,7 +368,7 @@ pub mod net {
         }
     }
 
-    async fn serve(mut stream: TcpStream) {
+    async fn serve(mut stream: TcpStream, heads: Arc<std::sync::Mutex<Vec<String>>>) {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         let head_end = loop {
@@ -373,6 +381,10 @@ pub mod net {
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        heads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(head.clone());
         let mut lines = head.split("\r\n");
         let mut request_line = lines.next().unwrap_or("").split(' ');
         let method = request_line.next().unwrap_or("").to_string();

@@ -4,7 +4,12 @@
 //! 1. per-call limits: requests per call, request body and header sizes;
 //! 2. headers: `Host`, hop-by-hop and framing headers are the host's, so a
 //!    plugin cannot front one domain through another;
-//! 3. secrets: none exist yet, so naming one is refused;
+//! 3. secrets: a request may name one secret granted to the plugin; after
+//!    every check below passed, and only if the secret is bound to this
+//!    destination, method and path, the host fetches its value for this
+//!    call and attaches it (header or query) — the plugin never sees it,
+//!    cannot set the injected header itself, and the response it gets back
+//!    is scrubbed of every secret value;
 //! 4. the URL is parsed once (WHATWG rules: case, trailing dot, IDN and IP
 //!    literal spellings normalised) and that parsed form is what is
 //!    checked and what is used to connect;
@@ -31,6 +36,7 @@ pub use allowlist::HttpRule;
 pub use resolve::{ResolveFuture, Resolver, SystemResolver};
 
 use crate::policy::{Limits, caps};
+use crate::secrets::{Injection, Scrubber, SecretPolicy, SecretRequest};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -112,8 +118,21 @@ impl std::fmt::Display for Suspicious {
 
 impl std::error::Error for Suspicious {}
 
+/// The secrets one call may attach, and who is calling (their sources are
+/// asked per call, with these facts).
+pub(crate) struct CallSecrets {
+    /// The secrets granted to the plugin.
+    pub(crate) granted: Vec<SecretPolicy>,
+    /// Every secret value known at load, for scrubbing responses.
+    pub(crate) scrubber: Arc<Scrubber>,
+    pub(crate) tool: String,
+    pub(crate) call_id: u64,
+    pub(crate) caller: Option<String>,
+}
+
 /// The egress state of one call.
 pub(crate) struct CallEgress {
+    secrets: CallSecrets,
     plugin: Arc<str>,
     rules: Vec<HttpRule>,
     limits: Limits,
@@ -134,8 +153,10 @@ impl CallEgress {
         resolver: Arc<dyn Resolver>,
         call_deadline: Instant,
         max_denials: u32,
+        secrets: CallSecrets,
     ) -> CallEgress {
         CallEgress {
+            secrets,
             plugin,
             rules,
             limits,
@@ -271,16 +292,22 @@ impl CallEgress {
                 request.method.escape_debug()
             ));
         }
-        if let Some(secret) = &request.secret {
-            return self.deny(
-                raw_destination,
-                format!(
-                    "no secret named `{}` is granted to this plugin",
-                    secret.escape_debug()
-                ),
-                None,
-            );
-        }
+        let secret = match &request.secret {
+            None => None,
+            Some(name) => match self.secrets.granted.iter().find(|p| &p.name == name) {
+                Some(policy) => Some(policy.clone()),
+                None => {
+                    return self.deny(
+                        raw_destination,
+                        format!(
+                            "no secret named `{}` is granted to this plugin",
+                            name.escape_debug()
+                        ),
+                        None,
+                    );
+                }
+            },
+        };
 
         // Parsed once: everything below uses `url` and `target`.
         let url = match Url::parse(&request.url) {
@@ -372,10 +399,18 @@ impl CallEgress {
             }
         }
 
-        let path_and_query = match url.query() {
+        let mut path_and_query = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
         };
+        let mut headers = headers;
+        if let Some(policy) = &secret
+            && let Err(why) = self
+                .attach(policy, &method, &target, &mut headers, &mut path_and_query)
+                .await
+        {
+            return self.deny(destination, why, None);
+        }
         let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
             return invalid(format!("method `{method}` is not valid"));
         };
@@ -394,10 +429,19 @@ impl CallEgress {
         };
         let result = client::send(outgoing, bounds)
             .await
-            .map(|incoming| GuestResponse {
-                status: incoming.status,
-                headers: incoming.headers,
-                body: incoming.body,
+            .map(|incoming| {
+                // Whatever comes back (an echo, an error page) loses every
+                // secret value before the plugin sees it.
+                let scrubber = &self.secrets.scrubber;
+                GuestResponse {
+                    status: incoming.status,
+                    headers: incoming
+                        .headers
+                        .into_iter()
+                        .map(|(k, v)| (k, scrubber.scrub_str(&v).into_owned()))
+                        .collect(),
+                    body: scrubber.scrub_bytes(&incoming.body).into_owned(),
+                }
             })
             .map_err(|e| match e {
                 client::ClientError::Timeout(m) => EgressError::Timeout(m),
@@ -405,6 +449,79 @@ impl CallEgress {
                 client::ClientError::Upstream(m) => EgressError::Upstream(m),
             });
         (destination, result)
+    }
+
+    /// Checks that `policy` is bound to this request, fetches its value for
+    /// this call and attaches it.
+    async fn attach(
+        &self,
+        policy: &SecretPolicy,
+        method: &str,
+        target: &allowlist::Target,
+        headers: &mut Vec<(http::HeaderName, http::HeaderValue)>,
+        path_and_query: &mut String,
+    ) -> Result<(), String> {
+        let name = &policy.name;
+        if !policy.allows(
+            &target.scheme,
+            &target.host,
+            target.port,
+            method,
+            &target.path,
+        ) {
+            return Err(format!(
+                "secret `{name}` is not bound to {method} {}{}",
+                target.origin(),
+                target.path
+            ));
+        }
+        let request = SecretRequest::for_call(
+            name.clone(),
+            self.plugin.to_string(),
+            self.secrets.tool.clone(),
+            self.secrets.call_id,
+            self.secrets.caller.clone(),
+        );
+        let value = policy
+            .source
+            .fetch(&request)
+            .await
+            .map_err(|e| format!("secret `{name}` is unavailable: {e}"))?;
+        if value.len() < crate::secrets::MIN_SECRET_BYTES {
+            return Err(format!(
+                "secret `{name}` is shorter than {} bytes, too short to scrub reliably",
+                crate::secrets::MIN_SECRET_BYTES
+            ));
+        }
+        match policy.inject.inject(&value)? {
+            Injection::Header {
+                name: header,
+                value,
+            } => {
+                let lower = header.to_ascii_lowercase();
+                if headers.iter().any(|(h, _)| h.as_str() == lower) {
+                    return Err(format!(
+                        "header `{lower}` carries secret `{name}` and is set by the host, not the plugin"
+                    ));
+                }
+                let header = http::HeaderName::from_bytes(lower.as_bytes())
+                    .map_err(|_| format!("secret `{name}`: header name `{lower}` is not valid"))?;
+                let mut value = http::HeaderValue::from_str(value.expose_for_injection())
+                    .map_err(|_| format!("secret `{name}`: the value cannot go in a header"))?;
+                value.set_sensitive(true);
+                headers.push((header, value));
+            }
+            injection @ Injection::Query { .. } => {
+                let (path, query) = match path_and_query.split_once('?') {
+                    Some((path, query)) => (path.to_string(), query.to_string()),
+                    None => (path_and_query.clone(), String::new()),
+                };
+                if let Some(query) = injection.append_to_query(&query) {
+                    *path_and_query = format!("{path}?{}", query.expose_for_injection());
+                }
+            }
+        }
+        Ok(())
     }
 
     fn deny(

@@ -17,10 +17,12 @@ mod stdio;
 
 pub use stdio::Captured;
 
-use crate::egress::{CallEgress, EgressError, EgressRecord, GuestRequest, Resolver, Suspicious};
+use crate::egress::{
+    CallEgress, CallSecrets, EgressError, EgressRecord, GuestRequest, Resolver, Suspicious,
+};
 use crate::error::Limit;
 use crate::policy::{DirMode, PluginPolicy, caps};
-use crate::secrets::Scrubber;
+use crate::secrets::{Scrubber, SecretPolicy};
 use limits::Limiter;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -172,6 +174,15 @@ impl bindings::portcullis::tool::http::Host for StoreData {
     }
 }
 
+/// The secret facts of one call, borrowed from the host.
+#[derive(Clone, Copy)]
+pub(crate) struct CallSecretsRef<'a> {
+    pub(crate) granted: &'a [SecretPolicy],
+    pub(crate) scrubber: &'a Arc<Scrubber>,
+    pub(crate) call_id: u64,
+    pub(crate) caller: Option<&'a str>,
+}
+
 /// What the sandbox is asked to run.
 pub(crate) enum Request<'a> {
     /// `list-tools`, run without any grants.
@@ -183,6 +194,8 @@ pub(crate) enum Request<'a> {
         arguments: &'a str,
         resolver: &'a Arc<dyn Resolver>,
         max_denials: u32,
+        /// Secrets the call may attach to requests, and who is calling.
+        secrets: CallSecretsRef<'a>,
     },
 }
 
@@ -434,8 +447,10 @@ impl Sandbox {
         let deadline = started + limits.timeout;
         let egress = match &request {
             Request::Call {
+                tool,
                 resolver,
                 max_denials,
+                secrets,
                 ..
             } if !policy.http.is_empty() => Some(CallEgress::new(
                 Arc::from(policy.name.as_str()),
@@ -444,6 +459,13 @@ impl Sandbox {
                 Arc::clone(resolver),
                 deadline.into(),
                 *max_denials,
+                CallSecrets {
+                    granted: secrets.granted.to_vec(),
+                    scrubber: Arc::clone(secrets.scrubber),
+                    tool: (*tool).to_string(),
+                    call_id: secrets.call_id,
+                    caller: secrets.caller.map(str::to_string),
+                },
             )),
             _ => None,
         };

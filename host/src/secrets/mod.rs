@@ -21,7 +21,7 @@
 //!
 //! The value is attached to a request only inside the egress host function,
 //! and only when a [`Destination`] matches; [`InjectRule::inject`] is the
-//! primitive it calls. (That host function arrives with the egress gate.)
+//! primitive it calls (see `crate::egress`).
 
 mod destination;
 mod inject;
@@ -159,8 +159,8 @@ impl SecretRequest {
 pub type SecretFuture<'a> = Pin<Box<dyn Future<Output = Result<Secret, String>> + Send + 'a>>;
 
 /// Where a secret's value comes from. Asked once when the host is built
-/// (with [`SecretRequest::at_load`]) and, once the egress gate attaches
-/// secrets, for each request that needs the value, with the call's context:
+/// (with [`SecretRequest::at_load`]) and again by the egress gate for each
+/// request that attaches the secret, with the call's context:
 /// rotation and per-caller credentials need nothing more.
 ///
 /// `env:VAR` ([`EnvSource`]) and `file:PATH` ([`FileSource`]) are built in;
