@@ -815,6 +815,7 @@ impl Host {
                 status: record.status,
                 bytes: record.bytes,
                 reason: record.reason.clone(),
+                secret: record.secret.clone(),
             })?;
             if record.denied
                 && let Some(reason) = &record.reason

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 struct Net {
     allowed: Allowed,
     canary: Canary,
+    /// Audit records of hosts built with `host_with_secret`.
+    audit: Memory,
 }
 
 impl Net {
@@ -23,6 +25,7 @@ impl Net {
         Net {
             allowed: Allowed::start().await,
             canary: Canary::start().await,
+            audit: Memory::default(),
         }
     }
 
@@ -517,6 +520,7 @@ impl Net {
             .resolver(self.resolver())
             .approver(ApproveAll)
             .max_denials(100)
+            .audit(self.audit.clone())
             .secret(secret)
             .plugin(plugin)
             .build()
@@ -562,6 +566,47 @@ async fn upstream_receives_the_secret_the_plugin_never_sees() {
     let text = out.to_string();
     assert!(!text.contains(TOKEN), "{text}");
     assert!(text.contains("[redacted:api]"), "{text}");
+    // The record names the secret, never its value.
+    let records = net.audit.0.lock().expect("lock").clone();
+    let egress: Vec<&String> = records
+        .iter()
+        .filter(|r| r.contains("\"event\":\"egress\""))
+        .collect();
+    assert_eq!(egress.len(), 1, "{records:?}");
+    assert!(egress[0].contains("\"secret\":\"api\""), "{}", egress[0]);
+    assert!(records.iter().all(|r| !r.contains(TOKEN)), "{records:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_from_a_bound_host_does_not_carry_the_secret_elsewhere() {
+    let net = Net::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = net
+        .host_with_secret(
+            dir.path(),
+            destination(
+                format!("http://allowed.test:{}/redirect", net.a()),
+                &["GET"],
+            ),
+            portcullis::manifest::InjectEntry::header("Authorization", "Bearer {}"),
+        )
+        .await;
+    let elsewhere = format!("http://canary.test:{}/steal", net.c());
+    let hop = one(
+        &host,
+        json!({
+            "url": format!("http://allowed.test:{}/redirect?to={elsewhere}", net.a()),
+            "secret": "api",
+        }),
+    )
+    .await;
+    // The redirect comes back to the plugin; it is not followed.
+    assert_eq!(hop["status"], 302, "{hop}");
+    // Following it by hand with the secret is a new request, checked anew:
+    // the canary is neither allowed nor bound.
+    let follow = one(&host, json!({"url": elsewhere, "secret": "api"})).await;
+    assert_error(&follow, "denied", "");
+    // (`Net`'s drop asserts the canary saw no connection.)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -304,6 +304,9 @@ pub enum AuditEvent {
         bytes: Option<u64>,
         /// Why it was refused or failed, if it was.
         reason: Option<String>,
+        /// The name of the secret the request asked the host to attach (the
+        /// value is never recorded).
+        secret: Option<String>,
     },
 }
 

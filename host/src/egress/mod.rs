@@ -103,6 +103,8 @@ pub(crate) struct EgressRecord {
     pub(crate) denied: bool,
     /// Why it was refused or failed.
     pub(crate) reason: Option<String>,
+    /// The secret the request named, if any.
+    pub(crate) secret: Option<String>,
 }
 
 /// The call was stopped: it piled up more denials than allowed. Returned as
@@ -180,6 +182,7 @@ impl CallEgress {
         request: GuestRequest,
     ) -> Result<Result<GuestResponse, EgressError>, Suspicious> {
         let method = request.method.clone();
+        let secret = request.secret.clone();
         let (destination, result) = self.attempt(request).await;
         let (allowed, reason, status, bytes) = match &result {
             Ok(response) => (
@@ -213,6 +216,7 @@ impl CallEgress {
             allowed: !refused,
             denied,
             reason,
+            secret,
         });
         if denied {
             self.denials += 1;
