@@ -146,8 +146,8 @@ impl<'de> Visitor<'de> for StrictValue {
 
 /// Canonical JSON text of `value`: object keys sorted, no whitespace,
 /// strings and numbers as serde_json writes them. Equal values give equal
-/// text, whatever the key order or spacing of the input; approvals and the
-/// audit log hash this text.
+/// text, whatever the key order or spacing of the input; approvals, the
+/// audit log and the tool-list hash of each plugin hash this text.
 pub(crate) fn canonical(value: &Value) -> String {
     fn write(value: &Value, out: &mut String) {
         match value {

@@ -90,7 +90,7 @@ impl CompileCache {
             return Ok(component);
         }
         let compiled = sandbox.precompile(bytes)?;
-        let component = sandbox.deserialize_own(&compiled)?;
+        let component = sandbox.deserialize(&compiled)?;
         if let Err(e) = store(&artifact, &sidecar, &compiled) {
             tracing::warn!(cache = %self.dir.display(), "cannot write to the compile cache: {e}");
         }
@@ -104,7 +104,7 @@ impl CompileCache {
             tracing::warn!(artifact = %artifact.display(), "compile cache entry does not match its checksum; recompiling");
             return None;
         }
-        match sandbox.deserialize_cached(&bytes) {
+        match sandbox.deserialize(&bytes) {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(artifact = %artifact.display(), "unusable compile cache entry ({e}); recompiling");
@@ -156,53 +156,72 @@ mod tests {
             .collect()
     }
 
+    /// A cache in a temp dir holding one compiled component.
+    struct Filled {
+        sandbox: Sandbox,
+        _dir: tempfile::TempDir,
+        cache: CompileCache,
+        bytes: Vec<u8>,
+        sha: String,
+        artifact: PathBuf,
+        sidecar: PathBuf,
+    }
+
+    impl Filled {
+        fn new() -> Filled {
+            let sandbox = Sandbox::new().expect("sandbox");
+            let dir = tempfile::tempdir().expect("temp dir");
+            let cache = CompileCache::open(&dir.path().join("cache")).expect("cache");
+            let bytes = component();
+            let sha = sha256_hex(&bytes);
+            cache.compile(&sandbox, &sha, &bytes).expect("compiles");
+            let (artifact, sidecar) = cache.paths(&sandbox, &sha);
+            Filled {
+                sandbox,
+                _dir: dir,
+                cache,
+                bytes,
+                sha,
+                artifact,
+                sidecar,
+            }
+        }
+
+        fn hit(&self) -> bool {
+            self.cache
+                .load(&self.sandbox, &self.artifact, &self.sidecar)
+                .is_some()
+        }
+    }
+
     #[test]
     fn second_compile_comes_from_a_verified_artifact() {
-        let sandbox = Sandbox::new().expect("sandbox");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let cache = CompileCache::open(&dir.path().join("cache")).expect("cache");
-        let bytes = component();
-        let sha = sha256_hex(&bytes);
-        cache.compile(&sandbox, &sha, &bytes).expect("compiles");
-        let artifacts = entries(&dir.path().join("cache"), "cwasm");
-        assert_eq!(artifacts.len(), 1);
-        let (artifact, sidecar) = cache.paths(&sandbox, &sha);
-        assert!(cache.load(&sandbox, &artifact, &sidecar).is_some());
+        let f = Filled::new();
+        let artifacts = entries(f.artifact.parent().expect("dir"), "cwasm");
+        assert_eq!(artifacts, std::slice::from_ref(&f.artifact));
+        assert!(f.hit());
     }
 
     #[test]
     fn corrupted_artifact_is_a_miss_and_is_replaced() {
-        let sandbox = Sandbox::new().expect("sandbox");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let cache = CompileCache::open(dir.path()).expect("cache");
-        let bytes = component();
-        let sha = sha256_hex(&bytes);
-        cache.compile(&sandbox, &sha, &bytes).expect("compiles");
-        let (artifact, sidecar) = cache.paths(&sandbox, &sha);
-        let mut tampered = std::fs::read(&artifact).expect("artifact");
+        let f = Filled::new();
+        let mut tampered = std::fs::read(&f.artifact).expect("artifact");
         let middle = tampered.len() / 2;
         tampered[middle] ^= 0x40;
-        std::fs::write(&artifact, &tampered).expect("write");
-        assert!(
-            cache.load(&sandbox, &artifact, &sidecar).is_none(),
-            "a flipped bit must not load"
-        );
+        std::fs::write(&f.artifact, &tampered).expect("write");
+        assert!(!f.hit(), "a flipped bit must not load");
         // The next compile replaces it with a good artifact.
-        cache.compile(&sandbox, &sha, &bytes).expect("compiles");
-        assert!(cache.load(&sandbox, &artifact, &sidecar).is_some());
+        f.cache
+            .compile(&f.sandbox, &f.sha, &f.bytes)
+            .expect("compiles");
+        assert!(f.hit());
     }
 
     #[test]
     fn missing_checksum_is_a_miss() {
-        let sandbox = Sandbox::new().expect("sandbox");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let cache = CompileCache::open(dir.path()).expect("cache");
-        let bytes = component();
-        let sha = sha256_hex(&bytes);
-        cache.compile(&sandbox, &sha, &bytes).expect("compiles");
-        let (artifact, sidecar) = cache.paths(&sandbox, &sha);
-        std::fs::remove_file(&sidecar).expect("remove");
-        assert!(cache.load(&sandbox, &artifact, &sidecar).is_none());
+        let f = Filled::new();
+        std::fs::remove_file(&f.sidecar).expect("remove");
+        assert!(!f.hit());
     }
 
     #[cfg(unix)]

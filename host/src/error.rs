@@ -140,7 +140,7 @@ pub enum Error {
         reason: String,
     },
 
-    /// Two plugins have the same name, or no plugin offers the tool.
+    /// No plugin offers the tool (or an unqualified name is ambiguous).
     #[error("unknown tool `{tool}`")]
     UnknownTool {
         /// The name asked for.
@@ -273,7 +273,7 @@ impl Error {
                     .into(),
             ),
             Error::ForbiddenImports { .. } => Some(
-                "plugins may import only `portcullis:tool/log` and the WASI 0.2 cli, clocks, filesystem, io and random interfaces; sockets are never granted"
+                "plugins may import only `portcullis:tool/log`, `portcullis:tool/http` (with `http` grants) and the WASI 0.2 cli, clocks, filesystem, io and random interfaces; `wasi:sockets` and `wasi:http` are never granted"
                     .into(),
             ),
             Error::InvalidPlugin { .. } => Some(

@@ -53,6 +53,9 @@ struct Inner {
     max_denials: u32,
     screen: bool,
     secrets: Vec<SecretPolicy>,
+    /// The secrets each plugin may name, by plugin index (worked out once,
+    /// not per call).
+    granted: Vec<Arc<[SecretPolicy]>>,
     /// Every secret value, for scrubbing everything a call returns.
     scrubber: Arc<Scrubber>,
     resolver: Arc<dyn Resolver>,
@@ -526,8 +529,20 @@ impl Host {
             }
             plugins.push(plugin);
         }
+        let granted = plugins
+            .iter()
+            .map(|p| {
+                settings
+                    .secrets
+                    .iter()
+                    .filter(|s| p.policy.secrets.contains(&s.name))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
         Ok(Host {
             inner: Arc::new(Inner {
+                granted,
                 sandbox,
                 plugins,
                 index,
@@ -773,13 +788,6 @@ impl Host {
             }
         }
 
-        // The secrets this plugin may name; their values stay in the host.
-        let granted: Vec<SecretPolicy> = inner
-            .secrets
-            .iter()
-            .filter(|s| plugin.policy.secrets.contains(&s.name))
-            .cloned()
-            .collect();
         let run = inner
             .sandbox
             .run(
@@ -791,7 +799,7 @@ impl Host {
                     resolver: &inner.resolver,
                     max_denials: inner.max_denials.saturating_sub(denials.count()),
                     secrets: CallSecretsRef {
-                        granted: &granted,
+                        granted: &inner.granted[call.p],
                         scrubber: &inner.scrubber,
                         call_id: call.call_id,
                         caller: call.ctx.caller.as_deref(),

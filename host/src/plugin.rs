@@ -219,11 +219,7 @@ fn check_tools(
             description: sanitize_text(&spec.description, DESCRIPTION_CAP),
             input_schema,
             output_schema,
-            effect: match spec.effect {
-                WitEffect::Read => Effect::Read,
-                WitEffect::Write => Effect::Write,
-                WitEffect::Destructive => Effect::Destructive,
-            },
+            effect: effect_of(&spec.effect),
             validator: Arc::new(validator),
             output_validator,
         });
@@ -359,6 +355,14 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
     })
 }
 
+fn effect_of(effect: &WitEffect) -> Effect {
+    match effect {
+        WitEffect::Read => Effect::Read,
+        WitEffect::Write => Effect::Write,
+        WitEffect::Destructive => Effect::Destructive,
+    }
+}
+
 /// The sha256 of the tool list as declared, in canonical JSON (keys sorted,
 /// no whitespace; schemas as the plugin's text).
 fn tool_list_sha256(specs: &[crate::sandbox::WitToolSpec]) -> String {
@@ -371,50 +375,11 @@ fn tool_list_sha256(specs: &[crate::sandbox::WitToolSpec]) -> String {
                 "description": spec.description,
                 "input_schema": spec.input_schema,
                 "output_schema": spec.output_schema,
-                "effect": match spec.effect {
-                    WitEffect::Read => "read",
-                    WitEffect::Write => "write",
-                    WitEffect::Destructive => "destructive",
-                },
+                "effect": effect_of(&spec.effect).as_str(),
             })
         })
         .collect();
-    let mut canonical = String::new();
-    write_canonical(&serde_json::Value::Array(list), &mut canonical);
-    sha256_hex(canonical.as_bytes())
-}
-
-/// Canonical JSON: object keys sorted, no insignificant whitespace, whatever
-/// map order serde_json was built with.
-pub(crate) fn write_canonical(value: &serde_json::Value, out: &mut String) {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
+    sha256_hex(crate::arguments::canonical(&serde_json::Value::Array(list)).as_bytes())
 }
 
 /// Makes plugin-supplied text safe to show to a person or a model: removes
@@ -485,7 +450,43 @@ fn is_invisible_format(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{sanitize_text, sha256_hex, write_canonical};
+    use super::{DESCRIPTION_CAP, check_tools, sanitize_text, sha256_hex, tool_list_sha256};
+    use crate::sandbox::{WitEffect, WitToolSpec};
+
+    fn spec(description: &str) -> WitToolSpec {
+        WitToolSpec {
+            name: "t".into(),
+            title: Some("T\u{1b}[2J".into()),
+            description: description.into(),
+            input_schema: r#"{"type": "object"}"#.into(),
+            output_schema: None,
+            effect: WitEffect::Read,
+        }
+    }
+
+    #[test]
+    fn poisoned_descriptions_are_sanitised_and_capped_at_load() {
+        let poisoned = format!("Reads.\u{1b}[8m{}\u{202e}", "x".repeat(3 * DESCRIPTION_CAP));
+        let tools = check_tools("p", vec![spec(&poisoned)]).expect("valid");
+        let tool = &tools[0];
+        assert!(
+            tool.description.starts_with("Reads.xxx"),
+            "{}",
+            tool.description
+        );
+        assert!(tool.description.len() <= DESCRIPTION_CAP);
+        assert!(tool.description.ends_with(" [truncated]"));
+        assert!(!tool.description.contains('\u{1b}') && !tool.description.contains('\u{202e}'));
+        assert_eq!(tool.title.as_deref(), Some("T"));
+    }
+
+    #[test]
+    fn tool_list_hash_covers_the_raw_declaration() {
+        let a = tool_list_sha256(&[spec("Reads.")]);
+        assert_eq!(a, tool_list_sha256(&[spec("Reads.")]));
+        // An invisible change (removed by sanitising) still changes the hash.
+        assert_ne!(a, tool_list_sha256(&[spec("Reads.\u{200b}")]));
+    }
 
     #[test]
     fn sanitize_strips_ansi_control_and_invisible_characters() {
@@ -503,14 +504,6 @@ mod tests {
         assert!(cut.len() <= 100, "{}", cut.len());
         assert!(cut.ends_with(" [truncated]"));
         assert_eq!(sanitize_text("short", 100), "short");
-    }
-
-    #[test]
-    fn canonical_json_sorts_keys_at_every_level() {
-        let value = serde_json::json!({"b": [{"y": 1, "x": 2}], "a": "\n"});
-        let mut out = String::new();
-        write_canonical(&value, &mut out);
-        assert_eq!(out, r#"{"a":"\n","b":[{"x":2,"y":1}]}"#);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! line ranges, listing, search, stat, and writes that only a read-write
 //! grant allows.
 
-use portcullis::{CallContext, DirMode, Effect, Error, Host, PluginConfig, ToolError};
-use portcullis_tests::{ApproveAll, Fixture, plugin_path, plugin_sha};
+use portcullis::{DirMode, Effect, Error, Host, PluginConfig, ToolError};
+use portcullis_tests::{ApproveAll, Fixture, call_value, plugin_path, plugin_sha, tool_error};
 use serde_json::{Value, json};
 
 /// `files` with `ro/` at `/ro` (read-only) and `rw/` at `/rw` (read-write).
@@ -24,20 +24,7 @@ async fn files_host(fixture: &Fixture) -> Host {
 }
 
 async fn call(host: &Host, tool: &str, args: Value) -> Result<Value, Error> {
-    host.call(
-        &format!("files.{tool}"),
-        &args.to_string(),
-        &CallContext::new(),
-    )
-    .await
-    .map(|out| out.value)
-}
-
-fn tool_error(result: Result<Value, Error>) -> ToolError {
-    match result {
-        Err(Error::Tool { error, .. }) => error,
-        other => panic!("expected a tool error, got {other:?}"),
-    }
+    call_value(host, &format!("files.{tool}"), args).await
 }
 
 /// A fixture with `rw/lines.txt` (five numbered lines) and a small tree

@@ -1,8 +1,8 @@
 //! The `json` example plugin through the real host: the path subset and
 //! the transforms, with no grants at all.
 
-use portcullis::{CallContext, Effect, Error, Host, PluginConfig, ToolError};
-use portcullis_tests::{plugin_path, plugin_sha};
+use portcullis::{Effect, Error, Host, PluginConfig, ToolError};
+use portcullis_tests::{call_value, plugin_path, plugin_sha, tool_error};
 use serde_json::{Value, json};
 
 async fn json_host() -> Host {
@@ -14,20 +14,7 @@ async fn json_host() -> Host {
 }
 
 async fn call(host: &Host, tool: &str, args: Value) -> Result<Value, Error> {
-    host.call(
-        &format!("json.{tool}"),
-        &args.to_string(),
-        &CallContext::new(),
-    )
-    .await
-    .map(|out| out.value)
-}
-
-fn tool_error(result: Result<Value, Error>) -> ToolError {
-    match result {
-        Err(Error::Tool { error, .. }) => error,
-        other => panic!("expected a tool error, got {other:?}"),
-    }
+    call_value(host, &format!("json.{tool}"), args).await
 }
 
 fn doc() -> Value {

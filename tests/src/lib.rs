@@ -210,6 +210,29 @@ pub fn events(records: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
+/// Calls `tool` (`plugin.tool`) with `args` and returns the output value.
+pub async fn call_value(
+    host: &portcullis::Host,
+    tool: &str,
+    args: serde_json::Value,
+) -> Result<serde_json::Value, portcullis::Error> {
+    host.call(tool, &args.to_string(), &portcullis::CallContext::new())
+        .await
+        .map(|out| out.value)
+}
+
+/// The error a tool itself reported.
+///
+/// # Panics
+///
+/// If the result is anything else.
+pub fn tool_error(result: Result<serde_json::Value, portcullis::Error>) -> portcullis::ToolError {
+    match result {
+        Err(portcullis::Error::Tool { error, .. }) => error,
+        other => panic!("expected a tool error, got {other:?}"),
+    }
+}
+
 /// Default limits with some fields changed, for tests that need a limit to
 /// trip quickly.
 pub fn limits(change: impl FnOnce(&mut Limits)) -> Limits {

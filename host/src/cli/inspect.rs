@@ -55,12 +55,29 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(reason) => Err(Failure::Config {
-            message: format!("`{}`: {reason}", args.file.display()),
-            hint: Some(
-                "plugins may import only `portcullis:tool/log` and the WASI 0.2 cli, clocks, filesystem, io and random interfaces"
-                    .into(),
-            ),
-        }),
+        // The same errors (and hints) as loading it from a manifest.
+        Err(reason) => {
+            let plugin = args
+                .file
+                .file_stem()
+                .map_or_else(|| "component".into(), |s| s.to_string_lossy().into_owned());
+            let refused: Vec<String> = inspection
+                .imports
+                .iter()
+                .filter(|(_, granted)| !granted)
+                .map(|(name, _)| name.clone())
+                .collect();
+            Err(Failure::Host(if refused.is_empty() {
+                portcullis::Error::InvalidPlugin {
+                    plugin,
+                    reason: reason.clone(),
+                }
+            } else {
+                portcullis::Error::ForbiddenImports {
+                    plugin,
+                    imports: refused,
+                }
+            }))
+        }
     }
 }

@@ -124,7 +124,7 @@ impl std::error::Error for Suspicious {}
 /// asked per call, with these facts).
 pub(crate) struct CallSecrets {
     /// The secrets granted to the plugin.
-    pub(crate) granted: Vec<SecretPolicy>,
+    pub(crate) granted: Arc<[SecretPolicy]>,
     /// Every secret value known at load, for scrubbing responses.
     pub(crate) scrubber: Arc<Scrubber>,
     pub(crate) tool: String,

@@ -177,7 +177,7 @@ impl bindings::portcullis::tool::http::Host for StoreData {
 /// The secret facts of one call, borrowed from the host.
 #[derive(Clone, Copy)]
 pub(crate) struct CallSecretsRef<'a> {
-    pub(crate) granted: &'a [SecretPolicy],
+    pub(crate) granted: &'a Arc<[SecretPolicy]>,
     pub(crate) scrubber: &'a Arc<Scrubber>,
     pub(crate) call_id: u64,
     pub(crate) caller: Option<&'a str>,
@@ -327,13 +327,9 @@ impl Sandbox {
     }
 
     /// Loads an artifact this engine just produced with
-    /// [`Sandbox::precompile`].
-    pub(crate) fn deserialize_own(&self, artifact: &[u8]) -> Result<Component, String> {
-        self.deserialize_cached(artifact)
-    }
-
-    /// Loads a compiled artifact whose checksum the compile cache verified.
-    pub(crate) fn deserialize_cached(&self, artifact: &[u8]) -> Result<Component, String> {
+    /// [`Sandbox::precompile`], or one whose checksum the compile cache
+    /// verified.
+    pub(crate) fn deserialize(&self, artifact: &[u8]) -> Result<Component, String> {
         // SAFETY: wasmtime requires the bytes to come from
         // `precompile_component` of a compatible engine (it checks the
         // header, version and settings itself). They do: either this engine
@@ -460,7 +456,7 @@ impl Sandbox {
                 deadline.into(),
                 *max_denials,
                 CallSecrets {
-                    granted: secrets.granted.to_vec(),
+                    granted: Arc::clone(secrets.granted),
                     scrubber: Arc::clone(secrets.scrubber),
                     tool: (*tool).to_string(),
                     call_id: secrets.call_id,
