@@ -33,11 +33,11 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 sep=$'\x1f'
 export CARGO_ENCODED_RUSTFLAGS="--remap-path-prefix=${cargo_home}=/cargo${sep}--remap-path-prefix=${root}=/portcullis${sep}--remap-path-prefix=${target_dir}=/target"
 
-cargo build --profile plugin --locked --target wasm32-wasip2 -p files -p json -p refunds -p fetch -p hostile -p sockets -p egress "$@"
+cargo build --profile plugin --locked --target wasm32-wasip2 -p files -p json -p refunds -p fetch -p hostile -p sockets -p egress -p issues -p wasihttp "$@"
 
 dist="$plugins/dist"
 mkdir -p "$dist"
-for crate in files json refunds fetch hostile sockets egress; do
+for crate in files json refunds fetch issues hostile sockets egress wasihttp; do
     src="$target_dir/wasm32-wasip2/plugin/$crate.wasm"
     # Copy then rename, so a reader never sees a half-written component.
     cp "$src" "$dist/.$crate.wasm.tmp"

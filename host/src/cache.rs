@@ -121,7 +121,9 @@ fn store(artifact: &Path, sidecar: &Path, compiled: &[u8]) -> std::io::Result<()
     write_atomically(sidecar, sha256_hex(compiled).as_bytes())
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to `path` through a temporary file and a rename: a reader
+/// sees the old file, or the whole new one.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temp = path.with_extension(format!("tmp{}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;

@@ -59,6 +59,8 @@ struct Inner {
     /// Every secret value, for scrubbing everything a call returns.
     scrubber: Arc<Scrubber>,
     resolver: Arc<dyn Resolver>,
+    /// Where core dumps of trapped calls go, if anywhere.
+    core_dumps: Option<PathBuf>,
 }
 
 impl Drop for Inner {
@@ -102,6 +104,7 @@ pub struct HostBuilder {
     cache_dir: Option<PathBuf>,
     secrets: Vec<SecretConfig>,
     resolver: Option<Arc<dyn Resolver>>,
+    core_dumps: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -117,6 +120,7 @@ impl std::fmt::Debug for HostBuilder {
             .field("screen", &self.screen)
             .field("secrets", &self.secrets)
             .field("resolver", &self.resolver.is_some())
+            .field("core_dumps", &self.core_dumps)
             .finish()
     }
 }
@@ -183,6 +187,17 @@ impl HostBuilder {
     /// against the blocked ranges.
     pub fn resolver(mut self, resolver: impl Resolver) -> Self {
         self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// When a plugin traps, writes a standard WebAssembly core dump of its
+    /// instance to `dir` as `PLUGIN-CALLID.coredump` and names the file in
+    /// the error (default: no dumps). For tool authors debugging a crash:
+    /// a dump holds whatever the plugin had in memory, such as data it read
+    /// from granted directories (never a secret value: the host does not
+    /// give those to plugins). `dir` is created private.
+    pub fn core_dumps(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.core_dumps = Some(dir.into());
         self
     }
 
@@ -269,7 +284,20 @@ impl HostBuilder {
                 .inspect_err(|e| tracing::warn!("compile cache disabled: {e}"))
                 .ok()
         });
+        let core_dumps = match self.core_dumps {
+            Some(dir) => Some(private_dir(&dir).map_err(|e| {
+                Error::manifest(
+                    &origin,
+                    format!(
+                        "cannot create the core dump directory `{}`: {e}",
+                        dir.display()
+                    ),
+                )
+            })?),
+            None => None,
+        };
         let settings = Settings {
+            core_dumps,
             cache,
             audit: AuditLog::new(sink).scrubbing(Arc::clone(&scrubber)),
             approver: self.approver.unwrap_or_else(|| Arc::new(DenyAll)),
@@ -286,8 +314,20 @@ impl HostBuilder {
     }
 }
 
+/// Creates `dir` (and its parents) if needed, readable only by this user.
+fn private_dir(dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(dir.to_path_buf())
+}
+
 /// What the builder decided beyond the plugins.
 struct Settings {
+    core_dumps: Option<PathBuf>,
     cache: Option<CompileCache>,
     audit: AuditLog,
     approver: Arc<dyn Approver>,
@@ -502,8 +542,11 @@ impl Host {
         origin: &Path,
         settings: Settings,
     ) -> Result<Host, Error> {
-        let sandbox =
-            Sandbox::scrubbing(Arc::clone(&settings.scrubber)).map_err(Error::Internal)?;
+        let sandbox = Sandbox::scrubbing(
+            Arc::clone(&settings.scrubber),
+            settings.core_dumps.is_some(),
+        )
+        .map_err(Error::Internal)?;
         let mut plugins = Vec::with_capacity(policies.len());
         let mut approvals = Vec::with_capacity(policies.len());
         let mut index = HashMap::new();
@@ -556,6 +599,7 @@ impl Host {
                 secrets: settings.secrets,
                 scrubber: settings.scrubber,
                 resolver: settings.resolver,
+                core_dumps: settings.core_dumps,
             }),
         })
     }
@@ -838,7 +882,27 @@ impl Host {
                 denials: denials.count(),
             });
         }
-        match run.result {
+        // Named at the end of the error, if the host keeps core dumps.
+        let dumped = match (&inner.core_dumps, &run.core_dump) {
+            (Some(dir), Some(bytes)) => {
+                let path = dir.join(format!("{}-{}.coredump", plugin.policy.name, call.call_id));
+                match crate::cache::write_atomically(&path, bytes) {
+                    Ok(()) => format!(" (core dump: {})", path.display()),
+                    Err(e) => {
+                        tracing::warn!(tool = %tool, "core dump not written: {e}");
+                        format!(" (the core dump could not be written: {e})")
+                    }
+                }
+            }
+            _ => String::new(),
+        };
+        // The host's scrubber, grown by any secret value a source gave out
+        // for this call only.
+        let scrubber = run
+            .scrubber
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&inner.scrubber));
+        let finish = || match run.result {
             Ok(Response::Output(text)) => {
                 stats.output_bytes = Some(text.len());
                 let mut value: Value =
@@ -858,7 +922,7 @@ impl Host {
                 }
                 // After validation (the schema sees what the plugin
                 // returned), before the screen (whose pointers show keys).
-                inner.scrubber.scrub_json(&mut value);
+                scrubber.scrub_json(&mut value);
                 let flags = if inner.screen {
                     provenance::screen(&value)
                 } else {
@@ -893,7 +957,7 @@ impl Host {
                     logs_dropped: run.logs_dropped,
                     fuel_used: run.fuel_used,
                     duration: run.duration,
-                    scrubber: Arc::clone(&inner.scrubber),
+                    scrubber: Arc::clone(&scrubber),
                 })
             }
             Ok(Response::ToolError(e)) => Err(Error::Tool {
@@ -911,13 +975,17 @@ impl Host {
             Err(Failure::Limit(limit, detail)) => Err(Error::LimitExceeded {
                 tool,
                 limit,
-                detail,
+                detail: detail + &dumped,
             }),
-            Err(Failure::Crashed(reason)) => Err(Error::Crashed { tool, reason }),
+            Err(Failure::Crashed(reason)) => Err(Error::Crashed {
+                tool,
+                reason: reason + &dumped,
+            }),
             Err(Failure::Cancelled) => Err(Error::Cancelled { tool }),
             Err(Failure::Suspicious(denials)) => Err(Error::Suspicious { tool, denials }),
             Err(Failure::Setup(reason)) => Err(Error::Internal(format!("`{tool}`: {reason}"))),
-        }
+        };
+        finish().map_err(|e| e.scrubbed(&scrubber))
     }
 }
 

@@ -13,27 +13,42 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-struct Net {
-    allowed: Allowed,
+/// The servers of one test, and the plugin that reaches for them: `egress`
+/// (through `portcullis:tool/http`) or `wasihttp` (through `wasi:http`,
+/// see `wasi_http.rs`).
+pub(crate) struct Net {
+    pub(crate) allowed: Allowed,
     canary: Canary,
-    /// Audit records of hosts built with `host_with_secret`.
-    audit: Memory,
+    /// Audit records of the hosts built here (unless a test sets its own
+    /// sink).
+    pub(crate) audit: Memory,
+    plugin: &'static str,
 }
 
 impl Net {
     async fn start() -> Net {
+        Net::start_for("egress").await
+    }
+
+    pub(crate) async fn start_for(plugin: &'static str) -> Net {
         Net {
             allowed: Allowed::start().await,
             canary: Canary::start().await,
             audit: Memory::default(),
+            plugin,
         }
     }
 
-    fn a(&self) -> u16 {
+    /// The audit records so far.
+    pub(crate) fn records(&self) -> Vec<String> {
+        self.audit.0.lock().expect("lock").clone()
+    }
+
+    pub(crate) fn a(&self) -> u16 {
         self.allowed.port()
     }
 
-    fn c(&self) -> u16 {
+    pub(crate) fn c(&self) -> u16 {
         self.canary.addr.port()
     }
 
@@ -55,13 +70,13 @@ impl Net {
 
     /// The allowed server's entry (it is on loopback, so it needs the
     /// explicit opt-in).
-    fn allowed_entry(&self) -> HttpEntry {
+    pub(crate) fn allowed_entry(&self) -> HttpEntry {
         HttpTable::new(format!("http://allowed.test:{}", self.a()))
             .allow_private(true)
             .into()
     }
 
-    async fn host(&self, entries: Vec<HttpEntry>, limits: Limits) -> Host {
+    pub(crate) async fn host(&self, entries: Vec<HttpEntry>, limits: Limits) -> Host {
         self.host_with(entries, limits, |b| b).await
     }
 
@@ -71,8 +86,8 @@ impl Net {
         limits: Limits,
         extra: impl FnOnce(portcullis::HostBuilder) -> portcullis::HostBuilder,
     ) -> Host {
-        let mut plugin = PluginConfig::new("egress", plugin_path("egress"))
-            .sha256(plugin_sha("egress"))
+        let mut plugin = PluginConfig::new(self.plugin, plugin_path(self.plugin))
+            .sha256(plugin_sha(self.plugin))
             .limits(limits);
         for entry in entries {
             plugin = plugin.http(entry);
@@ -81,6 +96,7 @@ impl Net {
             .resolver(self.resolver())
             .approver(ApproveAll)
             .max_denials(100)
+            .audit(self.audit.clone())
             .plugin(plugin);
         extra(builder)
             .build()
@@ -443,7 +459,11 @@ async fn request_limits_are_enforced() {
         assert_error(out, "too_many_requests", "the limit is 3");
     }
     let out = one(&host, json!({"url": url, "body": "x".repeat(100)})).await;
-    assert_error(&out, "invalid_request", "the request body is 100 bytes");
+    assert_error(
+        &out,
+        "invalid_request",
+        "the request body is over the limit",
+    );
     let headers: Vec<(String, String)> = (0..65).map(|i| (format!("x-h{i}"), "v".into())).collect();
     let out = one(&host, json!({"url": url, "headers": headers})).await;
     assert_error(&out, "invalid_request", "headers; the limit is 64");
@@ -480,7 +500,7 @@ async fn host_and_hop_by_hop_headers_cannot_be_set() {
 }
 
 /// A loopback destination (so `allow_private`) for `methods`.
-fn destination(url: String, methods: &[&str]) -> portcullis::manifest::DestinationEntry {
+pub(crate) fn destination(url: String, methods: &[&str]) -> portcullis::manifest::DestinationEntry {
     portcullis::manifest::DestinationEntry::Table {
         url,
         methods: Some(methods.iter().map(|m| (*m).to_string()).collect()),
@@ -490,13 +510,13 @@ fn destination(url: String, methods: &[&str]) -> portcullis::manifest::Destinati
 
 /// The credential the tests use: long, with characters that encode
 /// differently in every form the scrubber knows.
-const TOKEN: &str = "tok_3xample+Secret/Value=42";
+pub(crate) const TOKEN: &str = "tok_3xample+Secret/Value=42";
 
 impl Net {
     /// The egress plugin allowed to reach the allowed server, with secret
     /// `api` (sourced from a file) bound to `destination` and injected by
     /// `inject`.
-    async fn host_with_secret(
+    pub(crate) async fn host_with_secret(
         &self,
         dir: &std::path::Path,
         destination: portcullis::manifest::DestinationEntry,
@@ -507,8 +527,8 @@ impl Net {
         let secret = portcullis::SecretConfig::file("api", &file)
             .destination(destination)
             .inject(inject);
-        let mut plugin = PluginConfig::new("egress", plugin_path("egress"))
-            .sha256(plugin_sha("egress"))
+        let mut plugin = PluginConfig::new(self.plugin, plugin_path(self.plugin))
+            .sha256(plugin_sha(self.plugin))
             .http(
                 HttpTable::new(format!("http://allowed.test:{}", self.a()))
                     .methods(["GET", "POST"])
@@ -528,7 +548,7 @@ impl Net {
             .expect("loads")
     }
 
-    fn bound(&self) -> portcullis::manifest::DestinationEntry {
+    pub(crate) fn bound(&self) -> portcullis::manifest::DestinationEntry {
         destination(
             format!("http://allowed.test:{}/echo", self.a()),
             &["GET", "POST"],
@@ -721,7 +741,7 @@ async fn http_import_without_grant_is_refused_at_load() {
 }
 
 #[derive(Clone, Default)]
-struct Memory(Arc<Mutex<Vec<String>>>);
+pub(crate) struct Memory(Arc<Mutex<Vec<String>>>);
 
 impl AuditSink for Memory {
     fn write_line(&self, line: &str) -> std::io::Result<()> {

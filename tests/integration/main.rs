@@ -17,3 +17,4 @@ mod pinning;
 mod plugin_files;
 mod plugin_json;
 mod secrets;
+mod wasi_http;

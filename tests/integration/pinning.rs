@@ -149,7 +149,7 @@ fn plugins_build_reproducibly_under_another_cargo_home_and_checkout() {
 
     let manifest = std::fs::read_to_string(root.join("plugins/portcullis.toml")).expect("manifest");
     for plugin in [
-        "files", "json", "refunds", "fetch", "hostile", "sockets", "egress",
+        "files", "json", "refunds", "fetch", "issues", "hostile", "sockets", "egress", "wasihttp",
     ] {
         let rebuilt = std::fs::read(checkout.join(format!("plugins/dist/{plugin}.wasm")))
             .expect("rebuilt component");

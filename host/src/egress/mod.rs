@@ -38,13 +38,15 @@ pub use resolve::{ResolveFuture, Resolver, SystemResolver};
 use crate::policy::{Limits, caps};
 use crate::secrets::{Injection, Scrubber, SecretPolicy, SecretRequest};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 /// Headers a plugin may not set: the host sets `Host`, framing and
 /// encoding itself, and hop-by-hop headers concern only one connection.
-const FORBIDDEN_HEADERS: &[&str] = &[
+pub(crate) const FORBIDDEN_HEADERS: &[&str] = &[
     "host",
     "connection",
     "keep-alive",
@@ -67,7 +69,32 @@ pub(crate) struct GuestRequest {
     pub(crate) url: String,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: Option<Vec<u8>>,
-    pub(crate) secret: Option<String>,
+    pub(crate) secret: SecretChoice,
+    /// Timeouts the guest asked for; they can only shorten the host's.
+    pub(crate) timeouts: GuestTimeouts,
+}
+
+/// Which secret, if any, a request gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SecretChoice {
+    /// None.
+    None,
+    /// The one the plugin named (`portcullis:tool/http`); denied unless
+    /// granted and bound to the destination.
+    Named(String),
+    /// The first granted secret bound to the destination, if any
+    /// (`wasi:http`, whose requests cannot name one).
+    ByDestination,
+}
+
+/// Timeouts a guest supplied (`wasi:http` request options).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct GuestTimeouts {
+    pub(crate) connect: Option<Duration>,
+    /// The host hands the guest the response only once it is complete, so
+    /// the guest's first byte arrives when the whole exchange is over:
+    /// this bounds the whole exchange.
+    pub(crate) first_byte: Option<Duration>,
 }
 
 /// A response as the plugin receives it.
@@ -132,19 +159,35 @@ pub(crate) struct CallSecrets {
     pub(crate) caller: Option<String>,
 }
 
-/// The egress state of one call.
+/// What one call's requests have done so far.
+#[derive(Default)]
+struct Tally {
+    requests: u32,
+    denials: u32,
+    records: Vec<EgressRecord>,
+}
+
+/// The egress state of one call, shared by both HTTP interfaces (a
+/// `wasi:http` request runs in its own task, so this is used through
+/// `&self`).
 pub(crate) struct CallEgress {
     secrets: CallSecrets,
+    /// Every value known at load plus any value a source gave out for this
+    /// call: what responses, and finally the call's results, are scrubbed
+    /// with.
+    scrubber: Mutex<Arc<Scrubber>>,
     plugin: Arc<str>,
     rules: Vec<HttpRule>,
     limits: Limits,
     resolver: Arc<dyn Resolver>,
     /// The call's own deadline: no request may outlive it.
     call_deadline: Instant,
-    requests: u32,
-    denials: u32,
     max_denials: u32,
-    pub(crate) records: Vec<EgressRecord>,
+    tally: Mutex<Tally>,
+    /// One request in flight at a time ([`caps::HTTP_IN_FLIGHT`]).
+    in_flight: tokio::sync::Semaphore,
+    /// Cancelled when the call piles up more denials than allowed.
+    stopped: CancellationToken,
 }
 
 impl CallEgress {
@@ -158,16 +201,60 @@ impl CallEgress {
         secrets: CallSecrets,
     ) -> CallEgress {
         CallEgress {
+            scrubber: Mutex::new(Arc::clone(&secrets.scrubber)),
             secrets,
             plugin,
             rules,
             limits,
             resolver,
             call_deadline,
-            requests: 0,
-            denials: 0,
             max_denials,
-            records: Vec::new(),
+            tally: Mutex::new(Tally::default()),
+            in_flight: tokio::sync::Semaphore::new(caps::HTTP_IN_FLIGHT),
+            stopped: CancellationToken::new(),
+        }
+    }
+
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        // Nothing panics while holding it; a poisoned tally is still right.
+        self.tally.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The secrets granted to the plugin.
+    pub(crate) fn granted(&self) -> &[SecretPolicy] {
+        &self.secrets.granted
+    }
+
+    /// The biggest request body allowed.
+    pub(crate) fn request_body_limit(&self) -> u64 {
+        self.limits.http_request_body
+    }
+
+    /// The call's deadline: nothing of a request may outlive it.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.call_deadline
+    }
+
+    /// Every attempt so far, allowed or not.
+    pub(crate) fn records(&self) -> Vec<EgressRecord> {
+        self.tally().records.clone()
+    }
+
+    /// Cancelled once the call exceeded its denials; the number of denials.
+    pub(crate) fn stopped(&self) -> (&CancellationToken, u32) {
+        (&self.stopped, self.tally().denials)
+    }
+
+    /// The scrubber for this call: the host's, grown by any secret value
+    /// fetched for this call that the host did not know at load.
+    pub(crate) fn scrubber(&self) -> Arc<Scrubber> {
+        Arc::clone(&self.scrubber.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn learn(&self, name: &str, value: &crate::secrets::Secret) {
+        let mut current = self.scrubber.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(grown) = current.with_value(name, value) {
+            *current = Arc::new(grown);
         }
     }
 
@@ -178,12 +265,22 @@ impl CallEgress {
     /// [`Suspicious`] when this denial exceeds the call's maximum: the
     /// caller traps.
     pub(crate) async fn send(
-        &mut self,
+        &self,
         request: GuestRequest,
     ) -> Result<Result<GuestResponse, EgressError>, Suspicious> {
         let method = request.method.clone();
-        let secret = request.secret.clone();
-        let (destination, result) = self.attempt(request).await;
+        let mut secret = match &request.secret {
+            SecretChoice::Named(name) => Some(name.clone()),
+            SecretChoice::None | SecretChoice::ByDestination => None,
+        };
+        let (destination, result) = {
+            // Never fails: the semaphore is not closed. Waiting for the
+            // permit ends with the call.
+            let Ok(_permit) = self.in_flight.acquire().await else {
+                return Ok(Err(EgressError::TooManyRequests("the call is over".into())));
+            };
+            self.attempt(request, &mut secret).await
+        };
         let (allowed, reason, status, bytes) = match &result {
             Ok(response) => (
                 true,
@@ -208,7 +305,8 @@ impl CallEgress {
                 result,
                 Err(EgressError::InvalidRequest(_) | EgressError::TooManyRequests(_))
             );
-        self.records.push(EgressRecord {
+        let mut tally = self.tally();
+        tally.records.push(EgressRecord {
             method,
             destination,
             status,
@@ -219,18 +317,21 @@ impl CallEgress {
             secret,
         });
         if denied {
-            self.denials += 1;
-            if self.denials > self.max_denials {
-                return Err(Suspicious(self.denials));
+            tally.denials += 1;
+            if tally.denials > self.max_denials {
+                self.stopped.cancel();
+                return Err(Suspicious(tally.denials));
             }
         }
         Ok(result)
     }
 
-    /// The destination as checked, and the outcome.
+    /// The destination as checked, and the outcome. `secret` is set to
+    /// the secret a by-destination request got.
     async fn attempt(
-        &mut self,
+        &self,
         request: GuestRequest,
+        secret_used: &mut Option<String>,
     ) -> (String, Result<GuestResponse, EgressError>) {
         let raw_destination = crate::audit::cut(&request.url, 256).0.to_string();
         let invalid = |why: String| {
@@ -239,8 +340,12 @@ impl CallEgress {
                 Err(EgressError::InvalidRequest(why)),
             )
         };
-        self.requests += 1;
-        if self.requests > self.limits.http_requests {
+        let requests = {
+            let mut tally = self.tally();
+            tally.requests += 1;
+            tally.requests
+        };
+        if requests > self.limits.http_requests {
             return (
                 raw_destination.clone(),
                 Err(EgressError::TooManyRequests(format!(
@@ -252,8 +357,7 @@ impl CallEgress {
         let body = request.body.unwrap_or_default();
         if body.len() as u64 > self.limits.http_request_body {
             return invalid(format!(
-                "the request body is {} bytes; the limit is {} bytes",
-                body.len(),
+                "the request body is over the limit of {} bytes",
                 self.limits.http_request_body
             ));
         }
@@ -296,21 +400,23 @@ impl CallEgress {
                 request.method.escape_debug()
             ));
         }
-        let secret = match &request.secret {
-            None => None,
-            Some(name) => match self.secrets.granted.iter().find(|p| &p.name == name) {
-                Some(policy) => Some(policy.clone()),
-                None => {
-                    return self.deny(
-                        raw_destination,
-                        format!(
-                            "no secret named `{}` is granted to this plugin",
-                            name.escape_debug()
-                        ),
-                        None,
-                    );
+        let named = match &request.secret {
+            SecretChoice::None | SecretChoice::ByDestination => None,
+            SecretChoice::Named(name) => {
+                match self.secrets.granted.iter().find(|p| &p.name == name) {
+                    Some(policy) => Some(policy.clone()),
+                    None => {
+                        return self.deny(
+                            raw_destination,
+                            format!(
+                                "no secret named `{}` is granted to this plugin",
+                                name.escape_debug()
+                            ),
+                            None,
+                        );
+                    }
                 }
-            },
+            }
         };
 
         // Parsed once: everything below uses `url` and `target`.
@@ -334,9 +440,18 @@ impl CallEgress {
         };
         let allow_private = rule.allow_private();
 
-        let deadline = self
-            .call_deadline
-            .min(Instant::now() + self.limits.http_timeout);
+        // The guest's timeouts only ever shorten ours.
+        let now = Instant::now();
+        let mut deadline = self.call_deadline.min(now + self.limits.http_timeout);
+        if let Some(first_byte) = request.timeouts.first_byte {
+            deadline = deadline.min(now + first_byte);
+        }
+        let connect_timeout = request
+            .timeouts
+            .connect
+            .map_or(self.limits.http_connect_timeout, |guest| {
+                guest.min(self.limits.http_connect_timeout)
+            });
         let ips: Vec<IpAddr> = match url.host() {
             Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
             Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
@@ -408,6 +523,26 @@ impl CallEgress {
             None => url.path().to_string(),
         };
         let mut headers = headers;
+        let secret = match request.secret {
+            SecretChoice::ByDestination => self
+                .secrets
+                .granted
+                .iter()
+                .find(|p| {
+                    p.allows(
+                        &target.scheme,
+                        &target.host,
+                        target.port,
+                        &method,
+                        &target.path,
+                    )
+                })
+                .cloned(),
+            SecretChoice::Named(_) | SecretChoice::None => named,
+        };
+        if let Some(policy) = &secret {
+            *secret_used = Some(policy.name.clone());
+        }
         if let Some(policy) = &secret
             && let Err(why) = self
                 .attach(policy, &method, &target, &mut headers, &mut path_and_query)
@@ -427,7 +562,7 @@ impl CallEgress {
             body,
         };
         let bounds = client::Bounds {
-            connect_timeout: self.limits.http_connect_timeout,
+            connect_timeout,
             deadline,
             max_response: self.limits.http_response,
         };
@@ -435,8 +570,9 @@ impl CallEgress {
             .await
             .map(|incoming| {
                 // Whatever comes back (an echo, an error page) loses every
-                // secret value before the plugin sees it.
-                let scrubber = &self.secrets.scrubber;
+                // secret value, including one fetched for this call, before
+                // the plugin sees it.
+                let scrubber = self.scrubber();
                 GuestResponse {
                     status: incoming.status,
                     headers: incoming
@@ -497,6 +633,9 @@ impl CallEgress {
                 crate::secrets::MIN_SECRET_BYTES
             ));
         }
+        // Known before anything is sent: an echo of a rotated value is
+        // scrubbed like the value known at load.
+        self.learn(name, &value);
         match policy.inject.inject(&value)? {
             Injection::Header {
                 name: header,

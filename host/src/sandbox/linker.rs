@@ -3,11 +3,12 @@
 //! [`INTERFACES`] is the single list of everything the host provides. It
 //! drives both the linker and the load-time import check, so an interface
 //! cannot be linked without being allowed or allowed without being linked.
-//! `wasi:sockets` is deliberately absent (and `wasi:http`, until it is
-//! linked behind the egress gate): a component that imports it is refused
-//! when it loads, with the list of offending imports, instead of being
-//! linked to stubs. `portcullis:tool/http` is linked for everyone but
-//! allowed only to plugins with HTTP grants ([`NEEDS_HTTP_GRANT`]).
+//! `wasi:sockets` is deliberately absent: a component that imports it is
+//! refused when it loads, with the list of offending imports, instead of
+//! being linked to stubs. `portcullis:tool/http` and `wasi:http` (whose
+//! requests go through the same egress gate, see `wasi_http`) are linked
+//! for everyone but allowed only to plugins with HTTP grants
+//! ([`NEEDS_HTTP_GRANT`]).
 
 use super::StoreData;
 use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
@@ -17,6 +18,9 @@ use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::random::WasiRandom;
+use wasmtime_wasi_http::WasiHttp;
+use wasmtime_wasi_http::WasiHttpView as _;
+use wasmtime_wasi_http::p2::bindings::{LinkOptions as HttpLinkOptions, http as wasi_http};
 use wasmtime_wasi_io::bindings::wasi::io;
 
 type AddToLinker = fn(&mut Linker<StoreData>) -> wasmtime::Result<()>;
@@ -105,10 +109,24 @@ pub(crate) const INTERFACES: &[(&str, &str, &str, AddToLinker)] = &[
             |t| t,
         )
     }),
+    ("wasi:http", "types", "0.2", |l| {
+        wasi_http::types::add_to_linker::<StoreData, WasiHttp>(
+            l,
+            &HttpLinkOptions::default().into(),
+            StoreData::http,
+        )
+    }),
+    ("wasi:http", "outgoing-handler", "0.2", |l| {
+        wasi_http::outgoing_handler::add_to_linker::<StoreData, WasiHttp>(l, StoreData::http)
+    }),
 ];
 
 /// Interfaces of [`INTERFACES`] a plugin may import only with HTTP grants.
-pub(crate) const NEEDS_HTTP_GRANT: &[(&str, &str)] = &[("portcullis:tool", "http")];
+pub(crate) const NEEDS_HTTP_GRANT: &[(&str, &str)] = &[
+    ("portcullis:tool", "http"),
+    ("wasi:http", "types"),
+    ("wasi:http", "outgoing-handler"),
+];
 
 /// Builds the linker with exactly [`INTERFACES`].
 pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<StoreData>> {
@@ -151,7 +169,18 @@ mod tests {
     fn portcullis_http_needs_an_http_grant() {
         assert!(!super::is_allowed("portcullis:tool/http@0.1.0", false));
         assert!(super::is_allowed("portcullis:tool/http@0.1.0", true));
-        assert!(!super::is_allowed("wasi:http/outgoing-handler@0.2.6", true));
+        assert!(!super::is_allowed(
+            "wasi:http/outgoing-handler@0.2.6",
+            false
+        ));
+        assert!(!super::is_allowed("wasi:http/types@0.2.6", false));
+    }
+
+    #[test]
+    fn wasi_http_is_allowed_with_an_http_grant() {
+        assert!(super::is_allowed("wasi:http/outgoing-handler@0.2.6", true));
+        assert!(super::is_allowed("wasi:http/types@0.2.0", true));
+        assert!(!super::is_allowed("wasi:http/incoming-handler@0.2.6", true));
     }
 
     #[test]

@@ -14,11 +14,13 @@
 mod limits;
 mod linker;
 mod stdio;
+mod wasi_http;
 
 pub use stdio::Captured;
 
 use crate::egress::{
-    CallEgress, CallSecrets, EgressError, EgressRecord, GuestRequest, Resolver, Suspicious,
+    CallEgress, CallSecrets, EgressError, EgressRecord, GuestRequest, GuestTimeouts, Resolver,
+    SecretChoice, Suspicious,
 };
 use crate::error::Limit;
 use crate::policy::{DirMode, PluginPolicy, caps};
@@ -32,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -60,7 +63,10 @@ pub(crate) struct StoreData {
     scrubber: Arc<Scrubber>,
     /// The call's egress gate; `None` without HTTP grants (and while
     /// listing tools), when every request is denied.
-    egress: Option<CallEgress>,
+    egress: Option<Arc<CallEgress>>,
+    http: WasiHttpCtx,
+    /// `wasi:http` requests go through `egress` too.
+    http_hooks: wasi_http::GateHooks,
 }
 
 impl WasiView for StoreData {
@@ -68,6 +74,16 @@ impl WasiView for StoreData {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StoreData {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }
@@ -143,7 +159,7 @@ impl bindings::portcullis::tool::http::Host for StoreData {
         Result<bindings::portcullis::tool::http::Response, bindings::portcullis::tool::http::Error>,
     > {
         use bindings::portcullis::tool::http::{Error as WitError, Response as WitResponse};
-        let Some(egress) = self.egress.as_mut() else {
+        let Some(egress) = self.egress.clone() else {
             return Ok(Err(WitError::Denied(
                 "this plugin has no HTTP grants (none are in force while listing tools)".into(),
             )));
@@ -154,7 +170,10 @@ impl bindings::portcullis::tool::http::Host for StoreData {
                 url: request.url,
                 headers: request.headers,
                 body: request.body,
-                secret: request.secret,
+                secret: request
+                    .secret
+                    .map_or(SecretChoice::None, SecretChoice::Named),
+                timeouts: GuestTimeouts::default(),
             })
             .await
             .map_err(wasmtime::Error::new)?;
@@ -243,6 +262,12 @@ pub(crate) struct Run {
     pub(crate) logs_dropped: u64,
     /// Every outbound request attempted, allowed or not.
     pub(crate) egress: Vec<EgressRecord>,
+    /// A standard WebAssembly core dump of the store, when the guest
+    /// trapped and the host captures them.
+    pub(crate) core_dump: Option<Vec<u8>>,
+    /// The call's scrubber when a secret source gave out a value the host
+    /// did not know at load (a rotated or per-caller token).
+    pub(crate) scrubber: Option<Arc<Scrubber>>,
     pub(crate) fuel_used: u64,
     pub(crate) duration: Duration,
 }
@@ -287,15 +312,17 @@ impl Sandbox {
     /// A sandbox that scrubs nothing (for hosts without secrets, and for
     /// inspecting components).
     pub(crate) fn new() -> Result<Sandbox, String> {
-        Sandbox::scrubbing(Arc::new(Scrubber::default()))
+        Sandbox::scrubbing(Arc::new(Scrubber::default()), false)
     }
 
     /// A sandbox that scrubs `scrubber`'s secrets from every call's stdio
-    /// and logs.
-    pub(crate) fn scrubbing(scrubber: Arc<Scrubber>) -> Result<Sandbox, String> {
+    /// and logs and, with `core_dumps`, captures a core dump when a guest
+    /// traps.
+    pub(crate) fn scrubbing(scrubber: Arc<Scrubber>, core_dumps: bool) -> Result<Sandbox, String> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
+            .coredump_on_trap(core_dumps)
             .consume_fuel(true)
             .epoch_interruption(true)
             // Deep recursion traps with a stack overflow instead of
@@ -408,28 +435,42 @@ impl Sandbox {
         let limits = policy.limits;
         let stdout = CappedPipe::new(limits.stdio, &self.scrubber);
         let stderr = CappedPipe::new(limits.stdio, &self.scrubber);
-        let finish = |result: Result<Response, Failure>, store: Option<&Store<StoreData>>| {
+        let finish = |result: Result<Response, Failure>,
+                      store: Option<&Store<StoreData>>,
+                      core_dump: Option<Vec<u8>>| {
             let (logs, logs_dropped, egress, fuel_left) = match store {
                 Some(store) => (
                     store.data().logs.clone(),
                     store.data().logs_dropped,
-                    store
-                        .data()
-                        .egress
-                        .as_ref()
-                        .map(|e| e.records.clone())
-                        .unwrap_or_default(),
+                    store.data().egress.as_deref(),
                     store.get_fuel().unwrap_or(0),
                 ),
-                None => (Vec::new(), 0, Vec::new(), limits.fuel),
+                None => (Vec::new(), 0, None, limits.fuel),
             };
+            let scrubber = egress
+                .map(CallEgress::scrubber)
+                .filter(|s| !Arc::ptr_eq(s, &self.scrubber));
+            let (mut stdout, mut stderr) = (stdout.take(), stderr.take());
+            let mut logs = logs;
+            if let Some(scrubber) = &scrubber {
+                // The pipes and the log scrubbed with what the host knew at
+                // load; a value fetched during the call is caught here.
+                for captured in [&mut stdout, &mut stderr] {
+                    captured.rescrub(scrubber);
+                }
+                for record in &mut logs {
+                    record.message = scrubber.scrub_str(&record.message).into_owned();
+                }
+            }
             Run {
                 result,
-                stdout: stdout.take(),
-                stderr: stderr.take(),
+                stdout,
+                stderr,
                 logs,
                 logs_dropped,
-                egress,
+                egress: egress.map(CallEgress::records).unwrap_or_default(),
+                core_dump,
+                scrubber,
                 fuel_used: limits.fuel.saturating_sub(fuel_left),
                 duration: started.elapsed(),
             }
@@ -438,7 +479,7 @@ impl Sandbox {
         let grants = matches!(request, Request::Call { .. });
         let wasi = match wasi_ctx(policy, grants, &stdout, &stderr) {
             Ok(wasi) => wasi,
-            Err(e) => return finish(Err(Failure::Setup(e)), None),
+            Err(e) => return finish(Err(Failure::Setup(e)), None, None),
         };
         let deadline = started + limits.timeout;
         let egress = match &request {
@@ -448,7 +489,7 @@ impl Sandbox {
                 max_denials,
                 secrets,
                 ..
-            } if !policy.http.is_empty() => Some(CallEgress::new(
+            } if !policy.http.is_empty() => Some(Arc::new(CallEgress::new(
                 Arc::from(policy.name.as_str()),
                 policy.http.clone(),
                 limits,
@@ -462,9 +503,10 @@ impl Sandbox {
                     call_id: secrets.call_id,
                     caller: secrets.caller.map(str::to_string),
                 },
-            )),
+            ))),
             _ => None,
         };
+        let stopped = egress.as_ref().map(|e| e.stopped().0.clone());
         let mut table = ResourceTable::new();
         table.set_max_capacity(caps::RESOURCES);
         let mut store = Store::new(
@@ -477,12 +519,14 @@ impl Sandbox {
                 logs_dropped: 0,
                 plugin: Arc::from(policy.name.as_str()),
                 scrubber: Arc::clone(&self.scrubber),
+                http: WasiHttpCtx::new(),
+                http_hooks: wasi_http::GateHooks::new(egress.clone()),
                 egress,
             },
         );
         store.limiter(|data| &mut data.limiter);
         if let Err(e) = store.set_fuel(limits.fuel) {
-            return finish(Err(Failure::Setup(e.to_string())), Some(&store));
+            return finish(Err(Failure::Setup(e.to_string())), Some(&store), None);
         }
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -515,9 +559,18 @@ impl Sandbox {
                         }),
                 }
             };
+            let stopped = async {
+                match &stopped {
+                    Some(token) => token.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => Interrupted::Cancelled,
+                // A `wasi:http` request cannot trap the guest from its own
+                // task: the gate stops the call instead.
+                () = stopped => Interrupted::Suspicious,
                 r = tokio::time::timeout_at(deadline.into(), guest) => match r {
                     Ok(Ok(response)) => Interrupted::No(response),
                     Ok(Err(e)) => Interrupted::Trap(e),
@@ -525,6 +578,7 @@ impl Sandbox {
                 },
             }
         };
+        let mut core_dump = None;
         let result = match outcome {
             Interrupted::No(Response::Output(output)) if output.len() as u64 > limits.output => {
                 Err(Failure::Limit(
@@ -538,10 +592,18 @@ impl Sandbox {
             }
             Interrupted::No(response) => Ok(response),
             Interrupted::Cancelled => Err(Failure::Cancelled),
+            Interrupted::Suspicious => Err(Failure::Suspicious(
+                store.data().egress.as_ref().map_or(0, |e| e.stopped().1),
+            )),
             Interrupted::Deadline => Err(time_limit(limits.timeout)),
-            Interrupted::Trap(e) => Err(classify(&e, store.data(), &limits)),
+            Interrupted::Trap(e) => {
+                core_dump = e
+                    .downcast_ref::<wasmtime::WasmCoreDump>()
+                    .map(|dump| dump.serialize(&mut store, &policy.name));
+                Err(classify(&e, store.data(), &limits))
+            }
         };
-        finish(result, Some(&store))
+        finish(result, Some(&store), core_dump)
     }
 }
 
@@ -550,6 +612,7 @@ enum Interrupted {
     Trap(wasmtime::Error),
     Deadline,
     Cancelled,
+    Suspicious,
 }
 
 fn time_limit(timeout: Duration) -> Failure {

@@ -27,9 +27,18 @@ pub struct Captured {
 }
 
 impl Captured {
-    /// Total bytes the plugin wrote.
+    /// Total bytes the plugin wrote (counting what scrubbing replaced as
+    /// its replacement).
     pub fn total(&self) -> u64 {
         self.kept.len() as u64 + self.discarded
+    }
+
+    /// Scrubs what was kept once more, with a scrubber that learned values
+    /// during the call.
+    pub(crate) fn rescrub(&mut self, scrubber: &Scrubber) {
+        if let std::borrow::Cow::Owned(clean) = scrubber.scrub_bytes(&self.kept) {
+            self.kept = clean;
+        }
     }
 }
 

@@ -169,6 +169,16 @@ impl InjectRule {
         }
     }
 
+    /// The header this rule sets, lower case (`None` for a query
+    /// parameter): a plugin may not set it itself.
+    pub(crate) fn header(&self) -> Option<String> {
+        match self {
+            InjectRule::Header { name, .. } => Some(name.to_ascii_lowercase()),
+            InjectRule::Basic { .. } => Some("authorization".into()),
+            InjectRule::Query { .. } => None,
+        }
+    }
+
     /// A short description for `portcullis check` and errors, without the
     /// value: `header Authorization: Bearer {}`.
     pub fn describe(&self) -> String {

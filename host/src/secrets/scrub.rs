@@ -84,6 +84,32 @@ impl Scrubber {
         scrubber
     }
 
+    /// This scrubber plus `value` under `name`: for a value a source gave
+    /// out for one call (a rotated or per-caller token) that the host did
+    /// not know when it loaded. `None` when `value` is already known.
+    pub fn with_value(&self, name: &str, value: &Secret) -> Option<Scrubber> {
+        let bytes = value.expose_for_injection().as_bytes();
+        if bytes.is_empty() || self.patterns.iter().any(|p| p.bytes == bytes) {
+            return None;
+        }
+        let mut scrubber = Scrubber {
+            patterns: self
+                .patterns
+                .iter()
+                .map(|p| Pattern {
+                    bytes: p.bytes.clone(),
+                    secret: p.secret,
+                })
+                .collect(),
+            by_first: Vec::new(),
+            markers: self.markers.clone(),
+            max_len: 0,
+        };
+        scrubber.add(name, bytes);
+        scrubber.index();
+        Some(scrubber)
+    }
+
     /// Whether there is nothing to scrub.
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
@@ -381,6 +407,24 @@ mod tests {
             "token=[redacted:api]; again [redacted:api]"
         );
         assert_eq!(scrub(b"nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn a_value_given_out_for_one_call_is_scrubbed_with_the_known_ones() {
+        let rotated = Secret::new("rotated-0123456789-token");
+        let grown = scrubber()
+            .with_value("api", &rotated)
+            .expect("a new value extends the scrubber");
+        let text = format!(
+            "{VALUE} {} {}",
+            rotated.expose_for_injection(),
+            base64_padded(b"rotated-0123456789-token")
+        );
+        assert_eq!(
+            grown.scrub_str(&text),
+            "[redacted:api] [redacted:api] [redacted:api]"
+        );
+        assert!(scrubber().with_value("api", &Secret::new(VALUE)).is_none());
     }
 
     #[test]

@@ -38,6 +38,10 @@ struct Req {
 struct Send {
     /// Sent in order.
     requests: Vec<Req>,
+    /// Abort after the last request, so the host can dump (and a test can
+    /// inspect) this instance's whole linear memory.
+    #[serde(default)]
+    then_abort: bool,
 }
 
 fn outcome(result: Result<Response, HttpError>) -> Value {
@@ -68,6 +72,11 @@ fn send(input: Send) -> Result<Vec<Value>, ToolError> {
             }
             out.push(outcome(request.send()));
         }
+    }
+    if input.then_abort {
+        // The responses stay alive in memory up to the trap.
+        std::hint::black_box(&out);
+        std::process::abort();
     }
     Ok(out)
 }

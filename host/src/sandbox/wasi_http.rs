@@ -1,0 +1,193 @@
+//! `wasi:http/outgoing-handler` behind the egress gate.
+//!
+//! Components built by JavaScript, Python or Go toolchains fetch through
+//! `wasi:http`. wasmtime-wasi-http parses the guest's request; instead of
+//! its own sender (which resolves and connects with no address check), every
+//! request goes through the same [`CallEgress`] as `portcullis:tool/http`:
+//! the same allowlist, SSRF defence, limits, secrets, scrubbing and audit
+//! records. What differs is only the shape:
+//!
+//! - the guest's request options can only shorten the host's timeouts;
+//! - a request cannot name a secret, so the first granted secret bound to
+//!   the destination is attached (the manifest's binding is the rule);
+//!   headers a granted secret is injected into cannot be set by the guest;
+//! - the response reaches the guest once it is complete (it was capped,
+//!   decompressed and scrubbed on the host), with its length recomputed;
+//! - errors are `wasi:http` error codes; the reason for a denial is in the
+//!   audit log and the operator's log.
+
+use crate::egress::{
+    CallEgress, EgressError, FORBIDDEN_HEADERS, GuestRequest, GuestTimeouts, SecretChoice,
+};
+use bytes::Bytes;
+use http::HeaderName;
+use http_body_util::{BodyExt, Full};
+use std::future::Future;
+use std::sync::Arc;
+use wasmtime_wasi_http::{
+    DEFAULT_FORBIDDEN_HEADERS, Error, ForbiddenHeaderFilter, RequestOptions, WasiBody,
+    WasiHttpHooks,
+};
+
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
+
+/// The `wasi:http` hooks of one call.
+pub(crate) struct GateHooks {
+    /// `None` without HTTP grants (and while listing tools): every request
+    /// is denied.
+    egress: Option<Arc<CallEgress>>,
+    /// Headers the guest may not set, beyond wasi-http's defaults: the
+    /// gate's, and every header a granted secret is injected into.
+    forbidden: Arc<[HeaderName]>,
+}
+
+impl GateHooks {
+    pub(crate) fn new(egress: Option<Arc<CallEgress>>) -> GateHooks {
+        let mut forbidden: Vec<HeaderName> = FORBIDDEN_HEADERS
+            .iter()
+            // The guest's `content-length` is checked against its body by
+            // wasi-http and then dropped: the host frames the request.
+            .filter(|name| **name != "content-length")
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+            .collect();
+        if let Some(egress) = &egress {
+            forbidden.extend(
+                egress
+                    .granted()
+                    .iter()
+                    .filter_map(|p| p.inject.header())
+                    .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok()),
+            );
+        }
+        GateHooks {
+            egress,
+            forbidden: forbidden.into(),
+        }
+    }
+}
+
+impl WasiHttpHooks for GateHooks {
+    fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        let forbidden = Arc::clone(&self.forbidden);
+        Arc::new(move |name| DEFAULT_FORBIDDEN_HEADERS.contains(name) || forbidden.contains(name))
+    }
+
+    fn set_host_header(&mut self) -> bool {
+        // The gate's client sets `Host` from the checked URL.
+        false
+    }
+
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _response_errors: IoFuture,
+    ) -> SendFuture {
+        let egress = self.egress.clone();
+        Box::new(async move {
+            let Some(egress) = egress else {
+                tracing::warn!("wasi:http request denied: this plugin has no HTTP grants");
+                return Err(Error::HttpRequestDenied);
+            };
+            let response = send(&egress, request, options).await?;
+            Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+        })
+    }
+}
+
+async fn send(
+    egress: &CallEgress,
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<http::Response<WasiBody>, Error> {
+    let (parts, body) = request.into_parts();
+    // Read one byte past the limit, so the gate refuses (and records) an
+    // oversized body without the host buffering more of it.
+    let limit = egress.request_body_limit().saturating_add(1);
+    let body = tokio::time::timeout_at(egress.deadline(), collect(body, limit))
+        .await
+        .map_err(|_| Error::HttpRequestBodySize(None))??;
+    let mut headers = Vec::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        if name == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        let Ok(value) = value.to_str() else {
+            return Err(Error::InternalError(Some(format!(
+                "header `{name}` is not visible ASCII text"
+            ))));
+        };
+        headers.push((name.as_str().to_string(), value.to_string()));
+    }
+    let outcome = egress
+        .send(GuestRequest {
+            method: parts.method.as_str().to_string(),
+            url: parts.uri.to_string(),
+            headers,
+            body: (!body.is_empty()).then_some(body),
+            secret: SecretChoice::ByDestination,
+            timeouts: GuestTimeouts {
+                connect: options.and_then(|o| o.connect_timeout),
+                first_byte: options.and_then(|o| o.first_byte_timeout),
+            },
+        })
+        .await;
+    let response = match outcome {
+        // Too many denials: the sandbox sees the gate stop and ends the
+        // call; the guest sees one more denial meanwhile.
+        Err(_suspicious) => return Err(Error::HttpRequestDenied),
+        Ok(Err(e)) => return Err(error_code(e)),
+        Ok(Ok(response)) => response,
+    };
+    let mut builder = http::Response::builder().status(response.status);
+    for (name, value) in &response.headers {
+        let lower = name.to_ascii_lowercase();
+        // The body below is complete and may be shorter after scrubbing:
+        // the framing is the host's.
+        if matches!(
+            lower.as_str(),
+            "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "trailer"
+        ) {
+            continue;
+        }
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder = builder.header(http::header::CONTENT_LENGTH, response.body.len());
+    let body = Full::new(Bytes::from(response.body))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    builder
+        .body(body)
+        .map_err(|e| Error::InternalError(Some(format!("cannot build the response: {e}"))))
+}
+
+/// The request body, at most `limit` bytes of it.
+async fn collect(mut body: WasiBody, limit: u64) -> Result<Vec<u8>, Error> {
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let room =
+                usize::try_from(limit.saturating_sub(collected.len() as u64)).unwrap_or(usize::MAX);
+            collected.extend_from_slice(&data[..data.len().min(room)]);
+            if collected.len() as u64 >= limit {
+                break;
+            }
+        }
+    }
+    Ok(collected)
+}
+
+/// The gate's outcome as a `wasi:http` error code.
+fn error_code(error: EgressError) -> Error {
+    match error {
+        EgressError::Denied(_) => Error::HttpRequestDenied,
+        EgressError::Timeout(_) => Error::HttpResponseTimeout,
+        EgressError::TooLarge(_) => Error::HttpResponseBodySize(None),
+        EgressError::TooManyRequests(_) => Error::ConnectionLimitReached,
+        EgressError::InvalidRequest(why) | EgressError::Upstream(why) => {
+            Error::InternalError(Some(why))
+        }
+    }
+}

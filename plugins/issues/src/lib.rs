@@ -1,0 +1,1 @@
+//! The issue-tracker REST example (being written).
