@@ -503,3 +503,56 @@ fn check_warns_when_a_plugin_reads_local_data_and_has_egress() {
     );
     assert!(text(&out.stdout).contains("network   https://example.com:443"));
 }
+
+#[test]
+fn call_writes_a_core_dump_when_asked_and_the_plugin_traps() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let component = root().join("plugins/dist/hostile.wasm");
+    assert!(component.is_file(), "run `plugins/build.sh` first");
+    let sha = portcullis::sha256_hex(&std::fs::read(&component).expect("read"));
+    let manifest = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[plugins.hostile]\nsource = {:?}\nsha256 = \"{sha}\"\n",
+            component.to_str().expect("utf-8")
+        ),
+    )
+    .expect("write");
+    let dumps = dir.path().join("dumps");
+    let out = portcullis(&[
+        "call",
+        manifest.to_str().expect("utf-8"),
+        "hostile.panic",
+        "--core-dump",
+        dumps.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(4), "stderr: {}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("core dump: "), "{stderr}");
+    let files: Vec<_> = std::fs::read_dir(&dumps)
+        .expect("the dump directory exists")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let dump = std::fs::read(&files[0]).expect("read the dump");
+    // A WebAssembly module (the core dump format) with a `core` section.
+    assert!(dump.starts_with(b"\0asm"), "not a wasm file");
+    assert!(
+        dump.windows(4).any(|w| w == b"core"),
+        "no core dump section"
+    );
+    assert!(
+        stderr.contains(files[0].to_str().expect("utf-8")),
+        "{stderr}"
+    );
+
+    // Without the flag, nothing is written and the error names no dump.
+    let out = portcullis(&["call", manifest.to_str().expect("utf-8"), "hostile.panic"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        !text(&out.stderr).contains("core dump"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -524,9 +524,18 @@ impl Net {
     ) -> Host {
         let file = dir.join("api.secret");
         std::fs::write(&file, TOKEN).expect("write secret");
-        let secret = portcullis::SecretConfig::file("api", &file)
-            .destination(destination)
-            .inject(inject);
+        let secret = portcullis::SecretConfig::file("api", &file);
+        self.host_with_secret_config(secret.destination(destination).inject(inject), |b| b)
+            .await
+    }
+
+    /// The egress plugin allowed to reach the allowed server (GET, POST),
+    /// granted `secret` (named `api`).
+    async fn host_with_secret_config(
+        &self,
+        secret: portcullis::SecretConfig,
+        extra: impl FnOnce(portcullis::HostBuilder) -> portcullis::HostBuilder,
+    ) -> Host {
         let mut plugin = PluginConfig::new(self.plugin, plugin_path(self.plugin))
             .sha256(plugin_sha(self.plugin))
             .http(
@@ -536,16 +545,14 @@ impl Net {
             )
             .secret("api");
         plugin = plugin.limits(Limits::default());
-        Host::builder()
+        let builder = Host::builder()
             .resolver(self.resolver())
             .approver(ApproveAll)
             .max_denials(100)
             .audit(self.audit.clone())
             .secret(secret)
-            .plugin(plugin)
-            .build()
-            .await
-            .expect("loads")
+            .plugin(plugin);
+        extra(builder).build().await.expect("loads")
     }
 
     pub(crate) fn bound(&self) -> portcullis::manifest::DestinationEntry {
@@ -595,6 +602,171 @@ async fn upstream_receives_the_secret_the_plugin_never_sees() {
     assert_eq!(egress.len(), 1, "{records:?}");
     assert!(egress[0].contains("\"secret\":\"api\""), "{}", egress[0]);
     assert!(records.iter().all(|r| !r.contains(TOKEN)), "{records:?}");
+}
+
+/// Every linear memory of the instance a core dump describes, rebuilt from
+/// its memory and data sections (the standard core dump format).
+fn memories_of(dump: &[u8]) -> Vec<Vec<u8>> {
+    use wasmparser::{DataKind, Operator, Parser, Payload};
+    let mut memories: Vec<Vec<u8>> = Vec::new();
+    for payload in Parser::new(0).parse_all(dump) {
+        match payload.expect("a valid core dump") {
+            Payload::MemorySection(reader) => {
+                for memory in reader {
+                    let pages = memory.expect("a memory").initial;
+                    memories.push(vec![0; usize::try_from(pages * 65536).expect("fits")]);
+                }
+            }
+            Payload::DataSection(reader) => {
+                for data in reader {
+                    let data = data.expect("a data segment");
+                    let DataKind::Active {
+                        memory_index,
+                        offset_expr,
+                    } = data.kind
+                    else {
+                        continue;
+                    };
+                    let offset = match offset_expr.get_operators_reader().read() {
+                        Ok(Operator::I32Const { value }) => value as u32 as usize,
+                        Ok(Operator::I64Const { value }) => value as usize,
+                        other => panic!("unexpected offset {other:?}"),
+                    };
+                    memories[memory_index as usize][offset..offset + data.data.len()]
+                        .copy_from_slice(data.data);
+                }
+            }
+            _ => {}
+        }
+    }
+    memories
+}
+
+fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_never_enters_guest_memory() {
+    let net = Net::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dumps = dir.path().join("dumps");
+    let file = dir.path().join("api.secret");
+    std::fs::write(&file, TOKEN).expect("write secret");
+    let secret = portcullis::SecretConfig::file("api", &file)
+        .destination(net.bound())
+        .inject(portcullis::manifest::InjectEntry::header(
+            "Authorization",
+            "Bearer {}",
+        ));
+    let host = net
+        .host_with_secret_config(secret, |b| b.core_dumps(&dumps))
+        .await;
+    let echo = format!("http://allowed.test:{}/echo", net.a());
+    // The server echoes the credential in its body; the plugin keeps every
+    // response and then aborts, so the host dumps its memory.
+    let result = host
+        .call(
+            "egress.send",
+            &json!({
+                "requests": [
+                    {"url": echo, "secret": "api", "headers": [["x-probe", "probe-5e1f-in-guest-memory"]]},
+                    {"url": echo, "method": "POST", "secret": "api", "body": "{}"},
+                ],
+                "then_abort": true,
+            })
+            .to_string(),
+            &CallContext::new(),
+        )
+        .await;
+    let reason = match result {
+        Err(Error::Crashed { reason, .. }) => reason,
+        other => panic!("expected the plugin to abort, got {other:?}"),
+    };
+    assert!(reason.contains("core dump: "), "{reason}");
+    let heads = net.allowed.heads();
+    assert_eq!(
+        heads
+            .iter()
+            .filter(|h| h.contains(&format!("authorization: Bearer {TOKEN}")))
+            .count(),
+        2,
+        "the upstream received the credential twice: {heads:?}"
+    );
+
+    let files: Vec<_> = std::fs::read_dir(&dumps)
+        .expect("dump dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let memories = memories_of(&std::fs::read(&files[0]).expect("read dump"));
+    let total: usize = memories.iter().map(Vec::len).sum();
+    assert!(total >= 65536, "the dump holds {total} bytes of memory");
+    // The scan can see what the plugin handled: its own request and the
+    // (scrubbed) echoes are there...
+    assert!(
+        memories
+            .iter()
+            .any(|m| holds(m, b"probe-5e1f-in-guest-memory")),
+        "the plugin's own data is not in the dump"
+    );
+    assert!(
+        memories.iter().any(|m| holds(m, b"[redacted:api]")),
+        "the scrubbed echo is not in the dump"
+    );
+    // ...but no form of the credential: raw, hex, base64 at every alignment,
+    // base64url, percent- or JSON-encoded.
+    let oracle = portcullis::Scrubber::new([("api", &portcullis::Secret::new(TOKEN))]);
+    for memory in &memories {
+        assert_eq!(
+            oracle.find(memory),
+            None,
+            "a form of the secret is in guest memory"
+        );
+    }
+}
+
+/// A vault that gives out a new token for every call.
+struct Rotating;
+
+impl portcullis::SecretSource for Rotating {
+    fn get(&self, request: &portcullis::SecretRequest) -> Result<portcullis::Secret, String> {
+        Ok(portcullis::Secret::new(match request.call_id {
+            None => "token-known-at-load-0000".to_string(),
+            Some(id) => format!("rotated-token-for-call-{id:04}"),
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_fetched_for_one_call_is_scrubbed_too() {
+    let net = Net::start().await;
+    let secret = portcullis::SecretConfig::new("api", Rotating)
+        .destination(net.bound())
+        .inject(portcullis::manifest::InjectEntry::header("X-Api-Key", "{}"));
+    let host = net.host_with_secret_config(secret, |b| b).await;
+    let out = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}/echo", net.a()), "secret": "api"}),
+    )
+    .await;
+    assert_eq!(out["status"], 200, "{out}");
+    // The upstream got this call's token (not the one known at load)...
+    let heads = net.allowed.heads();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.contains("x-api-key: rotated-token-for-call-0001")),
+        "{heads:?}"
+    );
+    // ...and its echo reached the plugin (and the agent) redacted.
+    let text = out.to_string();
+    assert!(!text.contains("rotated-token-for-call"), "{text}");
+    assert!(text.contains("[redacted:api]"), "{text}");
+    assert!(
+        net.records().iter().all(|r| !r.contains("rotated-token")),
+        "an audit record holds the rotated value"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

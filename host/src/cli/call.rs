@@ -46,6 +46,11 @@ pub(crate) struct Args {
     /// `[audit] path`).
     #[arg(long, value_name = "FILE")]
     audit: Option<PathBuf>,
+    /// If the plugin traps (a panic, a limit), write a WebAssembly core
+    /// dump of its instance into DIR, for a wasm debugger. The error names
+    /// the file. A dump holds what the plugin had in memory.
+    #[arg(long, value_name = "DIR")]
+    core_dump: Option<PathBuf>,
 }
 
 /// Approves with `--approve`, asks on a terminal, denies otherwise.
@@ -131,6 +136,9 @@ pub(crate) async fn run(args: &Args, host: HostBuilder) -> Result<ExitCode, Fail
             hint: None,
         })?;
         builder = builder.audit(sink);
+    }
+    if let Some(dir) = &args.core_dump {
+        builder = builder.core_dumps(dir);
     }
     let host = builder.build().await?;
     let cancel = CancellationToken::new();
