@@ -7,7 +7,7 @@ use crate::audit::{
     MAX_RECORDED_ARGUMENTS,
 };
 use crate::cache::CompileCache;
-use crate::egress::{Resolver, SystemResolver};
+use crate::egress::{Network, Resolver, SystemResolver, Tls};
 use crate::error::{Error, ToolError};
 use crate::manifest::Manifest;
 use crate::plugin::{Effect, LoadedPlugin, sha256_hex};
@@ -58,7 +58,7 @@ struct Inner {
     granted: Vec<Arc<[SecretPolicy]>>,
     /// Every secret value, for scrubbing everything a call returns.
     scrubber: Arc<Scrubber>,
-    resolver: Arc<dyn Resolver>,
+    network: Network,
     /// Where core dumps of trapped calls go, if anywhere.
     core_dumps: Option<PathBuf>,
 }
@@ -104,6 +104,8 @@ pub struct HostBuilder {
     cache_dir: Option<PathBuf>,
     secrets: Vec<SecretConfig>,
     resolver: Option<Arc<dyn Resolver>>,
+    /// Extra HTTPS roots, as PEM.
+    roots: Vec<Vec<u8>>,
     core_dumps: Option<PathBuf>,
 }
 
@@ -120,6 +122,7 @@ impl std::fmt::Debug for HostBuilder {
             .field("screen", &self.screen)
             .field("secrets", &self.secrets)
             .field("resolver", &self.resolver.is_some())
+            .field("roots", &self.roots.len())
             .field("core_dumps", &self.core_dumps)
             .finish()
     }
@@ -198,6 +201,15 @@ impl HostBuilder {
     /// give those to plugins). `dir` is created private.
     pub fn core_dumps(mut self, dir: impl Into<PathBuf>) -> Self {
         self.core_dumps = Some(dir.into());
+        self
+    }
+
+    /// Also trusts the CA certificates in `pem` (one or more PEM
+    /// `CERTIFICATE` blocks) for HTTPS requests, besides the Mozilla roots:
+    /// for services behind a private CA. Host names are verified as
+    /// always.
+    pub fn trust_root_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.roots.push(pem.into());
         self
     }
 
@@ -308,7 +320,10 @@ impl HostBuilder {
             screen: self.screen.unwrap_or(entry.screen),
             secrets: secret_policies,
             scrubber,
-            resolver: self.resolver.unwrap_or_else(|| Arc::new(SystemResolver)),
+            network: Network {
+                resolver: self.resolver.unwrap_or_else(|| Arc::new(SystemResolver)),
+                tls: tls(&self.roots, &origin)?,
+            },
         };
         Host::load(policies, &origin, settings).await
     }
@@ -335,7 +350,30 @@ struct Settings {
     screen: bool,
     secrets: Vec<SecretPolicy>,
     scrubber: Arc<Scrubber>,
-    resolver: Arc<dyn Resolver>,
+    network: Network,
+}
+
+/// The HTTPS trust: the Mozilla roots and the certificates of `pems`.
+fn tls(pems: &[Vec<u8>], origin: &Path) -> Result<Tls, Error> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    let mut ders = Vec::new();
+    for pem in pems {
+        let before = ders.len();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| {
+                Error::manifest(origin, format!("a trusted root is not valid PEM: {e}"))
+            })?;
+            ders.push(cert.to_vec());
+        }
+        if ders.len() == before {
+            return Err(Error::manifest(
+                origin,
+                "a trusted root holds no PEM `CERTIFICATE` block",
+            ));
+        }
+    }
+    Tls::new(&ders).map_err(|e| Error::manifest(origin, format!("trusted roots: {e}")))
 }
 
 /// Each secret the plugin names exists, and no `env` value hands the guest
@@ -598,7 +636,7 @@ impl Host {
                 screen: settings.screen,
                 secrets: settings.secrets,
                 scrubber: settings.scrubber,
-                resolver: settings.resolver,
+                network: settings.network,
                 core_dumps: settings.core_dumps,
             }),
         })
@@ -840,7 +878,7 @@ impl Host {
                 Request::Call {
                     tool: &def.name,
                     arguments: call.arguments,
-                    resolver: &inner.resolver,
+                    network: &inner.network,
                     max_denials: inner.max_denials.saturating_sub(denials.count()),
                     secrets: CallSecretsRef {
                         granted: &inner.granted[call.p],

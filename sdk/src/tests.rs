@@ -17,6 +17,9 @@ struct Greet {
 struct Greeting {
     /// The greeting.
     text: String,
+    /// Left out when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
 
 fn greet(input: Greet) -> Result<Greeting, ToolError> {
@@ -25,6 +28,7 @@ fn greet(input: Greet) -> Result<Greeting, ToolError> {
     }
     Ok(Greeting {
         text: format!("Hello, {}!", input.name).repeat(input.times.unwrap_or(1) as usize),
+        notes: Vec::new(),
     })
 }
 
@@ -161,6 +165,9 @@ fn output_schema_is_declared_for_object_outputs_only() {
         output["properties"]["text"]["description"],
         json!("The greeting.")
     );
+    // The schema describes what the output serializes to: a field left out
+    // when empty is not required (the host validates real output with it).
+    assert_eq!(output["required"], json!(["text"]));
     // A string is not an object; `Value` has no schema to speak of.
     assert_eq!(spec("shout").output_schema, None);
     assert_eq!(spec("forget").output_schema, None);

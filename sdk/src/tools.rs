@@ -145,9 +145,22 @@ impl ToolInput for RawArgs {
     }
 }
 
-/// The draft 2020-12 schema of `T`, self-contained (local `$defs` only).
+/// The draft 2020-12 schema of what `T` deserializes from (tool
+/// arguments), self-contained (local `$defs` only).
 fn schema_of<T: JsonSchema>() -> Value {
     SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
+/// The draft 2020-12 schema of what `T` serializes to (tool output): a
+/// field with `skip_serializing_if` is optional here even when it has no
+/// default.
+fn output_schema_of<T: JsonSchema>() -> Value {
+    SchemaSettings::draft2020_12()
+        .for_serialize()
         .into_generator()
         .into_root_schema_for::<T>()
         .to_value()
@@ -221,7 +234,7 @@ pub trait HasOutputSchema {
 
 impl<O: JsonSchema> HasOutputSchema for OutputProbe<O> {
     fn output_schema(&self) -> Option<Value> {
-        let schema = schema_of::<O>();
+        let schema = output_schema_of::<O>();
         (schema.get("type") == Some(&Value::from("object"))).then_some(schema)
     }
 }

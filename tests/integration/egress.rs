@@ -80,7 +80,7 @@ impl Net {
         self.host_with(entries, limits, |b| b).await
     }
 
-    async fn host_with(
+    pub(crate) async fn host_with(
         &self,
         entries: Vec<HttpEntry>,
         limits: Limits,

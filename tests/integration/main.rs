@@ -15,6 +15,8 @@ mod limits;
 mod output;
 mod pinning;
 mod plugin_files;
+mod plugin_issues;
 mod plugin_json;
 mod secrets;
+mod tls;
 mod wasi_http;

@@ -54,33 +54,77 @@ pub(crate) struct Bounds {
     pub(crate) max_response: u64,
 }
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-            .unwrap_or_else(|_| {
-                // The ring provider supports the safe defaults; this branch
-                // only exists to avoid a panic path.
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            });
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Arc::new(config)
-        })
-        .clone()
+/// Whom the client trusts for HTTPS: the Mozilla roots, plus any CA the
+/// embedder added (a private CA). Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Tls(Arc<rustls::ClientConfig>);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// The Mozilla roots and `extra`, each a DER certificate.
+    ///
+    /// # Errors
+    ///
+    /// A certificate that is not a valid trust anchor.
+    pub(crate) fn new(extra: &[Vec<u8>]) -> Result<Tls, String> {
+        if extra.is_empty() {
+            return Ok(Tls::mozilla());
+        }
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for (i, der) in extra.iter().enumerate() {
+            roots
+                .add(rustls::pki_types::CertificateDer::from(der.clone()))
+                .map_err(|e| format!("certificate {} is not a usable root: {e}", i + 1))?;
+        }
+        Ok(Tls(config(roots)))
+    }
+
+    /// The Mozilla roots only (built once).
+    pub(crate) fn mozilla() -> Tls {
+        static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+        Tls(CONFIG
+            .get_or_init(|| {
+                config(rustls::RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                })
+            })
+            .clone())
+    }
+}
+
+fn config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| {
+        b.with_root_certificates(roots.clone())
+            .with_no_client_auth()
+    })
+    .unwrap_or_else(|_| {
+        // The ring provider supports the safe defaults; this branch
+        // only exists to avoid a panic path.
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+    });
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 /// Sends `out` and reads the whole response within `bounds`.
-pub(crate) async fn send(out: Outgoing<'_>, bounds: Bounds) -> Result<Incoming, ClientError> {
+pub(crate) async fn send(
+    out: Outgoing<'_>,
+    bounds: Bounds,
+    tls: &Tls,
+) -> Result<Incoming, ClientError> {
     let connect_by = bounds.deadline.min(Instant::now() + bounds.connect_timeout);
     let tcp = match tokio::time::timeout_at(connect_by, TcpStream::connect(out.addr)).await {
         Err(_) => {
@@ -109,7 +153,7 @@ pub(crate) async fn send(out: Outgoing<'_>, bounds: Bounds) -> Result<Incoming, 
                 .trim_end_matches(']');
             let server_name = ServerName::try_from(name.to_string())
                 .map_err(|e| ClientError::Upstream(format!("invalid TLS name `{name}`: {e}")))?;
-            let tls = TlsConnector::from(tls_config())
+            let tls = TlsConnector::from(Arc::clone(&tls.0))
                 .connect(server_name, tcp)
                 .await
                 .map_err(|e| ClientError::Upstream(format!("TLS with `{name}` failed: {e}")))?;

@@ -33,6 +33,7 @@ mod client;
 mod resolve;
 
 pub use allowlist::HttpRule;
+pub(crate) use client::Tls;
 pub use resolve::{ResolveFuture, Resolver, SystemResolver};
 
 use crate::policy::{Limits, caps};
@@ -159,6 +160,14 @@ pub(crate) struct CallSecrets {
     pub(crate) caller: Option<String>,
 }
 
+/// How the host reaches the network: its resolver and whom it trusts for
+/// HTTPS. Shared by every call.
+#[derive(Clone)]
+pub(crate) struct Network {
+    pub(crate) resolver: Arc<dyn Resolver>,
+    pub(crate) tls: Tls,
+}
+
 /// What one call's requests have done so far.
 #[derive(Default)]
 struct Tally {
@@ -179,7 +188,7 @@ pub(crate) struct CallEgress {
     plugin: Arc<str>,
     rules: Vec<HttpRule>,
     limits: Limits,
-    resolver: Arc<dyn Resolver>,
+    network: Network,
     /// The call's own deadline: no request may outlive it.
     call_deadline: Instant,
     max_denials: u32,
@@ -195,7 +204,7 @@ impl CallEgress {
         plugin: Arc<str>,
         rules: Vec<HttpRule>,
         limits: Limits,
-        resolver: Arc<dyn Resolver>,
+        network: Network,
         call_deadline: Instant,
         max_denials: u32,
         secrets: CallSecrets,
@@ -206,7 +215,7 @@ impl CallEgress {
             plugin,
             rules,
             limits,
-            resolver,
+            network,
             call_deadline,
             max_denials,
             tally: Mutex::new(Tally::default()),
@@ -456,7 +465,7 @@ impl CallEgress {
             Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
             Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
             _ => {
-                let lookup = self.resolver.resolve(&target.host, target.port);
+                let lookup = self.network.resolver.resolve(&target.host, target.port);
                 match tokio::time::timeout_at(deadline, lookup).await {
                     Err(_) => {
                         return (
@@ -566,7 +575,7 @@ impl CallEgress {
             deadline,
             max_response: self.limits.http_response,
         };
-        let result = client::send(outgoing, bounds)
+        let result = client::send(outgoing, bounds, &self.network.tls)
             .await
             .map(|incoming| {
                 // Whatever comes back (an echo, an error page) loses every

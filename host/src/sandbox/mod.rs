@@ -19,7 +19,7 @@ mod wasi_http;
 pub use stdio::Captured;
 
 use crate::egress::{
-    CallEgress, CallSecrets, EgressError, EgressRecord, GuestRequest, GuestTimeouts, Resolver,
+    CallEgress, CallSecrets, EgressError, EgressRecord, GuestRequest, GuestTimeouts, Network,
     SecretChoice, Suspicious,
 };
 use crate::error::Limit;
@@ -206,12 +206,12 @@ pub(crate) struct CallSecretsRef<'a> {
 pub(crate) enum Request<'a> {
     /// `list-tools`, run without any grants.
     ListTools,
-    /// `call(name, arguments)`, with the host's resolver and the call's
+    /// `call(name, arguments)`, with the host's network (resolver, TLS roots) and the call's
     /// denial budget for the egress gate.
     Call {
         tool: &'a str,
         arguments: &'a str,
-        resolver: &'a Arc<dyn Resolver>,
+        network: &'a Network,
         max_denials: u32,
         /// Secrets the call may attach to requests, and who is calling.
         secrets: CallSecretsRef<'a>,
@@ -485,7 +485,7 @@ impl Sandbox {
         let egress = match &request {
             Request::Call {
                 tool,
-                resolver,
+                network,
                 max_denials,
                 secrets,
                 ..
@@ -493,7 +493,7 @@ impl Sandbox {
                 Arc::from(policy.name.as_str()),
                 policy.http.clone(),
                 limits,
-                Arc::clone(resolver),
+                (*network).clone(),
                 deadline.into(),
                 *max_denials,
                 CallSecrets {

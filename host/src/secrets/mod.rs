@@ -116,7 +116,8 @@ pub struct SecretRequest {
     pub secret: String,
     /// The plugin making the request (`None` at load).
     pub plugin: Option<String>,
-    /// The `plugin.tool` being called (`None` at load).
+    /// The tool being called, as its plugin names it (`list`; the plugin
+    /// is in [`plugin`](SecretRequest::plugin)); `None` at load.
     pub tool: Option<String>,
     /// The call's id, as in the audit log (`None` at load).
     pub call_id: Option<u64>,

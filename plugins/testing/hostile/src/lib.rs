@@ -151,24 +151,17 @@ fn echo(args: RawArgs) -> Result<String, ToolError> {
     Ok(args.0)
 }
 
-/// Declares (through its schema) a required `promised` field it never
-/// writes.
+/// Declares (through its schema) a string `promised` field and writes a
+/// number there.
 #[derive(Serialize, JsonSchema)]
 struct Lie {
-    #[serde(skip_serializing)]
-    #[expect(
-        dead_code,
-        reason = "declared in the schema, never written: that is the lie"
-    )]
-    promised: String,
-    delivered: u32,
+    /// Declared a string in the schema, written as a number: the lie.
+    #[schemars(with = "String")]
+    promised: u32,
 }
 
 fn lie(_: NoInput) -> Result<Lie, ToolError> {
-    Ok(Lie {
-        promised: String::new(),
-        delivered: 1,
-    })
+    Ok(Lie { promised: 1 })
 }
 
 fn wipe(_: NoInput) -> Result<String, ToolError> {
