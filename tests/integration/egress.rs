@@ -441,6 +441,46 @@ async fn slow_drip_cannot_outlive_the_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_short_by_the_call_ending_is_still_audited() {
+    let net = Net::start().await;
+    let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
+    // Cancelled while the upstream drips its answer: the request was sent,
+    // so the audit log must show it although it never finished.
+    let cancel = portcullis::CancellationToken::new();
+    let later = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        later.cancel();
+    });
+    let result = host
+        .call(
+            "egress.send",
+            &json!({"requests": [{"url": format!("http://allowed.test:{}/drip?x=1", net.a())}]})
+                .to_string(),
+            &CallContext::new().cancellation(cancel),
+        )
+        .await;
+    assert!(matches!(result, Err(Error::Cancelled { .. })), "{result:?}");
+    let egress: Vec<Value> = net
+        .records()
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(r).expect("json"))
+        .filter(|r| r["event"] == "egress")
+        .collect();
+    assert_eq!(egress.len(), 1, "{egress:?}");
+    assert_eq!(
+        egress[0]["destination"],
+        format!("http://allowed.test:{}/drip", net.a())
+    );
+    assert!(
+        egress[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("unfinished")),
+        "{egress:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_limits_are_enforced() {
     let net = Net::start().await;
     let host = net

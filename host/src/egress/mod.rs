@@ -282,14 +282,31 @@ impl CallEgress {
             SecretChoice::Named(name) => Some(name.clone()),
             SecretChoice::None | SecretChoice::ByDestination => None,
         };
-        let (destination, result) = {
-            // Never fails: the semaphore is not closed. Waiting for the
-            // permit ends with the call.
-            let Ok(_permit) = self.in_flight.acquire().await else {
-                return Ok(Err(EgressError::TooManyRequests("the call is over".into())));
-            };
-            self.attempt(request, &mut secret).await
+        // Never fails: the semaphore is not closed. Waiting for the permit
+        // ends with the call.
+        let Ok(_permit) = self.in_flight.acquire().await else {
+            return Ok(Err(EgressError::TooManyRequests("the call is over".into())));
         };
+        // Recorded before anything can leave: if the call ends while this
+        // request is under way (its deadline, a cancellation, a guest that
+        // returns without waiting for a `wasi:http` response), the audit
+        // log still shows the attempt.
+        let slot = {
+            let url = request.url.split(['?', '#']).next().unwrap_or_default();
+            let mut tally = self.tally();
+            tally.records.push(EgressRecord {
+                method: method.clone(),
+                destination: crate::audit::cut(url, 256).0.to_string(),
+                status: None,
+                bytes: None,
+                allowed: false,
+                denied: false,
+                reason: Some("unfinished: the call ended before the request did".into()),
+                secret: secret.clone(),
+            });
+            tally.records.len() - 1
+        };
+        let (destination, result) = self.attempt(request, &mut secret).await;
         let (allowed, reason, status, bytes) = match &result {
             Ok(response) => (
                 true,
@@ -315,7 +332,7 @@ impl CallEgress {
                 Err(EgressError::InvalidRequest(_) | EgressError::TooManyRequests(_))
             );
         let mut tally = self.tally();
-        tally.records.push(EgressRecord {
+        tally.records[slot] = EgressRecord {
             method,
             destination,
             status,
@@ -324,7 +341,7 @@ impl CallEgress {
             denied,
             reason,
             secret,
-        });
+        };
         if denied {
             tally.denials += 1;
             if tally.denials > self.max_denials {
