@@ -35,30 +35,8 @@ impl CompileCache {
     /// Why the directory cannot serve as a cache: it cannot be created, is
     /// not a directory, or others can write to it.
     pub(crate) fn open(dir: &Path) -> Result<CompileCache, String> {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder
-            .create(dir)
-            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-        let meta = std::fs::metadata(dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
-        if !meta.is_dir() {
-            return Err(format!("`{}` is not a directory", dir.display()));
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            if meta.permissions().mode() & 0o022 != 0 {
-                return Err(format!(
-                    "`{}` can be written by other users; compiled code from it would run in the host",
-                    dir.display()
-                ));
-            }
-        }
+        private_dir(dir)
+            .map_err(|e| format!("{e}; compiled code from it would run in the host"))?;
         Ok(CompileCache {
             dir: dir.to_path_buf(),
         })
@@ -119,6 +97,38 @@ impl CompileCache {
 fn store(artifact: &Path, sidecar: &Path, compiled: &[u8]) -> std::io::Result<()> {
     write_atomically(artifact, compiled)?;
     write_atomically(sidecar, sha256_hex(compiled).as_bytes())
+}
+
+/// Creates `dir` (and missing parents) readable only by this user, or
+/// checks that an existing one is a directory other users cannot write to.
+/// An existing directory's mode is never changed.
+///
+/// # Errors
+///
+/// Why `dir` is not such a directory.
+pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    let meta = std::fs::metadata(dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("`{}` is not a directory", dir.display()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o022 != 0 {
+            return Err(format!("`{}` can be written by other users", dir.display()));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename: a reader

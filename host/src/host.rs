@@ -60,7 +60,7 @@ struct Inner {
     scrubber: Arc<Scrubber>,
     network: Network,
     /// Where core dumps of trapped calls go, if anywhere.
-    core_dumps: Option<PathBuf>,
+    core_dumps: Option<CoreDumps>,
 }
 
 impl Drop for Inner {
@@ -297,15 +297,16 @@ impl HostBuilder {
                 .ok()
         });
         let core_dumps = match self.core_dumps {
-            Some(dir) => Some(private_dir(&dir).map_err(|e| {
-                Error::manifest(
-                    &origin,
-                    format!(
-                        "cannot create the core dump directory `{}`: {e}",
-                        dir.display()
-                    ),
-                )
-            })?),
+            Some(dir) => {
+                crate::cache::private_dir(&dir).map_err(|e| {
+                    Error::manifest(&origin, format!("core dump directory: {e}"))
+                        .with_hint("use a directory only you can write, or a new one")
+                })?;
+                Some(CoreDumps {
+                    dir,
+                    written: AtomicU64::new(0),
+                })
+            }
             None => None,
         };
         let settings = Settings {
@@ -329,20 +330,57 @@ impl HostBuilder {
     }
 }
 
-/// Creates `dir` (and its parents) if needed, readable only by this user.
-fn private_dir(dir: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+/// Where core dumps go, and how many this host wrote.
+struct CoreDumps {
+    dir: PathBuf,
+    written: AtomicU64,
+}
+
+/// Core dumps one host writes at most: a plugin that traps on every call
+/// must not fill the disk.
+const MAX_CORE_DUMPS: u64 = 16;
+
+impl CoreDumps {
+    /// Writes `bytes` as a new dump of `plugin`'s call; returns the text to
+    /// add to the call's error. The agent sees only the file's name; the
+    /// operator's log has the whole path.
+    async fn write(&self, plugin: &str, call_id: u64, bytes: Vec<u8>) -> String {
+        if self.written.fetch_add(1, Ordering::Relaxed) >= MAX_CORE_DUMPS {
+            return format!(" (no core dump: this host already wrote {MAX_CORE_DUMPS})");
+        }
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        // Unique across hosts and runs sharing the directory.
+        let name = format!(
+            "{plugin}-{millis}-{}-{call_id}.coredump",
+            std::process::id()
+        );
+        let path = self.dir.join(&name);
+        let target = path.clone();
+        let written =
+            tokio::task::spawn_blocking(move || crate::cache::write_atomically(&target, &bytes))
+                .await;
+        match written {
+            Ok(Ok(())) => {
+                tracing::warn!(plugin, call_id, path = %path.display(), "core dump written");
+                format!(" (core dump: {name})")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(plugin, call_id, "core dump not written: {e}");
+                " (the core dump could not be written)".into()
+            }
+            Err(e) => {
+                tracing::warn!(plugin, call_id, "core dump not written: {e}");
+                " (the core dump could not be written)".into()
+            }
+        }
     }
-    Ok(dir.to_path_buf())
 }
 
 /// What the builder decided beyond the plugins.
 struct Settings {
-    core_dumps: Option<PathBuf>,
+    core_dumps: Option<CoreDumps>,
     cache: Option<CompileCache>,
     audit: AuditLog,
     approver: Arc<dyn Approver>,
@@ -870,7 +908,7 @@ impl Host {
             }
         }
 
-        let run = inner
+        let mut run = inner
             .sandbox
             .run(
                 &plugin.pre,
@@ -921,16 +959,9 @@ impl Host {
             });
         }
         // Named at the end of the error, if the host keeps core dumps.
-        let dumped = match (&inner.core_dumps, &run.core_dump) {
-            (Some(dir), Some(bytes)) => {
-                let path = dir.join(format!("{}-{}.coredump", plugin.policy.name, call.call_id));
-                match crate::cache::write_atomically(&path, bytes) {
-                    Ok(()) => format!(" (core dump: {})", path.display()),
-                    Err(e) => {
-                        tracing::warn!(tool = %tool, "core dump not written: {e}");
-                        format!(" (the core dump could not be written: {e})")
-                    }
-                }
+        let dumped = match (&inner.core_dumps, run.core_dump.take()) {
+            (Some(dumps), Some(bytes)) => {
+                dumps.write(&plugin.policy.name, call.call_id, bytes).await
             }
             _ => String::new(),
         };

@@ -255,3 +255,59 @@ async fn output_breaking_its_declared_schema_is_refused() {
     }
     assert_next_call_succeeds(&host).await;
 }
+
+#[tokio::test]
+async fn core_dumps_go_only_to_a_private_directory_and_name_no_host_path() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let hostile = || {
+        portcullis::PluginConfig::new("hostile", portcullis_tests::plugin_path("hostile"))
+            .sha256(portcullis_tests::plugin_sha("hostile"))
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    // A directory others can write is refused, and left as it was.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let error = Host::builder()
+        .core_dumps(&shared)
+        .plugin(hostile())
+        .build()
+        .await
+        .expect_err("refused");
+    assert!(
+        error.to_string().contains("can be written by other users"),
+        "{error}"
+    );
+    let mode = std::fs::metadata(&shared)
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o777, "the mode was changed");
+
+    // An existing private-enough directory keeps its mode; a new one is 0700.
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).expect("mkdir");
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let fresh = dir.path().join("new/dumps");
+    for (target, expected) in [(&existing, 0o755), (&fresh, 0o700)] {
+        let host = Host::builder()
+            .core_dumps(target)
+            .plugin(hostile())
+            .build()
+            .await
+            .expect("loads");
+        let mode = std::fs::metadata(target)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, expected, "{}", target.display());
+        let error = call(&host, "hostile.panic", "{}")
+            .await
+            .expect_err("crashes");
+        let text = error.to_string();
+        assert!(text.contains("(core dump: hostile-"), "{text}");
+        assert!(!text.contains(&*dir.path().to_string_lossy()), "{text}");
+        assert_eq!(std::fs::read_dir(target).expect("list").count(), 1);
+    }
+}

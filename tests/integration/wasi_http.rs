@@ -322,6 +322,16 @@ async fn wasi_http_request_limits_are_enforced() {
     for out in &outs[3..] {
         assert_code(out, "ConnectionLimitReached");
     }
+    // Every attempt is on the record, the refused ones too.
+    let records = egress_records(&net);
+    assert_eq!(records.len(), 5, "{records:?}");
+    assert!(
+        records[3..].iter().all(|r| r["allowed"] == false
+            && r["reason"]
+                .as_str()
+                .is_some_and(|m| m.contains("the limit is 3"))),
+        "{records:?}"
+    );
 
     let host = net
         .host(

@@ -135,6 +135,33 @@ pub(crate) struct EgressRecord {
     pub(crate) secret: Option<String>,
 }
 
+/// Proof that [`CallEgress::reserve`] counted a request.
+pub(crate) struct Reservation(());
+
+/// Why a secret was not attached.
+enum Refusal {
+    /// The request is not the secret's to make (counts as a denial).
+    Denied(String),
+    /// The secret could not be had (its source failed): nothing was sent.
+    Unavailable(String),
+}
+
+/// A record of a request that has not passed (or did not pass) the gate:
+/// `url` without its query and fragment, cut short.
+fn refused_record(method: &str, url: &str, why: String, secret: Option<String>) -> EgressRecord {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    EgressRecord {
+        method: method.to_string(),
+        destination: crate::audit::cut(url, 256).0.to_string(),
+        status: None,
+        bytes: None,
+        allowed: false,
+        denied: false,
+        reason: Some(why),
+        secret,
+    }
+}
+
 /// The call was stopped: it piled up more denials than allowed. Returned as
 /// a trap from the host function so the instance ends at once.
 #[derive(Debug)]
@@ -267,7 +294,43 @@ impl CallEgress {
         }
     }
 
-    /// Checks and, if allowed, sends one request.
+    /// Ends the call's egress: nothing more starts. Requests already under
+    /// way end with the store, which aborts their tasks.
+    pub(crate) fn close(&self) {
+        self.in_flight.close();
+    }
+
+    /// Counts one more request of this call, before anything of it is read
+    /// into host memory, and refuses (and records) it when the call has
+    /// made as many as it may.
+    pub(crate) fn reserve(&self, method: &str, url: &str) -> Result<Reservation, EgressError> {
+        if self.in_flight.is_closed() {
+            return Err(EgressError::TooManyRequests("the call is over".into()));
+        }
+        let mut tally = self.tally();
+        tally.requests += 1;
+        if tally.requests > self.limits.http_requests {
+            let why = format!(
+                "this call already made {} requests; the limit is {}",
+                self.limits.http_requests, self.limits.http_requests
+            );
+            tally
+                .records
+                .push(refused_record(method, url, why.clone(), None));
+            return Err(EgressError::TooManyRequests(why));
+        }
+        Ok(Reservation(()))
+    }
+
+    /// Records a counted request that never reached the gate's checks (its
+    /// headers or body could not be read).
+    pub(crate) fn refuse(&self, _counted: Reservation, method: &str, url: &str, why: &str) {
+        self.tally()
+            .records
+            .push(refused_record(method, url, why.to_string(), None));
+    }
+
+    /// Counts, checks and, if allowed, sends one request.
     ///
     /// # Errors
     ///
@@ -277,36 +340,52 @@ impl CallEgress {
         &self,
         request: GuestRequest,
     ) -> Result<Result<GuestResponse, EgressError>, Suspicious> {
+        match self.reserve(&request.method, &request.url) {
+            Ok(counted) => self.send_counted(counted, request).await,
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// Checks and, if allowed, sends a request [`reserve`](Self::reserve)
+    /// counted.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub(crate) async fn send_counted(
+        &self,
+        _counted: Reservation,
+        request: GuestRequest,
+    ) -> Result<Result<GuestResponse, EgressError>, Suspicious> {
         let method = request.method.clone();
         let mut secret = match &request.secret {
             SecretChoice::Named(name) => Some(name.clone()),
             SecretChoice::None | SecretChoice::ByDestination => None,
         };
-        // Never fails: the semaphore is not closed. Waiting for the permit
-        // ends with the call.
+        // Fails once the call is over; waiting for the permit ends with it.
         let Ok(_permit) = self.in_flight.acquire().await else {
             return Ok(Err(EgressError::TooManyRequests("the call is over".into())));
         };
+        if self.stopped.is_cancelled() {
+            return Ok(Err(EgressError::TooManyRequests(
+                "the call was stopped after too many denials".into(),
+            )));
+        }
         // Recorded before anything can leave: if the call ends while this
         // request is under way (its deadline, a cancellation, a guest that
         // returns without waiting for a `wasi:http` response), the audit
         // log still shows the attempt.
         let slot = {
-            let url = request.url.split(['?', '#']).next().unwrap_or_default();
             let mut tally = self.tally();
-            tally.records.push(EgressRecord {
-                method: method.clone(),
-                destination: crate::audit::cut(url, 256).0.to_string(),
-                status: None,
-                bytes: None,
-                allowed: false,
-                denied: false,
-                reason: Some("unfinished: the call ended before the request did".into()),
-                secret: secret.clone(),
-            });
+            tally.records.push(refused_record(
+                &method,
+                &request.url,
+                "unfinished: the call ended before the gate decided".into(),
+                secret.clone(),
+            ));
             tally.records.len() - 1
         };
-        let (destination, result) = self.attempt(request, &mut secret).await;
+        let (destination, result) = self.attempt(request, slot, &mut secret).await;
         let (allowed, reason, status, bytes) = match &result {
             Ok(response) => (
                 true,
@@ -357,6 +436,7 @@ impl CallEgress {
     async fn attempt(
         &self,
         request: GuestRequest,
+        slot: usize,
         secret_used: &mut Option<String>,
     ) -> (String, Result<GuestResponse, EgressError>) {
         let raw_destination = crate::audit::cut(&request.url, 256).0.to_string();
@@ -366,20 +446,6 @@ impl CallEgress {
                 Err(EgressError::InvalidRequest(why)),
             )
         };
-        let requests = {
-            let mut tally = self.tally();
-            tally.requests += 1;
-            tally.requests
-        };
-        if requests > self.limits.http_requests {
-            return (
-                raw_destination.clone(),
-                Err(EgressError::TooManyRequests(format!(
-                    "this call already made {} requests; the limit is {}",
-                    self.limits.http_requests, self.limits.http_requests
-                ))),
-            );
-        }
         let body = request.body.unwrap_or_default();
         if body.len() as u64 > self.limits.http_request_body {
             return invalid(format!(
@@ -569,16 +635,39 @@ impl CallEgress {
         if let Some(policy) = &secret {
             *secret_used = Some(policy.name.clone());
         }
-        if let Some(policy) = &secret
-            && let Err(why) = self
-                .attach(policy, &method, &target, &mut headers, &mut path_and_query)
-                .await
-        {
-            return self.deny(destination, why, None);
+        if let Some(policy) = &secret {
+            let attached = self
+                .attach(
+                    policy,
+                    &method,
+                    &target,
+                    deadline,
+                    &mut headers,
+                    &mut path_and_query,
+                )
+                .await;
+            match attached {
+                Ok(()) => {}
+                Err(Refusal::Denied(why)) => return self.deny(destination, why, None),
+                // The source's failure, not the plugin's: not a denial.
+                Err(Refusal::Unavailable(why)) => {
+                    return (destination, Err(EgressError::Upstream(why)));
+                }
+            }
         }
         let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
             return invalid(format!("method `{method}` is not valid"));
         };
+        // From here on bytes may leave: the record shows the checked
+        // destination and the secret even if the call ends first.
+        {
+            let mut tally = self.tally();
+            let record = &mut tally.records[slot];
+            record.destination.clone_from(&destination);
+            record.allowed = true;
+            record.secret.clone_from(secret_used);
+            record.reason = Some("unfinished: the call ended before the response did".into());
+        }
         let outgoing = client::Outgoing {
             method,
             target: &target,
@@ -604,7 +693,12 @@ impl CallEgress {
                     headers: incoming
                         .headers
                         .into_iter()
-                        .map(|(k, v)| (k, scrubber.scrub_str(&v).into_owned()))
+                        .map(|(k, v)| {
+                            (
+                                scrubber.scrub_str(&k).into_owned(),
+                                scrubber.scrub_str(&v).into_owned(),
+                            )
+                        })
                         .collect(),
                     body: scrubber.scrub_bytes(&incoming.body).into_owned(),
                 }
@@ -624,9 +718,10 @@ impl CallEgress {
         policy: &SecretPolicy,
         method: &str,
         target: &allowlist::Target,
+        deadline: Instant,
         headers: &mut Vec<(http::HeaderName, http::HeaderValue)>,
         path_and_query: &mut String,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         let name = &policy.name;
         if !policy.allows(
             &target.scheme,
@@ -635,11 +730,11 @@ impl CallEgress {
             method,
             &target.path,
         ) {
-            return Err(format!(
+            return Err(Refusal::Denied(format!(
                 "secret `{name}` is not bound to {method} {}{}",
                 target.origin(),
                 target.path
-            ));
+            )));
         }
         let request = SecretRequest::for_call(
             name.clone(),
@@ -648,35 +743,50 @@ impl CallEgress {
             self.secrets.call_id,
             self.secrets.caller.clone(),
         );
-        let value = policy
-            .source
-            .fetch(&request)
-            .await
-            .map_err(|e| format!("secret `{name}` is unavailable: {e}"))?;
+        let value = match tokio::time::timeout_at(deadline, policy.source.fetch(&request)).await {
+            Err(_) => {
+                return Err(Refusal::Unavailable(format!(
+                    "secret `{name}` is unavailable: its source did not answer in time"
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(Refusal::Unavailable(format!(
+                    "secret `{name}` is unavailable: {e}"
+                )));
+            }
+            Ok(Ok(value)) => value,
+        };
         if value.len() < crate::secrets::MIN_SECRET_BYTES {
-            return Err(format!(
+            return Err(Refusal::Unavailable(format!(
                 "secret `{name}` is shorter than {} bytes, too short to scrub reliably",
                 crate::secrets::MIN_SECRET_BYTES
-            ));
+            )));
         }
         // Known before anything is sent: an echo of a rotated value is
         // scrubbed like the value known at load.
         self.learn(name, &value);
-        match policy.inject.inject(&value)? {
+        match policy.inject.inject(&value).map_err(Refusal::Unavailable)? {
             Injection::Header {
                 name: header,
                 value,
             } => {
                 let lower = header.to_ascii_lowercase();
                 if headers.iter().any(|(h, _)| h.as_str() == lower) {
-                    return Err(format!(
+                    return Err(Refusal::Denied(format!(
                         "header `{lower}` carries secret `{name}` and is set by the host, not the plugin"
-                    ));
+                    )));
                 }
-                let header = http::HeaderName::from_bytes(lower.as_bytes())
-                    .map_err(|_| format!("secret `{name}`: header name `{lower}` is not valid"))?;
-                let mut value = http::HeaderValue::from_str(value.expose_for_injection())
-                    .map_err(|_| format!("secret `{name}`: the value cannot go in a header"))?;
+                let header = http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
+                    Refusal::Unavailable(format!(
+                        "secret `{name}`: header name `{lower}` is not valid"
+                    ))
+                })?;
+                let mut value =
+                    http::HeaderValue::from_str(value.expose_for_injection()).map_err(|_| {
+                        Refusal::Unavailable(format!(
+                            "secret `{name}`: the value cannot go in a header"
+                        ))
+                    })?;
                 value.set_sensitive(true);
                 headers.push((header, value));
             }

@@ -436,18 +436,31 @@ impl Sandbox {
         let stdout = CappedPipe::new(limits.stdio, &self.scrubber);
         let stderr = CappedPipe::new(limits.stdio, &self.scrubber);
         let finish = |result: Result<Response, Failure>,
-                      store: Option<&Store<StoreData>>,
+                      store: Option<Store<StoreData>>,
                       core_dump: Option<Vec<u8>>| {
             let (logs, logs_dropped, egress, fuel_left) = match store {
-                Some(store) => (
-                    store.data().logs.clone(),
-                    store.data().logs_dropped,
-                    store.data().egress.as_deref(),
-                    store.get_fuel().unwrap_or(0),
-                ),
+                Some(mut store) => {
+                    let fuel_left = store.get_fuel().unwrap_or(0);
+                    let data = store.data_mut();
+                    let found = (
+                        std::mem::take(&mut data.logs),
+                        data.logs_dropped,
+                        data.egress.clone(),
+                        fuel_left,
+                    );
+                    // Nothing more may leave: the gate closes, and dropping
+                    // the store aborts any `wasi:http` request still under
+                    // way (its record was written before it could send).
+                    if let Some(egress) = &found.2 {
+                        egress.close();
+                    }
+                    drop(store);
+                    found
+                }
                 None => (Vec::new(), 0, None, limits.fuel),
             };
             let scrubber = egress
+                .as_deref()
                 .map(CallEgress::scrubber)
                 .filter(|s| !Arc::ptr_eq(s, &self.scrubber));
             let (mut stdout, mut stderr) = (stdout.take(), stderr.take());
@@ -468,7 +481,10 @@ impl Sandbox {
                 stderr,
                 logs,
                 logs_dropped,
-                egress: egress.map(CallEgress::records).unwrap_or_default(),
+                egress: egress
+                    .as_deref()
+                    .map(CallEgress::records)
+                    .unwrap_or_default(),
                 core_dump,
                 scrubber,
                 fuel_used: limits.fuel.saturating_sub(fuel_left),
@@ -519,14 +535,20 @@ impl Sandbox {
                 logs_dropped: 0,
                 plugin: Arc::from(policy.name.as_str()),
                 scrubber: Arc::clone(&self.scrubber),
-                http: WasiHttpCtx::new(),
+                http: {
+                    // Headers beyond the gate's own limit are refused by the
+                    // gate anyway; this bounds what a fields resource holds.
+                    let mut http = WasiHttpCtx::new();
+                    http.set_field_size_limit(4 * caps::HTTP_HEADER_BYTES);
+                    http
+                },
                 http_hooks: wasi_http::GateHooks::new(egress.clone()),
                 egress,
             },
         );
         store.limiter(|data| &mut data.limiter);
         if let Err(e) = store.set_fuel(limits.fuel) {
-            return finish(Err(Failure::Setup(e.to_string())), Some(&store), None);
+            return finish(Err(Failure::Setup(e.to_string())), Some(store), None);
         }
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -603,7 +625,7 @@ impl Sandbox {
                 Err(classify(&e, store.data(), &limits))
             }
         };
-        finish(result, Some(&store), core_dump)
+        finish(result, Some(store), core_dump)
     }
 }
 

@@ -74,6 +74,12 @@ impl WasiHttpHooks for GateHooks {
         Arc::new(move |name| DEFAULT_FORBIDDEN_HEADERS.contains(name) || forbidden.contains(name))
     }
 
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        // What one guest write may put in the host's body channel: small,
+        // since the body is buffered only up to the request body limit.
+        64 * 1024
+    }
+
     fn set_host_header(&mut self) -> bool {
         // The gate's client sets `Host` from the checked URL.
         false
@@ -103,36 +109,61 @@ async fn send(
     options: Option<RequestOptions>,
 ) -> Result<http::Response<WasiBody>, Error> {
     let (parts, body) = request.into_parts();
-    // Read one byte past the limit, so the gate refuses (and records) an
-    // oversized body without the host buffering more of it.
-    let limit = egress.request_body_limit().saturating_add(1);
-    let body = tokio::time::timeout_at(egress.deadline(), collect(body, limit))
-        .await
-        .map_err(|_| Error::HttpRequestBodySize(None))??;
+    let method = parts.method.as_str().to_string();
+    let url = parts.uri.to_string();
+    // Counted before its body is read: a guest cannot have more requests
+    // buffering in the host than it may make.
+    let counted = egress.reserve(&method, &url).map_err(error_code)?;
+    let refuse = |counted, why: String| {
+        egress.refuse(counted, &method, &url, &why);
+        Error::InternalError(Some(why))
+    };
     let mut headers = Vec::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
         if name == http::header::CONTENT_LENGTH {
             continue;
         }
         let Ok(value) = value.to_str() else {
-            return Err(Error::InternalError(Some(format!(
-                "header `{name}` is not visible ASCII text"
-            ))));
+            return Err(refuse(
+                counted,
+                format!("header `{name}` is not visible ASCII text"),
+            ));
         };
         headers.push((name.as_str().to_string(), value.to_string()));
     }
+    // Read one byte past the limit, so the gate refuses (and records) an
+    // oversized body without the host buffering more of it.
+    let limit = egress.request_body_limit().saturating_add(1);
+    let body = match tokio::time::timeout_at(egress.deadline(), collect(body, limit)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            return Err(refuse(
+                counted,
+                format!("the request body could not be read: {e}"),
+            ));
+        }
+        Err(_) => {
+            return Err(refuse(
+                counted,
+                "the request body did not end before the call's deadline".into(),
+            ));
+        }
+    };
     let outcome = egress
-        .send(GuestRequest {
-            method: parts.method.as_str().to_string(),
-            url: parts.uri.to_string(),
-            headers,
-            body: (!body.is_empty()).then_some(body),
-            secret: SecretChoice::ByDestination,
-            timeouts: GuestTimeouts {
-                connect: options.and_then(|o| o.connect_timeout),
-                first_byte: options.and_then(|o| o.first_byte_timeout),
+        .send_counted(
+            counted,
+            GuestRequest {
+                method: method.clone(),
+                url: url.clone(),
+                headers,
+                body: (!body.is_empty()).then_some(body),
+                secret: SecretChoice::ByDestination,
+                timeouts: GuestTimeouts {
+                    connect: options.and_then(|o| o.connect_timeout),
+                    first_byte: options.and_then(|o| o.first_byte_timeout),
+                },
             },
-        })
+        )
         .await;
     let response = match outcome {
         // Too many denials: the sandbox sees the gate stop and ends the
