@@ -11,12 +11,12 @@ use portcullis::{
     CallContext, Effect, Error, FileSink, Host, HostBuilder, PluginConfig, Secret, SecretConfig,
     SecretRequest, SecretSource, ToolError,
 };
-use portcullis_tests::net::{Canary, TestResolver};
+use portcullis_tests::net::{Canary, TestResolver, read_request};
 use portcullis_tests::{ApproveAll, audit_records, plugin_path, plugin_sha};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// The tracker's credential: long, and with `+`, `/` and `=`, which every
@@ -106,48 +106,15 @@ impl Tracker {
 }
 
 async fn serve(mut stream: TcpStream, store: Arc<Mutex<Store>>, echo: bool) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
+    let Some(request) = read_request(&mut stream).await else {
+        return;
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next().unwrap_or("").split(' ');
-    let method = request_line.next().unwrap_or("").to_string();
-    let target = request_line.next().unwrap_or("").to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let length: usize = header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-        }
-    }
     let seen = Seen {
-        method,
-        target,
-        authorization: header("authorization"),
-        content_type: header("content-type"),
-        body: String::from_utf8_lossy(&body).into_owned(),
+        method: request.method.clone(),
+        target: request.target.clone(),
+        authorization: request.header("authorization").map(str::to_string),
+        content_type: request.header("content-type").map(str::to_string),
+        body: String::from_utf8_lossy(&request.body).into_owned(),
     };
     let (status, mut extra, body) = {
         let mut store = store.lock().expect("lock");

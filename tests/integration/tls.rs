@@ -6,11 +6,12 @@
 use crate::egress::Net;
 use portcullis::manifest::HttpTable;
 use portcullis::{CallContext, Host, Limits};
+use portcullis_tests::net::read_request;
 use portcullis_tests::repo_root;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, pki_types::pem::PemObject as _};
 
@@ -57,13 +58,8 @@ impl TlsServer {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tls.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
+                    if read_request(&mut tls).await.is_none() {
+                        return;
                     }
                     counted.fetch_add(1, Ordering::SeqCst);
                     let _ = tls

@@ -391,7 +391,35 @@ pub mod net {
         }
     }
 
-    async fn serve(mut stream: TcpStream, heads: Arc<std::sync::Mutex<Vec<String>>>) {
+    /// One HTTP/1.1 request as a test server read it.
+    #[derive(Debug, Clone)]
+    pub struct ReadRequest {
+        /// The request line and headers, as sent.
+        pub head: String,
+        pub method: String,
+        /// Path and query.
+        pub target: String,
+        /// Names lower-cased, values trimmed.
+        pub headers: Vec<(String, String)>,
+        /// As many bytes as `content-length` said (or the peer sent).
+        pub body: Vec<u8>,
+    }
+
+    impl ReadRequest {
+        /// The first value of header `name` (lower case).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Reads one request (head, then a `content-length` body) from
+    /// `stream`; `None` if the peer closed first.
+    pub async fn read_request(
+        stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    ) -> Option<ReadRequest> {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         let head_end = loop {
@@ -399,15 +427,11 @@ pub mod net {
                 break i + 4;
             }
             match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return None,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        heads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(head.clone());
         let mut lines = head.split("\r\n");
         let mut request_line = lines.next().unwrap_or("").split(' ');
         let method = request_line.next().unwrap_or("").to_string();
@@ -416,18 +440,41 @@ pub mod net {
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
-        let length: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
+        let mut request = ReadRequest {
+            head,
+            method,
+            target,
+            headers,
+            body: buf[head_end..].to_vec(),
+        };
+        let length: usize = request
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let mut body = buf[head_end..].to_vec();
-        while body.len() < length {
+        while request.body.len() < length {
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => body.extend_from_slice(&chunk[..n]),
+                Ok(n) => request.body.extend_from_slice(&chunk[..n]),
             }
         }
+        Some(request)
+    }
+
+    async fn serve(mut stream: TcpStream, heads: Arc<std::sync::Mutex<Vec<String>>>) {
+        let Some(ReadRequest {
+            head,
+            method,
+            target,
+            headers,
+            body,
+        }) = read_request(&mut stream).await
+        else {
+            return;
+        };
+        heads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(head.clone());
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let respond = |status: &str, extra: &str, body: &[u8]| {
             let mut out = format!(
