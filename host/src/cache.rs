@@ -17,7 +17,6 @@
 
 use crate::plugin::sha256_hex;
 use crate::sandbox::Sandbox;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 
@@ -35,7 +34,7 @@ impl CompileCache {
     /// Why the directory cannot serve as a cache: it cannot be created, is
     /// not a directory, or others can write to it.
     pub(crate) fn open(dir: &Path) -> Result<CompileCache, String> {
-        private_dir(dir)
+        crate::util::private_dir(dir)
             .map_err(|e| format!("{e}; compiled code from it would run in the host"))?;
         Ok(CompileCache {
             dir: dir.to_path_buf(),
@@ -95,56 +94,8 @@ impl CompileCache {
 /// Writes the artifact, then its checksum, each through a temporary file
 /// and a rename: a reader sees a complete pair or a miss.
 fn store(artifact: &Path, sidecar: &Path, compiled: &[u8]) -> std::io::Result<()> {
-    write_atomically(artifact, compiled)?;
-    write_atomically(sidecar, sha256_hex(compiled).as_bytes())
-}
-
-/// Creates `dir` (and missing parents) readable only by this user, or
-/// checks that an existing one is a directory other users cannot write to.
-/// An existing directory's mode is never changed.
-///
-/// # Errors
-///
-/// Why `dir` is not such a directory.
-pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-    let meta = std::fs::metadata(dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
-    if !meta.is_dir() {
-        return Err(format!("`{}` is not a directory", dir.display()));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o022 != 0 {
-            return Err(format!("`{}` can be written by other users", dir.display()));
-        }
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename: a reader
-/// sees the old file, or the whole new one.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temp = path.with_extension(format!("tmp{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    crate::util::write_atomically(artifact, compiled)?;
+    crate::util::write_atomically(sidecar, sha256_hex(compiled).as_bytes())
 }
 
 #[cfg(test)]

@@ -298,7 +298,7 @@ impl HostBuilder {
         });
         let core_dumps = match self.core_dumps {
             Some(dir) => {
-                crate::cache::private_dir(&dir).map_err(|e| {
+                crate::util::private_dir(&dir).map_err(|e| {
                     Error::manifest(&origin, format!("core dump directory: {e}"))
                         .with_hint("use a directory only you can write, or a new one")
                 })?;
@@ -359,7 +359,7 @@ impl CoreDumps {
         let path = self.dir.join(&name);
         let target = path.clone();
         let written =
-            tokio::task::spawn_blocking(move || crate::cache::write_atomically(&target, &bytes))
+            tokio::task::spawn_blocking(move || crate::util::write_atomically(&target, &bytes))
                 .await;
         match written {
             Ok(Ok(())) => {
@@ -791,7 +791,7 @@ impl Host {
         let arguments_sha256 = sha256_hex(arguments::canonical(&value).as_bytes());
         // Scrubbed before the cut, which could leave a secret's prefix.
         let scrubbed = self.inner.scrubber.scrub_str(arguments);
-        let (recorded, truncated) = crate::audit::cut(&scrubbed, MAX_RECORDED_ARGUMENTS);
+        let (recorded, truncated) = crate::util::cut(&scrubbed, MAX_RECORDED_ARGUMENTS);
         self.inner.audit.record(AuditEvent::CallStarted {
             call_id,
             caller: ctx.caller.clone(),

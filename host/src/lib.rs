@@ -48,6 +48,7 @@ pub mod policy;
 mod provenance;
 mod sandbox;
 mod secrets;
+mod util;
 
 pub use approval::{Approval, ApprovalFuture, ApprovalRequest, Approver, Decision, DenyAll};
 pub use audit::{

@@ -427,11 +427,7 @@ pub(crate) fn sanitize_text(text: &str, cap: usize) -> String {
     }
     if out.len() > cap {
         const MARK: &str = " [truncated]";
-        let mut end = cap.saturating_sub(MARK.len());
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
+        crate::util::truncate(&mut out, cap.saturating_sub(MARK.len()));
         out.push_str(MARK);
     }
     out

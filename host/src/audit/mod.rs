@@ -490,18 +490,6 @@ pub(crate) fn random_u64() -> u64 {
         .hash_one((COUNTER.fetch_add(1, Ordering::Relaxed), SystemTime::now()))
 }
 
-/// Cuts `text` to at most `max` bytes on a character boundary.
-pub(crate) fn cut(text: &str, max: usize) -> (&str, bool) {
-    if text.len() <= max {
-        return (text, false);
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    (&text[..end], true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,11 +582,5 @@ mod tests {
         assert!(!counter.deny(&log, 1, "a.b", "approval", "no").expect("ok"));
         assert!(counter.deny(&log, 1, "a.b", "approval", "no").expect("ok"));
         assert_eq!(counter.count(), 2);
-    }
-
-    #[test]
-    fn cut_keeps_whole_characters() {
-        assert_eq!(cut("héllo", 2), ("h", true));
-        assert_eq!(cut("hi", 5), ("hi", false));
     }
 }

@@ -3,7 +3,6 @@
 
 use super::Failure;
 use portcullis::sha256_hex;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -123,7 +122,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, Failure> {
         });
     }
     if !stale.is_empty() {
-        write_atomically(path, doc.to_string().as_bytes())
+        crate::util::write_atomically(path, doc.to_string().as_bytes())
             .map_err(|e| Failure::Internal(format!("failed to write `{}`: {e}", path.display())))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -135,28 +134,4 @@ pub(crate) fn manifest_dir(manifest: &Path) -> PathBuf {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     }
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over
-/// `path`: a crash leaves either the old or the new manifest, never half.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = manifest_dir(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "manifest".into());
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            file.set_permissions(meta.permissions())?;
-        }
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
 }

@@ -130,24 +130,13 @@ impl bindings::portcullis::tool::log::Host for StoreData {
         // Scrubbed before it is cut (a cut value would leave its prefix),
         // after a first cut that bounds the work.
         let mut message = message;
-        truncate(&mut message, caps::LOG_MESSAGE_BYTES * 2);
+        crate::util::truncate(&mut message, caps::LOG_MESSAGE_BYTES * 2);
         let mut message = self.scrubber.scrub_str(&message).into_owned();
-        truncate(&mut message, caps::LOG_MESSAGE_BYTES);
+        crate::util::truncate(&mut message, caps::LOG_MESSAGE_BYTES);
         // Debug formatting escapes control characters: a plugin cannot
         // forge host log lines.
         tracing::debug!(plugin = %self.plugin, ?level, message = ?message, "plugin log");
         self.logs.push(LogRecord { level, message });
-    }
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary.
-fn truncate(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
     }
 }
 

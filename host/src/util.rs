@@ -1,0 +1,124 @@
+//! Small helpers every step of the flow uses: cutting text on a character
+//! boundary, writing a file so that readers never see half of it, and a
+//! directory only this user can write. They depend on nothing else here.
+
+use std::io::Write as _;
+use std::path::Path;
+
+/// `text` cut to at most `max` bytes on a character boundary, and whether
+/// anything was cut.
+pub(crate) fn cut(text: &str, max: usize) -> (&str, bool) {
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
+}
+
+/// Cuts `text` in place to at most `max` bytes on a character boundary.
+pub(crate) fn truncate(text: &mut String, max: usize) {
+    let end = cut(text, max).0.len();
+    text.truncate(end);
+}
+
+/// Writes `bytes` to a temporary file beside `path` (keeping the old
+/// file's permissions), then renames it over `path`: a reader, or a crash,
+/// sees the old file or the whole new one, never half.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            file.set_permissions(meta.permissions())?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Creates `dir` (and missing parents) readable only by this user, or
+/// checks that an existing one is a directory other users cannot write to.
+/// An existing directory's mode is never changed.
+///
+/// # Errors
+///
+/// Why `dir` is not such a directory.
+pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    let meta = std::fs::metadata(dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("`{}` is not a directory", dir.display()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o022 != 0 {
+            return Err(format!("`{}` can be written by other users", dir.display()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_keeps_whole_characters() {
+        assert_eq!(cut("héllo", 2), ("h", true));
+        assert_eq!(cut("héllo", 3), ("hé", true));
+        assert_eq!(cut("hi", 5), ("hi", false));
+        let mut text = String::from("日本語");
+        truncate(&mut text, 4);
+        assert_eq!(text, "日");
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_whole_file_and_keeps_its_mode() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, "old").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        }
+        write_atomically(&path, b"new").expect("atomic write");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "new");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o640);
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("list").count(),
+            1,
+            "a temp file was left"
+        );
+    }
+}
