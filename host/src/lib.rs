@@ -55,13 +55,13 @@ pub use audit::{
     AuditEvent, AuditHead, AuditReport, AuditSink, AuditTamper, DirRecord, FileSink,
     MAX_RECORDED_ARGUMENTS, StderrSink, TamperKind, verify_log,
 };
-pub use egress::{HttpRule, ResolveFuture, Resolver, SystemResolver};
+pub use egress::{ResolveFuture, Resolver, SystemResolver};
 pub use error::{Error, Limit, ToolError};
 pub use export::{ExportedTools, ToolFormat, ToolNames, descriptor_json, export_tools};
 pub use host::{CallContext, Grants, Host, HostBuilder, ToolDescriptor, ToolOutput};
 pub use plugin::{Effect, InspectedTool, Inspection, inspect, sha256_hex};
 pub use policy::{
-    ApprovalRule, ApprovalSetting, DirGrant, DirMode, Limits, PluginConfig, PluginPolicy,
+    ApprovalRule, ApprovalSetting, DirGrant, DirMode, HttpRule, Limits, PluginConfig, PluginPolicy,
 };
 pub use provenance::{
     INJECTION_PATTERNS, InjectionFlag, Provenance, Trust, render_for_model, screen,

@@ -6,11 +6,12 @@
 //! [`PluginConfig`] for embedders configuring plugins in code. Both end in
 //! the same validation.
 
+pub(crate) mod allowlist;
 mod rules;
 
 pub use rules::ApprovalRule;
 
-pub use crate::egress::HttpRule;
+pub use allowlist::HttpRule;
 
 use crate::error::Error;
 use crate::manifest::{ApprovalEntry, HttpEntry, LimitsEntry, Manifest};

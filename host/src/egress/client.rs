@@ -3,7 +3,7 @@
 //! verifies the original host name, and reads the response body under a
 //! byte cap while it streams, decompressing under the same cap.
 
-use super::allowlist::Target;
+use crate::policy::allowlist::Target;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;

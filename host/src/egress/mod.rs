@@ -28,14 +28,13 @@
 //! call's `max_denials`.
 
 pub(crate) mod address;
-pub(crate) mod allowlist;
 mod client;
 mod resolve;
 
-pub use allowlist::HttpRule;
 pub(crate) use client::Tls;
 pub use resolve::{ResolveFuture, Resolver, SystemResolver};
 
+use crate::policy::allowlist::{self, HttpRule};
 use crate::policy::{Limits, caps};
 use crate::secrets::{Injection, Scrubber, SecretPolicy, SecretRequest};
 use std::net::{IpAddr, SocketAddr};
@@ -620,15 +619,7 @@ impl CallEgress {
                 .secrets
                 .granted
                 .iter()
-                .find(|p| {
-                    p.allows(
-                        &target.scheme,
-                        &target.host,
-                        target.port,
-                        &method,
-                        &target.path,
-                    )
-                })
+                .find(|p| p.allows(&method, &target))
                 .cloned(),
             SecretChoice::Named(_) | SecretChoice::None => named,
         };
@@ -723,13 +714,7 @@ impl CallEgress {
         path_and_query: &mut String,
     ) -> Result<(), Refusal> {
         let name = &policy.name;
-        if !policy.allows(
-            &target.scheme,
-            &target.host,
-            target.port,
-            method,
-            &target.path,
-        ) {
+        if !policy.allows(method, target) {
             return Err(Refusal::Denied(format!(
                 "secret `{name}` is not bound to {method} {}{}",
                 target.origin(),

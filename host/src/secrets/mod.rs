@@ -388,12 +388,10 @@ impl fmt::Debug for SecretPolicy {
 }
 
 impl SecretPolicy {
-    /// The destinations a request may carry this secret to, first match:
-    /// see [`Destination::matches`].
-    pub fn allows(&self, scheme: &str, host: &str, port: u16, method: &str, path: &str) -> bool {
-        self.destinations
-            .iter()
-            .any(|d| d.matches(scheme, host, port, method, path))
+    /// Whether a `method` request to `target` may carry this secret: one
+    /// of its destinations matches.
+    pub(crate) fn allows(&self, method: &str, target: &crate::policy::allowlist::Target) -> bool {
+        self.destinations.iter().any(|d| d.matches(method, target))
     }
 }
 
@@ -581,7 +579,8 @@ mod tests {
         assert!(err.contains("allow_private"), "{err}");
         let no_inject = SecretConfig::env("api", "X")
             .destination(DestinationEntry::url("https://api.example.com"));
-        assert!(no_inject.validate(origin).is_err());
+        let err = no_inject.validate(origin).expect_err("refused");
+        assert!(err.to_string().contains("`inject` is missing"), "{err}");
         let policy = SecretConfig::env("api", "X")
             .destination(DestinationEntry::Table {
                 url: "http://127.0.0.1:9000/hook".into(),
@@ -591,8 +590,12 @@ mod tests {
             .inject(InjectEntry::basic("bot"))
             .validate(origin)
             .expect("valid");
-        assert!(policy.allows("http", "127.0.0.1", 9000, "POST", "/hook/1"));
-        assert!(!policy.allows("http", "127.0.0.1", 9000, "GET", "/hook/1"));
+        let target = crate::policy::allowlist::Target::from_url(
+            &url::Url::parse("http://127.0.0.1:9000/hook/1").expect("url"),
+        )
+        .expect("target");
+        assert!(policy.allows("POST", &target));
+        assert!(!policy.allows("GET", &target));
         assert!(!format!("{policy:?}").contains("Arc"));
     }
 }

@@ -179,6 +179,9 @@ impl HttpRule {
             return Err("has a query or fragment; allowlist entries end at the path".into());
         }
         let target = Target::from_url(&url)?;
+        if target.port == 0 {
+            return Err("has port 0, which no server listens on".into());
+        }
         let host = if wildcard {
             if !matches!(url.host(), Some(Host::Domain(_))) {
                 return Err("puts a wildcard on an IP address".into());
@@ -196,19 +199,7 @@ impl HttpRule {
         let methods = match methods {
             None => DEFAULT_METHODS.iter().map(|m| (*m).to_string()).collect(),
             Some([]) => return Err("lists no methods; leave `methods` out for GET and HEAD".into()),
-            Some(list) => {
-                let mut out = Vec::new();
-                for m in list {
-                    let upper = m.to_ascii_uppercase();
-                    if !valid_method(&upper) {
-                        return Err(format!("has an invalid method `{}`", m.escape_debug()));
-                    }
-                    if !out.contains(&upper) {
-                        out.push(upper);
-                    }
-                }
-                out
-            }
+            Some(list) => self::methods(list)?,
         };
         Ok(HttpRule {
             scheme: target.scheme,
@@ -263,25 +254,58 @@ impl HttpRule {
 
     /// Whether the entry allows `method` on `target`.
     pub(crate) fn allows(&self, method: &str, target: &Target) -> bool {
+        self.covers(target) && self.methods.iter().any(|m| m == method)
+    }
+
+    /// Whether `target` is at the entry's scheme, host, port and path,
+    /// whatever the method.
+    pub(crate) fn covers(&self, target: &Target) -> bool {
         self.scheme == target.scheme
             && self.port == target.port
             && self.host_matches(&target.host)
             && self.path_matches(&target.path)
-            && self.methods.iter().any(|m| m == method)
     }
+
+    /// `scheme://host:port[/path]`, the entry without its methods and
+    /// opt-in.
+    pub(crate) fn pattern(&self) -> String {
+        let host = match &self.host {
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Subdomains(d) => format!("*.{d}"),
+        };
+        let path = if self.path == "/" { "" } else { &self.path };
+        format!("{}://{host}:{}{path}", self.scheme, self.port)
+    }
+
+    /// The scheme, `http` or `https`.
+    pub(crate) fn scheme(&self) -> &str {
+        &self.scheme
+    }
+}
+
+/// The methods of `list`, checked and uppercase, without repeats.
+///
+/// # Errors
+///
+/// The first that is not an HTTP method.
+pub(crate) fn methods(list: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for m in list {
+        let upper = m.to_ascii_uppercase();
+        if !valid_method(&upper) {
+            return Err(format!("has an invalid method `{}`", m.escape_debug()));
+        }
+        if !out.contains(&upper) {
+            out.push(upper);
+        }
+    }
+    Ok(out)
 }
 
 impl std::fmt::Display for HttpRule {
     /// The entry in its normalised form, as the manifest would write it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let host = match &self.host {
-            HostPattern::Exact(h) => h.clone(),
-            HostPattern::Subdomains(d) => format!("*.{d}"),
-        };
-        write!(f, "{}://{host}:{}", self.scheme, self.port)?;
-        if self.path != "/" {
-            f.write_str(&self.path)?;
-        }
+        f.write_str(&self.pattern())?;
         if self
             .methods
             .iter()
