@@ -223,6 +223,14 @@ where
             }
             continue;
         }
+        // The body handed on is whole and decoded: framing and
+        // connection headers describe this hop only.
+        if matches!(
+            name.as_str(),
+            "transfer-encoding" | "connection" | "keep-alive" | "trailer" | "upgrade"
+        ) {
+            continue;
+        }
         headers.push((name.as_str().to_string(), value));
     }
     let mut body = response.into_body();

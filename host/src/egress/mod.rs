@@ -13,7 +13,7 @@
 //! 4. the URL is parsed once (WHATWG rules: case, trailing dot, IDN and IP
 //!    literal spellings normalised) and that parsed form is what is
 //!    checked and what is used to connect;
-//! 5. the allowlist ([`allowlist`]): scheme, host, port, path, method;
+//! 5. the allowlist (`policy::allowlist`): scheme, host, port, path, method;
 //! 6. the host resolves the name itself ([`Resolver`]) and refuses when any
 //!    address is in a special-purpose range ([`address`]), unless the
 //!    entry opts in with `allow_private`;
@@ -43,24 +43,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
-
-/// Headers a plugin may not set: the host sets `Host`, framing and
-/// encoding itself, and hop-by-hop headers concern only one connection.
-pub(crate) const FORBIDDEN_HEADERS: &[&str] = &[
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "accept-encoding",
-    "expect",
-];
 
 /// A request as the plugin sent it.
 #[derive(Debug, Clone)]
@@ -255,9 +237,14 @@ impl CallEgress {
         self.tally.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The secrets granted to the plugin.
-    pub(crate) fn granted(&self) -> &[SecretPolicy] {
-        &self.secrets.granted
+    /// The granted secret injected into request header `lower`, if any: a
+    /// header the plugin may not set.
+    pub(crate) fn injected_into(&self, lower: &str) -> Option<&str> {
+        self.secrets
+            .granted
+            .iter()
+            .find(|p| p.inject.header().as_deref() == Some(lower))
+            .map(|p| p.name.as_str())
     }
 
     /// The biggest request body allowed.
@@ -469,10 +456,21 @@ impl CallEgress {
         let mut headers = Vec::with_capacity(request.headers.len());
         for (name, value) in &request.headers {
             let lower = name.to_ascii_lowercase();
-            if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+            if allowlist::host_header(&lower) {
                 return self.deny(
                     raw_destination,
                     format!("header `{lower}` is set by the host and cannot be set by the plugin"),
+                    None,
+                );
+            }
+            // Whether or not this request gets the secret: a plugin never
+            // writes where its credentials go.
+            if let Some(secret) = self.injected_into(&lower) {
+                return self.deny(
+                    raw_destination,
+                    format!(
+                        "header `{lower}` carries secret `{secret}` and is set by the host, not the plugin"
+                    ),
                     None,
                 );
             }
@@ -756,11 +754,6 @@ impl CallEgress {
                 value,
             } => {
                 let lower = header.to_ascii_lowercase();
-                if headers.iter().any(|(h, _)| h.as_str() == lower) {
-                    return Err(Refusal::Denied(format!(
-                        "header `{lower}` carries secret `{name}` and is set by the host, not the plugin"
-                    )));
-                }
                 let header = http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
                     Refusal::Unavailable(format!(
                         "secret `{name}`: header name `{lower}` is not valid"

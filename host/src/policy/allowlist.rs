@@ -321,6 +321,29 @@ impl std::fmt::Display for HttpRule {
     }
 }
 
+/// Request headers the host sets or owns, lower case: `Host` (no domain
+/// fronting), hop-by-hop headers (RFC 9110 7.6.1), framing and encoding.
+/// Every `proxy-` header is the host's too (see [`host_header`]).
+const HOST_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "accept-encoding",
+    "expect",
+];
+
+/// Whether request header `name` (any case) is the host's: neither a plugin
+/// nor a secret's injection rule may set it.
+pub(crate) fn host_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    HOST_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-")
+}
+
 /// A method is an HTTP token; the gate compares them uppercase.
 pub(crate) fn valid_method(method: &str) -> bool {
     !method.is_empty()

@@ -16,11 +16,9 @@
 //! - errors are `wasi:http` error codes; the reason for a denial is in the
 //!   audit log and the operator's log.
 
-use crate::egress::{
-    CallEgress, EgressError, FORBIDDEN_HEADERS, GuestRequest, GuestTimeouts, SecretChoice,
-};
+use crate::egress::{CallEgress, EgressError, GuestRequest, GuestTimeouts, SecretChoice};
+use crate::policy::allowlist::host_header;
 use bytes::Bytes;
-use http::HeaderName;
 use http_body_util::{BodyExt, Full};
 use std::future::Future;
 use std::sync::Arc;
@@ -38,40 +36,31 @@ pub(crate) struct GateHooks {
     /// `None` without HTTP grants (and while listing tools): every request
     /// is denied.
     egress: Option<Arc<CallEgress>>,
-    /// Headers the guest may not set, beyond wasi-http's defaults: the
-    /// gate's, and every header a granted secret is injected into.
-    forbidden: Arc<[HeaderName]>,
 }
 
 impl GateHooks {
     pub(crate) fn new(egress: Option<Arc<CallEgress>>) -> GateHooks {
-        let mut forbidden: Vec<HeaderName> = FORBIDDEN_HEADERS
-            .iter()
-            // The guest's `content-length` is checked against its body by
-            // wasi-http and then dropped: the host frames the request.
-            .filter(|name| **name != "content-length")
-            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
-            .collect();
-        if let Some(egress) = &egress {
-            forbidden.extend(
-                egress
-                    .granted()
-                    .iter()
-                    .filter_map(|p| p.inject.header())
-                    .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok()),
-            );
-        }
-        GateHooks {
-            egress,
-            forbidden: forbidden.into(),
-        }
+        GateHooks { egress }
     }
 }
 
 impl WasiHttpHooks for GateHooks {
+    /// The gate's own rule (the host's headers, and every header a granted
+    /// secret is injected into), applied when the guest builds its fields.
+    /// The guest's `content-length` is let through: wasi-http checks it
+    /// against the body, and the host then frames the request itself.
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
-        let forbidden = Arc::clone(&self.forbidden);
-        Arc::new(move |name| DEFAULT_FORBIDDEN_HEADERS.contains(name) || forbidden.contains(name))
+        let egress = self.egress.clone();
+        Arc::new(move |name| {
+            if DEFAULT_FORBIDDEN_HEADERS.contains(name) {
+                return true;
+            }
+            let name = name.as_str();
+            (name != "content-length" && host_header(name))
+                || egress
+                    .as_ref()
+                    .is_some_and(|e| e.injected_into(name).is_some())
+        })
     }
 
     fn p2_outgoing_body_chunk_size(&mut self) -> usize {
@@ -172,17 +161,10 @@ async fn send(
         Ok(Err(e)) => return Err(error_code(e)),
         Ok(Ok(response)) => response,
     };
+    // The gate's client dropped the upstream's framing headers; the body is
+    // complete (and may be shorter after scrubbing), so its length is ours.
     let mut builder = http::Response::builder().status(response.status);
     for (name, value) in &response.headers {
-        let lower = name.to_ascii_lowercase();
-        // The body below is complete and may be shorter after scrubbing:
-        // the framing is the host's.
-        if matches!(
-            lower.as_str(),
-            "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "trailer"
-        ) {
-            continue;
-        }
         builder = builder.header(name.as_str(), value.as_str());
     }
     builder = builder.header(http::header::CONTENT_LENGTH, response.body.len());
