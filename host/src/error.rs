@@ -10,9 +10,11 @@ use std::path::PathBuf;
 pub enum Limit {
     /// CPU: the call used up its fuel.
     Fuel,
-    /// The total size of the instance's linear memories, or the number of
-    /// memories, tables, instances or resource handles.
+    /// The total size of the instance's linear memories.
     Memory,
+    /// A fixed per-call cap no manifest setting raises: table elements or
+    /// open resource handles (see [`caps`](crate::policy::caps)).
+    Resources,
     /// Wall-clock time.
     Time,
     /// The size of the tool's output.
@@ -20,12 +22,13 @@ pub enum Limit {
 }
 
 impl Limit {
-    /// The name used in manifests and messages: `fuel`, `memory`, `time`,
-    /// `output`.
+    /// The name used in manifests and messages: `fuel`, `memory`,
+    /// `resources`, `time`, `output`.
     pub fn as_str(self) -> &'static str {
         match self {
             Limit::Fuel => "fuel",
             Limit::Memory => "memory",
+            Limit::Resources => "resources",
             Limit::Time => "time",
             Limit::Output => "output",
         }
@@ -273,7 +276,7 @@ impl Error {
                     .into(),
             ),
             Error::ForbiddenImports { .. } => Some(
-                "plugins may import only `portcullis:tool/log`, `portcullis:tool/http` (with `http` grants) and the WASI 0.2 cli, clocks, filesystem, io and random interfaces; `wasi:sockets` and `wasi:http` are never granted"
+                "plugins may import `portcullis:tool/log` and the WASI 0.2 cli, clocks, filesystem, io and random interfaces; `portcullis:tool/http` and `wasi:http` (types, outgoing-handler) need `http` entries in the plugin's manifest entry; `wasi:sockets` is never granted"
                     .into(),
             ),
             Error::InvalidPlugin { .. } => Some(
@@ -300,7 +303,13 @@ impl Error {
                     .into(),
             ),
             Error::Audit(_) => Some(
-                "check that the audit log (`[audit] path` in the manifest) is writable".into(),
+                "check that the audit destination (`[audit] path`, `--audit FILE` or the embedder's sink) is writable".into(),
+            ),
+            Error::LimitExceeded {
+                limit: Limit::Resources,
+                ..
+            } => Some(
+                "this cap is fixed: the plugin holds too many tables, table elements or open handles at once".into(),
             ),
             Error::LimitExceeded { limit, .. } => Some(format!(
                 "raise `limits.{}` for this plugin in the manifest if the tool legitimately needs more",

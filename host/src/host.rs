@@ -129,8 +129,8 @@ impl std::fmt::Debug for HostBuilder {
 }
 
 impl HostBuilder {
-    /// Loads the plugins and the `[audit]` settings of the manifest at
-    /// `path` when the host is built (as [`Host::from_manifest`] does);
+    /// Loads the plugins, `[secrets]` and `[audit]` settings of the manifest
+    /// at `path` when the host is built (as [`Host::from_manifest`] does);
     /// settings made on the builder take precedence.
     pub fn manifest(mut self, path: impl Into<PathBuf>) -> Self {
         self.manifest = Some(path.into());
@@ -194,11 +194,13 @@ impl HostBuilder {
     }
 
     /// When a plugin traps, writes a standard WebAssembly core dump of its
-    /// instance to `dir` as `PLUGIN-CALLID.coredump` and names the file in
-    /// the error (default: no dumps). For tool authors debugging a crash:
-    /// a dump holds whatever the plugin had in memory, such as data it read
-    /// from granted directories (never a secret value: the host does not
-    /// give those to plugins). `dir` is created private.
+    /// instance to `dir` as `PLUGIN-MILLIS-PID-CALLID.coredump`, at most 16
+    /// per host, and names the file (not `dir`) in the error (default: no
+    /// dumps). For tool authors debugging a crash: a dump holds whatever
+    /// the plugin had in memory, such as data it read from granted
+    /// directories (never a secret value: the host does not give those to
+    /// plugins). `dir` is created private; an existing one that other users
+    /// can write is refused when the host is built.
     pub fn core_dumps(mut self, dir: impl Into<PathBuf>) -> Self {
         self.core_dumps = Some(dir.into());
         self
@@ -236,9 +238,10 @@ impl HostBuilder {
     /// (including an audit log that cannot be opened, a secret whose source
     /// fails or whose value is empty or under 8 bytes, a plugin naming an
     /// unknown secret, and an `env` value containing a secret's value),
-    /// [`Error::PinMismatch`], [`Error::ForbiddenImports`],
-    /// [`Error::InvalidComponent`] or [`Error::InvalidPlugin`];
-    /// [`Error::Audit`] if a load record cannot be written.
+    /// [`Error::PluginRead`], [`Error::PinMismatch`],
+    /// [`Error::ForbiddenImports`], [`Error::InvalidComponent`] or
+    /// [`Error::InvalidPlugin`]; [`Error::Audit`] if a load record cannot be
+    /// written; [`Error::Internal`] if the engine cannot be set up.
     pub async fn build(self) -> Result<Host, Error> {
         let base = self.base.unwrap_or_else(|| PathBuf::from("."));
         let mut origin = PathBuf::from("<builder>");
@@ -750,7 +753,8 @@ impl Host {
     /// not run), [`Error::ApprovalDenied`], [`Error::Suspicious`],
     /// [`Error::Tool`] (the tool reported an error),
     /// [`Error::LimitExceeded`], [`Error::Crashed`], [`Error::Cancelled`],
-    /// [`Error::InvalidOutput`], [`Error::Audit`].
+    /// [`Error::InvalidOutput`], [`Error::Audit`], [`Error::Internal`] (the
+    /// sandbox could not be set up, e.g. a granted directory vanished).
     ///
     /// Secret values (raw and encoded) are scrubbed from everything this
     /// returns or records: the output, captured stdio, logs, the audit

@@ -59,7 +59,7 @@ pub use egress::{ResolveFuture, Resolver, SystemResolver};
 pub use error::{Error, Limit, ToolError};
 pub use export::{ExportedTools, ToolFormat, ToolNames, descriptor_json, export_tools};
 pub use host::{CallContext, Grants, Host, HostBuilder, ToolDescriptor, ToolOutput};
-pub use plugin::{Effect, InspectedTool, Inspection, inspect, sha256_hex};
+pub use plugin::{Effect, ImportStatus, InspectedTool, Inspection, inspect, sha256_hex};
 pub use policy::{
     ApprovalRule, ApprovalSetting, DirGrant, DirMode, HttpRule, Limits, PluginConfig, PluginPolicy,
 };

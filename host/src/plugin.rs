@@ -236,13 +236,26 @@ pub struct Inspection {
     /// Size of the file in bytes.
     pub size: u64,
     /// Every import, and whether the host would grant it.
-    pub imports: Vec<(String, bool)>,
+    pub imports: Vec<(String, ImportStatus)>,
     /// Every export.
     pub exports: Vec<String>,
     /// The tool list, or why the host would refuse the plugin.
     pub tools: Result<Vec<InspectedTool>, String>,
     /// sha256 of the canonical tool list, when it could be read.
     pub tool_list_sha256: Option<String>,
+}
+
+/// Whether the host links an import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImportStatus {
+    /// Linked for every plugin.
+    Granted,
+    /// Linked only for a plugin with `http` entries (`portcullis:tool/http`,
+    /// `wasi:http`).
+    NeedsHttpGrant,
+    /// Never linked: a component importing it is refused.
+    Refused,
 }
 
 /// One tool as a component declares it (texts sanitised).
@@ -288,13 +301,23 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
             reason,
         })?;
     let sha256 = sha256_hex(&bytes);
-    // Shown as a plugin with HTTP grants would see them: `portcullis:tool/http`
-    // needs such a grant, which only a manifest can give.
-    let imports = sandbox.imports(&component, true);
+    let imports: Vec<(String, ImportStatus)> = sandbox
+        .imports(&component, true)
+        .into_iter()
+        .map(|(name, linked)| {
+            let status = match (linked, crate::sandbox::needs_http_grant(&name)) {
+                (false, _) => ImportStatus::Refused,
+                (true, true) => ImportStatus::NeedsHttpGrant,
+                (true, false) => ImportStatus::Granted,
+            };
+            (name, status)
+        })
+        .collect();
     let exports = sandbox.exports(&component);
+    // The tool list is read as a plugin with HTTP grants would run.
     let forbidden: Vec<&str> = imports
         .iter()
-        .filter(|(_, allowed)| !allowed)
+        .filter(|(_, status)| *status == ImportStatus::Refused)
         .map(|(n, _)| n.as_str())
         .collect();
     let mut tool_list = None;

@@ -459,6 +459,18 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
         .plugins
         .iter()
         .map(|(name, entry)| {
+            // A table that sets nothing is most likely a misspelt tool (or
+            // setting): it would be ignored without a word.
+            if let Some(tool) = entry.tools.iter().find(|(_, t)| t.approval.is_none()) {
+                return Err(Error::manifest(
+                    path,
+                    format!(
+                        "plugin `{name}`: `tools.{}` sets nothing",
+                        tool.0
+                    ),
+                )
+                .with_hint("a tool's table sets `approval = \"never\" | \"always\" | { rules = [...] }`; remove the table otherwise"));
+            }
             PluginConfig {
                 name: name.clone(),
                 source: entry.source.clone(),
@@ -725,6 +737,22 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_table_that_sets_nothing_is_refused() {
+        let manifest = Manifest::parse(
+            &format!(
+                "[plugins.a]\nsource = \"a.wasm\"\nsha256 = \"{PIN}\"\n\n[plugins.a.tools.sendd]\n"
+            ),
+            Path::new("m.toml"),
+        )
+        .expect("parses");
+        let err = from_manifest(&manifest, Path::new("m.toml")).expect_err("refused");
+        assert!(
+            err.to_string().contains("`tools.sendd` sets nothing"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn limits_outside_their_ceiling_are_refused() {
         let huge = Limits {
             memory: 64 << 30,
@@ -766,14 +794,13 @@ mod tests {
         )
         .expect_err("must be refused");
         assert!(err.contains("tools.refund.approval"), "{err}");
-        assert!(
-            validate(
-                PluginConfig::new("a", "f.wasm")
-                    .sha256(PIN)
-                    .approval("refund", ApprovalEntry::Rules(vec![]))
-            )
-            .is_err()
-        );
+        let err = validate(
+            PluginConfig::new("a", "f.wasm")
+                .sha256(PIN)
+                .approval("refund", ApprovalEntry::Rules(vec![])),
+        )
+        .expect_err("no rules is refused");
+        assert!(err.contains("tools.refund.approval"), "{err}");
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub struct Request {
     headers: Vec<(String, String)>,
     body: Option<Vec<u8>>,
     secret: Option<String>,
+    /// Why the request cannot be sent (a JSON body that did not serialise):
+    /// [`send`](Request::send) reports it instead of sending.
+    invalid: Option<String>,
 }
 
 impl Request {
@@ -110,6 +113,7 @@ impl Request {
             headers: Vec::new(),
             body: None,
             secret: None,
+            invalid: None,
         }
     }
 
@@ -136,10 +140,18 @@ impl Request {
         self
     }
 
-    /// Sets a JSON body and `content-type: application/json`.
-    pub fn json<T: serde::Serialize + ?Sized>(self, value: &T) -> Request {
-        let body = serde_json::to_vec(value).unwrap_or_default();
-        self.header("content-type", "application/json").body(body)
+    /// Sets a JSON body and `content-type: application/json`. A value that
+    /// does not serialise (a map with non-string keys, a failing
+    /// `Serialize`) makes [`send`](Request::send) return
+    /// [`HttpError::InvalidRequest`] without sending anything.
+    pub fn json<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Request {
+        match serde_json::to_vec(value) {
+            Ok(body) => self.header("content-type", "application/json").body(body),
+            Err(e) => {
+                self.invalid = Some(format!("the JSON body does not serialise: {e}"));
+                self
+            }
+        }
     }
 
     /// Asks the host to attach the secret `name` (the plugin never sees
@@ -155,6 +167,9 @@ impl Request {
     ///
     /// Why the host or the destination did not produce a response.
     pub fn send(self) -> Result<Response, HttpError> {
+        if let Some(why) = self.invalid {
+            return Err(HttpError::InvalidRequest(why));
+        }
         let request = wit::Request {
             method: self.method,
             url: self.url,
@@ -257,4 +272,28 @@ pub fn get(url: impl Into<String>) -> Result<Response, HttpError> {
 /// [`HttpError::Decode`].
 pub fn get_json<T: serde::de::DeserializeOwned>(url: impl Into<String>) -> Result<T, HttpError> {
     get(url)?.error_for_status()?.json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Request;
+
+    #[test]
+    fn a_json_body_that_does_not_serialise_is_an_error_not_an_empty_body() {
+        // JSON object keys must be strings.
+        let map = std::collections::BTreeMap::from([((1, 2), 3)]);
+        let request = Request::post("https://api.example.com").json(&map);
+        assert!(request.body.is_none(), "an empty body would be sent");
+        assert!(
+            request
+                .invalid
+                .as_deref()
+                .is_some_and(|why| why.contains("does not serialise")),
+            "{:?}",
+            request.invalid
+        );
+        let fine = Request::post("https://api.example.com").json(&[1, 2]);
+        assert_eq!(fine.body.as_deref(), Some(&b"[1,2]"[..]));
+        assert!(fine.invalid.is_none());
+    }
 }

@@ -1091,8 +1091,10 @@ async fn fetch_returns_readable_markdown_from_an_allowed_page() {
         )
         .await
         .expect("fetched");
+    // The page's title is the first one, not a later one in the body.
     assert_eq!(out.value["title"], "Test & page");
     let content = out.value["content"].as_str().expect("content");
+    assert!(!content.contains("an icon"), "{content}");
     assert!(content.contains("# Welcome"), "{content}");
     assert!(content.contains("Some bold text <here>."), "{content}");
     assert!(content.contains("- [two](/hello)"), "{content}");

@@ -342,7 +342,8 @@ pub mod net {
     /// The allowed loopback server. Routes:
     ///
     /// - `/hello`: `hello from allowed`;
-    /// - `/page`: an HTML page with a title, a heading, a link and a script;
+    /// - `/page`: an HTML page with a title (and a second one in the body), a
+    ///   heading, a link and a script;
     /// - `/echo`: the request as JSON (method, path, headers, body);
     /// - `/big`: 2 MiB with a `content-length`; `/big-chunked`: 2 MiB
     ///   without one;
@@ -490,7 +491,7 @@ pub mod net {
             "/page" => respond(
                 "200 OK",
                 "content-type: text/html; charset=utf-8\r\n",
-                b"<!doctype html><html><head><title>Test &amp; page</title><script>var x = 1;</script></head><body><h1>Welcome</h1><p>Some <b>bold</b> text &lt;here&gt;.</p><ul><li>one</li><li><a href=\"/hello\">two</a></li></ul></body></html>",
+                b"<!doctype html><html><head><title>Test &amp; page</title><script>var x = 1;</script></head><body><h1>Welcome</h1><p>Some <b>bold</b> text &lt;here&gt;.</p><ul><li>one</li><li><a href=\"/hello\">two</a></li></ul><div><title>an icon</title></div></body></html>",
             ),
             "/echo" => {
                 let json = serde_json::json!({

@@ -205,7 +205,8 @@ pub enum AuditEvent {
         /// `plugin.tool`.
         tool: String,
         /// `ok`, `tool_error`, `limit`, `crashed`, `cancelled`,
-        /// `invalid_output`, `approval_denied`, `suspicious`, `internal`.
+        /// `invalid_output`, `approval_denied`, `suspicious`,
+        /// `audit_failed`, `internal`.
         outcome: &'static str,
         /// The error message, if it failed.
         error: Option<String>,

@@ -2,6 +2,7 @@
 //! before anyone pins or grants it anything.
 
 use super::Failure;
+use portcullis::ImportStatus;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,9 +27,13 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
     outln!("  sha256    {}", inspection.sha256);
     outln!("  size      {} bytes", inspection.size);
     outln!("  imports");
-    for (name, granted) in &inspection.imports {
-        let mark = if *granted { "ok     " } else { "REFUSED" };
-        outln!("    {mark} {name}");
+    for (name, status) in &inspection.imports {
+        let mark = match status {
+            ImportStatus::Granted => "ok",
+            ImportStatus::NeedsHttpGrant => "needs http grant",
+            _ => "REFUSED",
+        };
+        outln!("    {mark:<16} {name}");
     }
     outln!("  exports");
     for name in &inspection.exports {
@@ -64,7 +69,7 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
             let refused: Vec<String> = inspection
                 .imports
                 .iter()
-                .filter(|(_, granted)| !granted)
+                .filter(|(_, status)| *status == ImportStatus::Refused)
                 .map(|(name, _)| name.clone())
                 .collect();
             Err(Failure::Host(if refused.is_empty() {

@@ -6,6 +6,7 @@
 //! it refused something so that the resulting trap (a Rust guest aborts when
 //! allocation fails) is reported as the memory limit, not as a crash.
 
+use crate::error::Limit;
 use crate::policy::caps;
 use wasmtime::ResourceLimiter;
 
@@ -13,8 +14,8 @@ use wasmtime::ResourceLimiter;
 pub(crate) struct Limiter {
     max_total: usize,
     total: usize,
-    /// Set when a growth was refused: what was refused.
-    pub(crate) exceeded: Option<String>,
+    /// Set when a growth was refused: which limit, and what was refused.
+    pub(crate) exceeded: Option<(Limit, String)>,
 }
 
 impl Limiter {
@@ -37,9 +38,12 @@ impl ResourceLimiter for Limiter {
         // Creation of a memory arrives here too, as growth from 0.
         let new_total = (self.total - current.min(self.total)).saturating_add(desired);
         if new_total > self.max_total {
-            self.exceeded = Some(format!(
-                "the plugin asked for {} bytes of linear memory in total; the limit is {} bytes",
-                new_total, self.max_total
+            self.exceeded = Some((
+                Limit::Memory,
+                format!(
+                    "the plugin asked for {} bytes of linear memory in total; the limit is {} bytes",
+                    new_total, self.max_total
+                ),
             ));
             return Ok(false);
         }
@@ -54,9 +58,12 @@ impl ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > caps::TABLE_ELEMENTS {
-            self.exceeded = Some(format!(
-                "the plugin asked for a table of {desired} elements; the limit is {}",
-                caps::TABLE_ELEMENTS
+            self.exceeded = Some((
+                Limit::Resources,
+                format!(
+                    "the plugin asked for a table of {desired} elements; the limit is {}",
+                    caps::TABLE_ELEMENTS
+                ),
             ));
             return Ok(false);
         }
@@ -115,7 +122,8 @@ mod tests {
         let mut store = wasmtime::Store::new(&engine, Limiter::new(64 << 20));
         store.limiter(|l| l);
         assert!(linker.instantiate(&mut store, &component).is_err());
-        let why = store.data().exceeded.clone().expect("the limiter refused");
+        let (limit, why) = store.data().exceeded.clone().expect("the limiter refused");
+        assert_eq!(limit, Limit::Memory);
         assert!(why.contains("in total"), "{why}");
 
         // The same component fits under a limit that covers the total.
@@ -125,6 +133,19 @@ mod tests {
             .instantiate(&mut store, &component)
             .expect("80 MiB fits in 96 MiB");
         assert!(store.data().exceeded.is_none());
+    }
+
+    #[test]
+    fn an_oversized_table_is_the_fixed_resources_cap_not_memory() {
+        let mut l = Limiter::new(1 << 30);
+        assert!(
+            !l.table_growing(0, caps::TABLE_ELEMENTS + 1, None)
+                .expect("ok")
+        );
+        let (limit, why) = l.exceeded.clone().expect("refused");
+        assert_eq!(limit, Limit::Resources);
+        assert!(why.contains("table of"), "{why}");
+        assert!(l.table_growing(0, caps::TABLE_ELEMENTS, None).expect("ok"));
     }
 
     #[test]

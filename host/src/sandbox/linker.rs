@@ -137,6 +137,13 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Store
     Ok(linker)
 }
 
+/// Whether an import is one of [`NEEDS_HTTP_GRANT`] (at any version).
+pub(crate) fn needs_http_grant(import: &str) -> bool {
+    let path = import.split_once('@').map_or(import, |(path, _)| path);
+    path.split_once('/')
+        .is_some_and(|interface| NEEDS_HTTP_GRANT.contains(&interface))
+}
+
 /// Whether an import name such as `wasi:io/streams@0.2.6` is in
 /// [`INTERFACES`] and, for [`NEEDS_HTTP_GRANT`], whether `http` grants are
 /// in force.

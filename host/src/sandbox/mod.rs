@@ -16,6 +16,8 @@ mod linker;
 mod stdio;
 mod wasi_http;
 
+pub(crate) use linker::needs_http_grant;
+
 pub use stdio::Captured;
 
 use crate::egress::{
@@ -636,8 +638,8 @@ fn classify(error: &wasmtime::Error, data: &StoreData, limits: &crate::policy::L
     if let Some(suspicious) = error.downcast_ref::<Suspicious>() {
         return Failure::Suspicious(suspicious.0);
     }
-    if let Some(what) = &data.limiter.exceeded {
-        return Failure::Limit(Limit::Memory, what.clone());
+    if let Some((limit, what)) = &data.limiter.exceeded {
+        return Failure::Limit(*limit, what.clone());
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
@@ -662,7 +664,7 @@ fn classify(error: &wasmtime::Error, data: &StoreData, limits: &crate::policy::L
         .is_some()
     {
         return Failure::Limit(
-            Limit::Memory,
+            Limit::Resources,
             format!("the plugin held more than {} open handles", caps::RESOURCES),
         );
     }

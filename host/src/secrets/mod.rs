@@ -453,8 +453,14 @@ pub(crate) async fn load(secrets: &[SecretPolicy], origin: &Path) -> Result<Scru
             .fetch(&SecretRequest::at_load(name.clone()))
             .await
             .map_err(|reason| {
-                err(format!("its source `{from}` failed: {reason}"))
-                    .with_hint("set the variable or create the file before starting the host")
+                let error = err(format!("its source `{from}` failed: {reason}"));
+                if from.starts_with("env:") {
+                    error.with_hint("set the variable before starting the host")
+                } else if from.starts_with("file:") {
+                    error.with_hint("create the file before starting the host")
+                } else {
+                    error
+                }
             })?;
         if value.is_empty() {
             return Err(err(format!("the value from `{from}` is empty"))

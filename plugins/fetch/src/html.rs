@@ -82,15 +82,8 @@ pub(crate) fn convert(html: &str, markdown: bool) -> Doc {
         if let Some(open) = &hidden {
             if closing && *open == name {
                 hidden = None;
-            } else if !closing && name == "title" && title.is_none() {
-                let close = rest
-                    .to_ascii_lowercase()
-                    .find("</title")
-                    .unwrap_or(rest.len());
-                let mut t = String::new();
-                push_text(&mut t, &rest[..close]);
-                title = Some(t.trim().to_string()).filter(|t| !t.is_empty());
-                rest = &rest[close..];
+            } else if !closing && name == "title" {
+                rest = read_title(rest, &mut title);
             }
             continue;
         }
@@ -99,14 +92,7 @@ pub(crate) fn convert(html: &str, markdown: bool) -> Doc {
             continue;
         }
         if name == "title" && !closing {
-            let close = rest
-                .to_ascii_lowercase()
-                .find("</title")
-                .unwrap_or(rest.len());
-            let mut t = String::new();
-            push_text(&mut t, &rest[..close]);
-            title = Some(t.trim().to_string()).filter(|t| !t.is_empty());
-            rest = &rest[close..];
+            rest = read_title(rest, &mut title);
             continue;
         }
         if markdown && name == "a" {
@@ -173,6 +159,22 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
     let mut decoded = String::new();
     push_text(&mut decoded, value);
     Some(decoded.trim().to_string())
+}
+
+/// Reads a `<title>` element's text from `rest` (just after the opening
+/// tag) into `title`, unless a title was already read: the first one is
+/// the page's. Returns what follows the text.
+fn read_title<'a>(rest: &'a str, title: &mut Option<String>) -> &'a str {
+    let close = rest
+        .to_ascii_lowercase()
+        .find("</title")
+        .unwrap_or(rest.len());
+    if title.is_none() {
+        let mut t = String::new();
+        push_text(&mut t, &rest[..close]);
+        *title = Some(t.trim().to_string()).filter(|t| !t.is_empty());
+    }
+    &rest[close..]
 }
 
 /// Appends text with entities decoded.
