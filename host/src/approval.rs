@@ -44,13 +44,21 @@ pub struct ApprovalRequest {
     pub dirs: Vec<DirGrant>,
     /// Names of the environment variables the plugin sees.
     pub env: Vec<String>,
+    /// HTTP destinations the plugin may reach, as normalised allowlist
+    /// entries (with their methods).
+    pub http: Vec<String>,
+    /// Names of the secrets the plugin may have attached to its requests.
+    pub secrets: Vec<String>,
     /// Why approval is needed (`always`, or the rule that holds).
     pub reason: String,
-    binding: Binding,
+    /// What makes an approval of this request good once: issued by the
+    /// host's [`Gate`].
+    pub(crate) binding: Binding,
 }
 
+/// The identity of one approval request: the issuing host and a nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Binding {
+pub(crate) struct Binding {
     issuer: u64,
     nonce: u64,
 }
@@ -143,22 +151,6 @@ pub(crate) struct Gate {
     nonces: AtomicU64,
 }
 
-/// The parts of a request the host fills in.
-pub(crate) struct RequestFacts {
-    pub(crate) call_id: u64,
-    pub(crate) caller: Option<String>,
-    pub(crate) plugin: String,
-    pub(crate) plugin_sha256: String,
-    pub(crate) tool: String,
-    pub(crate) description: String,
-    pub(crate) arguments: String,
-    pub(crate) arguments_sha256: String,
-    pub(crate) effect: Effect,
-    pub(crate) dirs: Vec<DirGrant>,
-    pub(crate) env: Vec<String>,
-    pub(crate) reason: String,
-}
-
 impl Gate {
     pub(crate) fn new() -> Gate {
         Gate {
@@ -167,24 +159,12 @@ impl Gate {
         }
     }
 
-    pub(crate) fn request(&self, f: RequestFacts) -> ApprovalRequest {
-        ApprovalRequest {
-            call_id: f.call_id,
-            caller: f.caller,
-            plugin: f.plugin,
-            plugin_sha256: f.plugin_sha256,
-            tool: f.tool,
-            description: f.description,
-            arguments: f.arguments,
-            arguments_sha256: f.arguments_sha256,
-            effect: f.effect,
-            dirs: f.dirs,
-            env: f.env,
-            reason: f.reason,
-            binding: Binding {
-                issuer: self.issuer,
-                nonce: self.nonces.fetch_add(1, Ordering::Relaxed),
-            },
+    /// A new binding for one request: no approval of another request (or
+    /// of another host) matches it.
+    pub(crate) fn issue(&self) -> Binding {
+        Binding {
+            issuer: self.issuer,
+            nonce: self.nonces.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -227,8 +207,8 @@ impl Gate {
 mod tests {
     use super::*;
 
-    fn facts(args: &str, sha: &str) -> RequestFacts {
-        RequestFacts {
+    fn request(gate: &Gate, args: &str, sha: &str) -> ApprovalRequest {
+        ApprovalRequest {
             call_id: 1,
             caller: None,
             plugin: "p".into(),
@@ -240,14 +220,17 @@ mod tests {
             effect: Effect::Write,
             dirs: Vec::new(),
             env: Vec::new(),
+            http: Vec::new(),
+            secrets: Vec::new(),
             reason: "always".into(),
+            binding: gate.issue(),
         }
     }
 
     #[test]
     fn approval_is_accepted_once_for_its_own_request() {
         let gate = Gate::new();
-        let first = gate.request(facts("{}", "aa"));
+        let first = request(&gate, "{}", "aa");
         let Decision::Approve(approval) = first.approve_by("ops") else {
             panic!("approve")
         };
@@ -255,13 +238,28 @@ mod tests {
             gate.check(&first, Decision::Approve(approval.clone())),
             Ok(Some("ops".into()))
         );
-        let second = gate.request(facts("{}", "aa"));
-        assert!(
-            gate.check(&second, Decision::Approve(approval.clone()))
-                .is_err()
+        let second = request(&gate, "{}", "aa");
+        let replayed = gate
+            .check(&second, Decision::Approve(approval.clone()))
+            .expect_err("a replay is refused");
+        assert!(replayed.contains("approvals are used once"), "{replayed}");
+        let other_host = request(&Gate::new(), "{}", "aa");
+        let foreign = gate
+            .check(&other_host, other_host.approve())
+            .expect_err("another host's approval is refused");
+        assert!(foreign.contains("another request"), "{foreign}");
+        let other_tool = ApprovalRequest {
+            tool: "p.other".into(),
+            binding: gate.issue(),
+            ..request(&gate, "{}", "aa")
+        };
+        let Decision::Approve(for_t) = first.approve() else {
+            panic!("approve")
+        };
+        assert_eq!(
+            gate.check(&other_tool, Decision::Approve(for_t)),
+            Err("the approval is for `p.t`, not `p.other`".to_string())
         );
-        let other_host = Gate::new().request(facts("{}", "aa"));
-        assert!(gate.check(&other_host, other_host.approve()).is_err());
         assert_eq!(
             gate.check(&second, second.deny("no")),
             Err("no".to_string())
@@ -271,7 +269,7 @@ mod tests {
     #[test]
     fn default_approver_denies() {
         let gate = Gate::new();
-        let request = gate.request(facts("{}", "aa"));
+        let request = request(&gate, "{}", "aa");
         assert!(matches!(DenyAll.decide(&request), Decision::Deny(_)));
     }
 }

@@ -1,6 +1,6 @@
 //! The public facade: build a [`Host`] once, list its tools, call them.
 
-use crate::approval::{Approver, DenyAll, Gate, RequestFacts};
+use crate::approval::{ApprovalRequest, Approver, DenyAll, Gate};
 use crate::arguments;
 use crate::audit::{
     AuditEvent, AuditHead, AuditLog, AuditSink, DenialCounter, DirRecord, FileSink,
@@ -867,7 +867,7 @@ impl Host {
         let mut denials = DenialCounter::new(inner.max_denials);
 
         if let Some(reason) = inner.approvals[call.p][call.t].requires(call.value) {
-            let request = inner.gate.request(RequestFacts {
+            let request = ApprovalRequest {
                 call_id: call.call_id,
                 caller: call.ctx.caller.clone(),
                 plugin: plugin.policy.name.clone(),
@@ -879,8 +879,11 @@ impl Host {
                 effect: effective_effect(plugin, call.t),
                 dirs: plugin.policy.dirs.clone(),
                 env: plugin.policy.env.iter().map(|(k, _)| k.clone()).collect(),
+                http: plugin.policy.http.iter().map(ToString::to_string).collect(),
+                secrets: plugin.policy.secrets.clone(),
                 reason: reason.clone(),
-            });
+                binding: inner.gate.issue(),
+            };
             inner.audit.record(AuditEvent::ApprovalRequested {
                 call_id: call.call_id,
                 tool: tool.clone(),
@@ -1156,6 +1159,7 @@ fn load_record(plugin: &LoadedPlugin) -> AuditEvent {
             })
             .collect(),
         env: policy.env.iter().map(|(k, _)| k.clone()).collect(),
+        http: policy.http.iter().map(ToString::to_string).collect(),
         secrets: policy.secrets.clone(),
     }
 }

@@ -87,8 +87,26 @@ async fn refunds_up_to_the_cap_run_and_above_it_need_approval() {
 #[tokio::test]
 async fn approver_sees_plugin_tool_exact_arguments_effect_and_grants() {
     let replayer = Replayer::default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("api.secret"), "an-api-token-value").expect("write");
     let host = Host::builder()
-        .plugin(refunds())
+        .secret(
+            portcullis::SecretConfig::file("api", dir.path().join("api.secret"))
+                .destination(portcullis::manifest::DestinationEntry::url(
+                    "https://payments.example.com",
+                ))
+                .inject(portcullis::manifest::InjectEntry::header(
+                    "Authorization",
+                    "Bearer {}",
+                )),
+        )
+        .plugin(
+            refunds()
+                .dir(dir.path(), "/orders", portcullis::DirMode::ReadOnly)
+                .env("REGION", "eu")
+                .http("https://payments.example.com/v1/")
+                .secret("api"),
+        )
         .approver(replayer.clone())
         .build()
         .await
@@ -113,7 +131,13 @@ async fn approver_sees_plugin_tool_exact_arguments_effect_and_grants() {
         "{}",
         request.reason
     );
-    assert!(request.dirs.is_empty() && request.env.is_empty());
+    // Every grant the call runs with.
+    assert_eq!(request.dirs.len(), 1);
+    assert_eq!(request.dirs[0].guest, "/orders");
+    assert_eq!(request.dirs[0].mode, portcullis::DirMode::ReadOnly);
+    assert_eq!(request.env, ["REGION"]);
+    assert_eq!(request.http, ["https://payments.example.com:443/v1/"]);
+    assert_eq!(request.secrets, ["api"]);
 }
 
 #[tokio::test]

@@ -2,9 +2,14 @@
 //! per event, hash-chained per writer, written before the call returns,
 //! and any tampering is reported by `verify_log`.
 
-use portcullis::{AuditSink, CallContext, Error, FileSink, Host, TamperKind, verify_log};
-use portcullis_tests::{Fixture, audit_records, events, limits, refunds};
+use portcullis::{
+    AuditSink, CallContext, DirMode, Error, FileSink, Host, PluginConfig, TamperKind, verify_log,
+};
+use portcullis_tests::{
+    ApproveAll, Fixture, audit_records, events, limits, plugin_path, plugin_sha, refunds,
+};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 async fn refunds_host(log: &Path) -> Host {
@@ -207,4 +212,82 @@ async fn nothing_happens_off_the_record() {
         Err(Error::Audit(reason)) => assert!(reason.contains("disk full"), "{reason}"),
         other => panic!("expected an audit error, got {other:?}"),
     }
+}
+
+/// Accepts the first `ok` lines, then fails like a full disk.
+struct FailsAfter {
+    ok: usize,
+    written: AtomicUsize,
+}
+
+impl AuditSink for FailsAfter {
+    fn write_line(&self, _line: &str) -> std::io::Result<()> {
+        if self.written.fetch_add(1, Ordering::SeqCst) < self.ok {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("disk full"))
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_whose_start_cannot_be_recorded_does_not_run() {
+    let fixture = Fixture::new();
+    // The plugin's load is recorded; the call's start is not.
+    let host = Host::builder()
+        .approver(ApproveAll)
+        .audit(FailsAfter {
+            ok: 1,
+            written: AtomicUsize::new(0),
+        })
+        .plugin(
+            PluginConfig::new("hostile", plugin_path("hostile"))
+                .sha256(plugin_sha("hostile"))
+                .dir(fixture.path("rw"), "/rw", DirMode::ReadWrite),
+        )
+        .build()
+        .await
+        .expect("loads");
+    let result = host
+        .call(
+            "hostile.write",
+            r#"{"path": "/rw/unrecorded.txt", "data": "x"}"#,
+            &CallContext::new(),
+        )
+        .await;
+    match result {
+        Err(Error::Audit(reason)) => assert!(reason.contains("disk full"), "{reason}"),
+        other => panic!("expected an audit error, got {other:?}"),
+    }
+    assert!(
+        !fixture.path("rw/unrecorded.txt").exists(),
+        "the plugin ran off the record"
+    );
+}
+
+#[tokio::test]
+async fn plugin_loaded_records_every_grant() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("audit.jsonl");
+    Host::builder()
+        .plugin(
+            refunds()
+                .dir(dir.path(), "/orders", DirMode::ReadOnly)
+                .env("REGION", "eu")
+                .http("https://payments.example.com/v1/"),
+        )
+        .audit(FileSink::open(&log).expect("open log"))
+        .build()
+        .await
+        .expect("loads");
+    let records = audit_records(&log);
+    let load = &records[0];
+    assert_eq!(load["event"], "plugin_loaded");
+    assert_eq!(load["dirs"][0]["guest"], "/orders");
+    assert_eq!(load["dirs"][0]["mode"], "read-only");
+    assert_eq!(load["env"], serde_json::json!(["REGION"]));
+    assert_eq!(
+        load["http"],
+        serde_json::json!(["https://payments.example.com:443/v1/"])
+    );
 }

@@ -176,6 +176,8 @@ pub enum AuditEvent {
         dirs: Vec<DirRecord>,
         /// Names of the environment variables it sees.
         env: Vec<String>,
+        /// HTTP destinations, as normalised allowlist entries.
+        http: Vec<String>,
         /// Names of the secrets it may have attached to its requests.
         secrets: Vec<String>,
     },

@@ -105,6 +105,12 @@ fn ask(request: &ApprovalRequest) -> bool {
     if !request.env.is_empty() {
         let _ = writeln!(err, "  env         {}", request.env.join(", "));
     }
+    for destination in &request.http {
+        let _ = writeln!(err, "  network     {destination}");
+    }
+    if !request.secrets.is_empty() {
+        let _ = writeln!(err, "  secrets     {}", request.secrets.join(", "));
+    }
     let _ = writeln!(err, "  arguments   {}", request.arguments.escape_debug());
     let _ = write!(err, "approve this call? [y/N] ");
     let _ = err.flush();
