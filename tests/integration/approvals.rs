@@ -72,7 +72,6 @@ async fn refunds_up_to_the_cap_run_and_above_it_need_approval() {
         call(&host, "refunds.refund", &refund(101)).await,
         "no approver",
     );
-    // A missing or mistyped field asks too.
     denied_because(
         call(
             &host,
@@ -80,6 +79,40 @@ async fn refunds_up_to_the_cap_run_and_above_it_need_approval() {
             r#"{"order_id": "A-1", "amount": 1e3}"#,
         )
         .await,
+        "no approver",
+    );
+}
+
+#[tokio::test]
+async fn a_rule_on_a_missing_or_mistyped_field_asks() {
+    // A rule that cannot be evaluated asks rather than lets the call
+    // through: `/order_id` is a string (mistyped for `>`)...
+    let seen = Replayer::default();
+    let host = Host::builder()
+        .plugin(refunds().approval(
+            "refund",
+            portcullis::manifest::ApprovalEntry::rules(["/order_id > 5"]),
+        ))
+        .approver(seen.clone())
+        .build()
+        .await
+        .expect("loads");
+    call(&host, "refunds.refund", &refund(1))
+        .await
+        .expect("approved");
+    let reason = seen.seen.lock().expect("lock")[0].reason.clone();
+    assert!(reason.contains("/order_id > 5"), "{reason}");
+    // ...and `/note` is absent.
+    let host = Host::builder()
+        .plugin(refunds().approval(
+            "refund",
+            portcullis::manifest::ApprovalEntry::rules(["/note == \"vip\""]),
+        ))
+        .build()
+        .await
+        .expect("loads");
+    denied_because(
+        call(&host, "refunds.refund", &refund(1)).await,
         "no approver",
     );
 }

@@ -296,7 +296,7 @@ async fn ip_spellings_are_refused() {
     // Unlisted private literals are refused by the allowlist first.
     for spelling in ["10.0.0.1", "169.254.169.254", "[fd00::1]", "0.0.0.0"] {
         let out = one(&host, json!({"url": format!("http://{spelling}:{c}/")})).await;
-        assert_error(&out, "denied", "");
+        assert_error(&out, "denied", "is not in this plugin's allowlist");
     }
 }
 
@@ -761,12 +761,15 @@ async fn secret_never_enters_guest_memory() {
         memories.iter().any(|m| holds(m, b"[redacted:api]")),
         "the scrubbed echo is not in the dump"
     );
-    // ...but no form of the credential: raw, hex, base64 at every alignment,
-    // base64url, percent- or JSON-encoded.
-    let oracle = portcullis::Scrubber::new([("api", &portcullis::Secret::new(TOKEN))]);
+    // ...but no form of the credential: raw, hex, percent, base64 and
+    // base64url at every alignment, looked for with forms computed apart
+    // from the host's scrubber, and with the scrubber's own (JSON-escaped
+    // too).
+    let scrubber = portcullis::Scrubber::new([("api", &portcullis::Secret::new(TOKEN))]);
     for memory in &memories {
+        portcullis_tests::assert_no_secret("guest memory", memory, TOKEN);
         assert_eq!(
-            oracle.find(memory),
+            scrubber.find(memory),
             None,
             "a form of the secret is in guest memory"
         );
@@ -816,6 +819,48 @@ async fn a_value_fetched_for_one_call_is_scrubbed_too() {
     );
 }
 
+/// A vault that answers at load and is down for every call.
+struct DownDuringCalls;
+
+impl portcullis::SecretSource for DownDuringCalls {
+    fn get(&self, request: &portcullis::SecretRequest) -> Result<portcullis::Secret, String> {
+        match request.call_id {
+            None => Ok(portcullis::Secret::new("token-known-at-load-0000")),
+            Some(_) => Err("the vault is down".into()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_secret_source_is_an_upstream_error_not_a_denial() {
+    let net = Net::start().await;
+    let secret = portcullis::SecretConfig::new("api", DownDuringCalls)
+        .destination(net.bound())
+        .inject(portcullis::manifest::InjectEntry::header("X-Api-Key", "{}"));
+    let host = net.host_with_secret_config(secret, |b| b).await;
+    let out = one(
+        &host,
+        json!({"url": format!("http://allowed.test:{}/echo", net.a()), "secret": "api"}),
+    )
+    .await;
+    assert_error(
+        &out,
+        "upstream",
+        "secret `api` is unavailable: the vault is down",
+    );
+    assert_eq!(net.allowed.hits(), 0, "sent without its secret");
+    // Not held against the plugin: no denial is recorded.
+    let records = net.records();
+    assert!(
+        records.iter().any(|r| r.contains("\"event\":\"egress\"")),
+        "{records:?}"
+    );
+    assert!(
+        !records.iter().any(|r| r.contains("\"event\":\"denied\"")),
+        "{records:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_from_a_bound_host_does_not_carry_the_secret_elsewhere() {
     let net = Net::start().await;
@@ -844,7 +889,11 @@ async fn redirect_from_a_bound_host_does_not_carry_the_secret_elsewhere() {
     // Following it by hand with the secret is a new request, checked anew:
     // the canary is neither allowed nor bound.
     let follow = one(&host, json!({"url": elsewhere, "secret": "api"})).await;
-    assert_error(&follow, "denied", "");
+    assert_error(
+        &follow,
+        "denied",
+        "host `canary.test` is not in this plugin's allowlist",
+    );
     // (`Net`'s drop asserts the canary saw no connection.)
 }
 

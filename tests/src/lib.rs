@@ -244,6 +244,65 @@ pub fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
 /// Egress fixtures: a loopback server the tests allow, a loopback canary
 /// that must never be connected to, and a resolver that maps test names to
 /// them.
+/// Every form of `token` a leak could take, computed independently of the
+/// host's scrubber: raw; hex in both cases; percent-encoded (upper case);
+/// and, for base64 and base64url at each of the three alignments, the
+/// characters that encode only the token's bytes, so the token inside a
+/// longer encoded stream (`base64("user:" + token)`) is caught too.
+pub fn secret_forms(token: &str) -> Vec<Vec<u8>> {
+    const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = token.as_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let percent: String = bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let mut forms = vec![
+        bytes.to_vec(),
+        hex.to_uppercase().into_bytes(),
+        hex.into_bytes(),
+        percent.into_bytes(),
+    ];
+    for alphabet in [STANDARD, URL_SAFE] {
+        for k in 0..3 {
+            let mut prefixed = vec![b'x'; k];
+            prefixed.extend_from_slice(bytes);
+            let mut encoded = Vec::new();
+            for chunk in prefixed.chunks(3) {
+                let n = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+                for i in 0..=chunk.len() {
+                    encoded.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize]);
+                }
+            }
+            let start = (8 * k).div_ceil(6);
+            let end = (8 * (k + bytes.len())) / 6;
+            forms.push(encoded[start..end].to_vec());
+        }
+    }
+    forms
+}
+
+/// Asserts that no form of `token` ([`secret_forms`]) occurs in `haystack`.
+pub fn assert_no_secret(what: &str, haystack: &[u8], token: &str) {
+    for form in secret_forms(token) {
+        assert!(
+            !haystack.windows(form.len()).any(|w| w == form.as_slice()),
+            "{what} holds the secret as `{}`",
+            String::from_utf8_lossy(&form)
+        );
+    }
+}
+
 pub mod net {
     use portcullis::{ResolveFuture, Resolver};
     use std::collections::HashMap;
