@@ -57,10 +57,10 @@ impl InputSchema {
     /// Checks `value`; on failure returns the JSON Pointer of the first
     /// failing field and what is wrong with it.
     pub(crate) fn check(&self, value: &Value) -> Result<(), (String, String)> {
-        match self.validator.iter_errors(value).next() {
-            None => Ok(()),
-            Some(e) => Err((e.instance_path().to_string(), e.to_string())),
-        }
+        // Stops at the first error (`iter_errors` would collect them all).
+        self.validator
+            .validate(value)
+            .map_err(|e| (e.instance_path().to_string(), e.to_string()))
     }
 }
 

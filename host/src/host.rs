@@ -7,14 +7,14 @@ use crate::audit::{
     MAX_RECORDED_ARGUMENTS,
 };
 use crate::cache::CompileCache;
-use crate::egress::{Network, Resolver, SystemResolver, Tls};
+use crate::egress::{Network, PluginGrants, Resolver, SystemResolver, Tls};
 use crate::error::{Error, ToolError};
 use crate::manifest::Manifest;
 use crate::plugin::{Effect, LoadedPlugin, sha256_hex};
 use crate::policy::{self, ApprovalSetting, DirGrant, DirMode, PluginConfig, PluginPolicy};
 use crate::provenance::{self, InjectionFlag, Provenance, Trust};
 use crate::sandbox::{
-    CallSecretsRef, Captured, Failure, LogRecord, Request, Response, Sandbox, WitToolError,
+    CallGrants, Captured, Failure, LogRecord, Request, Response, Sandbox, WitToolError,
 };
 use crate::secrets::{self, Scrubber, SecretConfig, SecretPolicy};
 use serde_json::Value;
@@ -53,9 +53,9 @@ struct Inner {
     max_denials: u32,
     screen: bool,
     secrets: Vec<SecretPolicy>,
-    /// The secrets each plugin may name, by plugin index (worked out once,
+    /// What each plugin may reach and attach, by plugin index (worked out once,
     /// not per call).
-    granted: Vec<Arc<[SecretPolicy]>>,
+    grants: Vec<PluginGrants>,
     /// Every secret value, for scrubbing everything a call returns.
     scrubber: Arc<Scrubber>,
     network: Network,
@@ -651,20 +651,21 @@ impl Host {
             }
             plugins.push(plugin);
         }
-        let granted = plugins
+        let grants = plugins
             .iter()
-            .map(|p| {
-                settings
+            .map(|p| PluginGrants {
+                http: p.policy.http.iter().cloned().collect(),
+                secrets: settings
                     .secrets
                     .iter()
                     .filter(|s| p.policy.secrets.contains(&s.name))
                     .cloned()
-                    .collect()
+                    .collect(),
             })
             .collect();
         Ok(Host {
             inner: Arc::new(Inner {
-                granted,
+                grants,
                 sandbox,
                 plugins,
                 index,
@@ -925,9 +926,8 @@ impl Host {
                     arguments: call.arguments,
                     network: &inner.network,
                     max_denials: inner.max_denials.saturating_sub(denials.count()),
-                    secrets: CallSecretsRef {
-                        granted: &inner.granted[call.p],
-                        scrubber: &inner.scrubber,
+                    grants: CallGrants {
+                        grants: &inner.grants[call.p],
                         call_id: call.call_id,
                         caller: call.ctx.caller.as_deref(),
                     },

@@ -17,13 +17,19 @@ pub(crate) fn blocked(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// Whether the `width`-bit address `ip` lies in `net/prefix`.
+fn in_prefix(ip: u128, net: u128, prefix: u32, width: u32) -> bool {
+    let shift = width - prefix;
+    prefix == 0 || (ip >> shift) == (net >> shift)
+}
+
 fn in_v4(ip: Ipv4Addr, net: [u8; 4], prefix: u32) -> bool {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix)
-    };
-    (u32::from(ip) & mask) == (u32::from(Ipv4Addr::from(net)) & mask)
+    in_prefix(
+        u128::from(ip.to_bits()),
+        u128::from(Ipv4Addr::from(net).to_bits()),
+        prefix,
+        32,
+    )
 }
 
 /// IPv4 special-purpose ranges (RFC 6890 and the IANA registry).
@@ -67,16 +73,12 @@ fn blocked_v4(ip: Ipv4Addr) -> Option<&'static str> {
 }
 
 fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, prefix: u32) -> bool {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u128::MAX << (128 - prefix)
-    };
-    (u128::from(ip) & mask) == (u128::from(net) & mask)
+    in_prefix(ip.to_bits(), net.to_bits(), prefix, 128)
 }
 
-fn v6(s: &str) -> Ipv6Addr {
-    s.parse().unwrap_or(Ipv6Addr::UNSPECIFIED)
+/// `a:b::` with the rest zero.
+const fn v6(a: u16, b: u16, c: u16) -> Ipv6Addr {
+    Ipv6Addr::new(a, b, c, 0, 0, 0, 0, 0)
 }
 
 fn blocked_v6(ip: Ipv6Addr) -> Option<&'static str> {
@@ -90,49 +92,46 @@ fn blocked_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
     // Forms that embed an IPv4 address: the embedded address decides, and
     // any blocked one is refused under its IPv6 spelling too.
-    if in_v6(ip, v6("::ffff:0:0"), 96) {
+    if in_v6(ip, Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96) {
         return blocked_v4(low_v4).map(|_| "IPv4-mapped form of a blocked address (::ffff:0:0/96)");
     }
-    if in_v6(ip, v6("::"), 96) {
+    if in_v6(ip, Ipv6Addr::UNSPECIFIED, 96) {
         return Some("IPv4-compatible (::/96, deprecated)");
     }
-    if in_v6(ip, v6("64:ff9b::"), 96) {
+    if in_v6(ip, v6(0x64, 0xff9b, 0), 96) {
         return blocked_v4(low_v4)
             .map(|_| "IPv4-translated form of a blocked address (64:ff9b::/96)");
     }
-    if in_v6(ip, v6("2002::"), 16) {
+    if in_v6(ip, v6(0x2002, 0, 0), 16) {
         let embedded = Ipv4Addr::from(((bits >> 80) & 0xffff_ffff) as u32);
         return blocked_v4(embedded).map(|_| "6to4 form of a blocked address (2002::/16)");
     }
-    const V6: &[(&str, u32, &str)] = &[
+    const V6: &[(Ipv6Addr, u32, &str)] = &[
         (
-            "64:ff9b:1::",
+            v6(0x64, 0xff9b, 1),
             48,
             "local-use IPv4/IPv6 translation (64:ff9b:1::/48)",
         ),
-        ("100::", 64, "discard-only (100::/64)"),
+        (v6(0x100, 0, 0), 64, "discard-only (100::/64)"),
         // Teredo (2001::/32) lies inside; its embedded addresses are
         // obfuscated, so the whole block is refused.
         (
-            "2001::",
+            v6(0x2001, 0, 0),
             23,
             "IETF protocol assignments and Teredo (2001::/23)",
         ),
-        ("2001:db8::", 32, "documentation (2001:db8::/32)"),
-        ("3fff::", 20, "documentation (3fff::/20)"),
-        ("5f00::", 16, "segment routing SIDs (5f00::/16)"),
-        ("fc00::", 7, "unique local, private (fc00::/7)"),
-        ("fe80::", 10, "link-local (fe80::/10)"),
-        ("fec0::", 10, "site-local, deprecated (fec0::/10)"),
-        ("ff00::", 8, "multicast (ff00::/8)"),
+        (v6(0x2001, 0xdb8, 0), 32, "documentation (2001:db8::/32)"),
+        (v6(0x3fff, 0, 0), 20, "documentation (3fff::/20)"),
+        (v6(0x5f00, 0, 0), 16, "segment routing SIDs (5f00::/16)"),
+        (v6(0xfc00, 0, 0), 7, "unique local, private (fc00::/7)"),
+        (v6(0xfe80, 0, 0), 10, "link-local (fe80::/10)"),
+        (v6(0xfec0, 0, 0), 10, "site-local, deprecated (fec0::/10)"),
+        (v6(0xff00, 0, 0), 8, "multicast (ff00::/8)"),
     ];
-    if let Some((_, _, why)) = V6
-        .iter()
-        .find(|(net, prefix, _)| in_v6(ip, v6(net), *prefix))
-    {
+    if let Some((_, _, why)) = V6.iter().find(|(net, prefix, _)| in_v6(ip, *net, *prefix)) {
         return Some(why);
     }
-    if !in_v6(ip, v6("2000::"), 3) {
+    if !in_v6(ip, v6(0x2000, 0, 0), 3) {
         return Some("not global unicast (outside 2000::/3)");
     }
     None

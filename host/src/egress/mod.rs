@@ -156,11 +156,20 @@ impl std::fmt::Display for Suspicious {
 
 impl std::error::Error for Suspicious {}
 
-/// The secrets one call may attach, and who is calling (their sources are
-/// asked per call, with these facts).
-pub(crate) struct CallSecrets {
-    /// The secrets granted to the plugin.
-    pub(crate) granted: Arc<[SecretPolicy]>,
+/// What a plugin may reach and attach: worked out once when it loads,
+/// shared by its calls.
+#[derive(Clone)]
+pub(crate) struct PluginGrants {
+    /// Its allowlist.
+    pub(crate) http: Arc<[HttpRule]>,
+    /// The secrets granted to it.
+    pub(crate) secrets: Arc<[SecretPolicy]>,
+}
+
+/// Who is calling and what with (secret sources are asked per call, with
+/// these facts).
+pub(crate) struct CallFacts {
+    pub(crate) grants: PluginGrants,
     /// Every secret value known at load, for scrubbing responses.
     pub(crate) scrubber: Arc<Scrubber>,
     pub(crate) tool: String,
@@ -188,13 +197,12 @@ struct Tally {
 /// `wasi:http` request runs in its own task, so this is used through
 /// `&self`).
 pub(crate) struct CallEgress {
-    secrets: CallSecrets,
+    call: CallFacts,
     /// Every value known at load plus any value a source gave out for this
     /// call: what responses, and finally the call's results, are scrubbed
     /// with.
     scrubber: Mutex<Arc<Scrubber>>,
     plugin: Arc<str>,
-    rules: Vec<HttpRule>,
     limits: Limits,
     network: Network,
     /// The call's own deadline: no request may outlive it.
@@ -210,18 +218,16 @@ pub(crate) struct CallEgress {
 impl CallEgress {
     pub(crate) fn new(
         plugin: Arc<str>,
-        rules: Vec<HttpRule>,
         limits: Limits,
         network: Network,
         call_deadline: Instant,
         max_denials: u32,
-        secrets: CallSecrets,
+        call: CallFacts,
     ) -> CallEgress {
         CallEgress {
-            scrubber: Mutex::new(Arc::clone(&secrets.scrubber)),
-            secrets,
+            scrubber: Mutex::new(Arc::clone(&call.scrubber)),
+            call,
             plugin,
-            rules,
             limits,
             network,
             call_deadline,
@@ -240,8 +246,9 @@ impl CallEgress {
     /// The granted secret injected into request header `lower`, if any: a
     /// header the plugin may not set.
     pub(crate) fn injected_into(&self, lower: &str) -> Option<&str> {
-        self.secrets
-            .granted
+        self.call
+            .grants
+            .secrets
             .iter()
             .find(|p| p.inject.header().as_deref() == Some(lower))
             .map(|p| p.name.as_str())
@@ -257,9 +264,10 @@ impl CallEgress {
         self.call_deadline
     }
 
-    /// Every attempt so far, allowed or not.
-    pub(crate) fn records(&self) -> Vec<EgressRecord> {
-        self.tally().records.clone()
+    /// Every attempt so far, allowed or not, taken out (for the audit log
+    /// at the call's end).
+    pub(crate) fn take_records(&self) -> Vec<EgressRecord> {
+        std::mem::take(&mut self.tally().records)
     }
 
     /// Cancelled once the call exceeded its denials; the number of denials.
@@ -492,7 +500,7 @@ impl CallEgress {
         let named = match &request.secret {
             SecretChoice::None | SecretChoice::ByDestination => None,
             SecretChoice::Named(name) => {
-                match self.secrets.granted.iter().find(|p| &p.name == name) {
+                match self.call.grants.secrets.iter().find(|p| &p.name == name) {
                     Some(policy) => Some(policy.clone()),
                     None => {
                         return self.deny(
@@ -523,8 +531,14 @@ impl CallEgress {
             Err(why) => return self.deny(raw_destination, why, None),
         };
         let destination = format!("{}{}", target.origin(), target.path);
-        let Some(rule) = self.rules.iter().find(|r| r.allows(&method, &target)) else {
-            let (why, line) = allowlist::explain(&self.rules, &method, &target);
+        let Some(rule) = self
+            .call
+            .grants
+            .http
+            .iter()
+            .find(|r| r.allows(&method, &target))
+        else {
+            let (why, line) = allowlist::explain(&self.call.grants.http, &method, &target);
             return self.deny(destination, why, Some(line));
         };
         let allow_private = rule.allow_private();
@@ -614,8 +628,9 @@ impl CallEgress {
         let mut headers = headers;
         let secret = match request.secret {
             SecretChoice::ByDestination => self
+                .call
+                .grants
                 .secrets
-                .granted
                 .iter()
                 .find(|p| p.allows(&method, &target))
                 .cloned(),
@@ -722,9 +737,9 @@ impl CallEgress {
         let request = SecretRequest::for_call(
             name.clone(),
             self.plugin.to_string(),
-            self.secrets.tool.clone(),
-            self.secrets.call_id,
-            self.secrets.caller.clone(),
+            self.call.tool.clone(),
+            self.call.call_id,
+            self.call.caller.clone(),
         );
         let value = match tokio::time::timeout_at(deadline, policy.source.fetch(&request)).await {
             Err(_) => {

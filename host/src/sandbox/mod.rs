@@ -21,12 +21,12 @@ pub(crate) use linker::needs_http_grant;
 pub use stdio::Captured;
 
 use crate::egress::{
-    CallEgress, CallSecrets, EgressError, EgressRecord, GuestRequest, GuestTimeouts, Network,
-    SecretChoice, Suspicious,
+    CallEgress, CallFacts, EgressError, EgressRecord, GuestRequest, GuestTimeouts, Network,
+    PluginGrants, SecretChoice, Suspicious,
 };
 use crate::error::Limit;
 use crate::policy::{DirMode, PluginPolicy, caps};
-use crate::secrets::{Scrubber, SecretPolicy};
+use crate::secrets::Scrubber;
 use limits::Limiter;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -184,11 +184,11 @@ impl bindings::portcullis::tool::http::Host for StoreData {
     }
 }
 
-/// The secret facts of one call, borrowed from the host.
+/// What one call may reach and attach, and who is calling, borrowed from
+/// the host.
 #[derive(Clone, Copy)]
-pub(crate) struct CallSecretsRef<'a> {
-    pub(crate) granted: &'a Arc<[SecretPolicy]>,
-    pub(crate) scrubber: &'a Arc<Scrubber>,
+pub(crate) struct CallGrants<'a> {
+    pub(crate) grants: &'a PluginGrants,
     pub(crate) call_id: u64,
     pub(crate) caller: Option<&'a str>,
 }
@@ -204,8 +204,8 @@ pub(crate) enum Request<'a> {
         arguments: &'a str,
         network: &'a Network,
         max_denials: u32,
-        /// Secrets the call may attach to requests, and who is calling.
-        secrets: CallSecretsRef<'a>,
+        /// What the call may reach and attach, and who is calling.
+        grants: CallGrants<'a>,
     },
 }
 
@@ -474,7 +474,7 @@ impl Sandbox {
                 logs_dropped,
                 egress: egress
                     .as_deref()
-                    .map(CallEgress::records)
+                    .map(CallEgress::take_records)
                     .unwrap_or_default(),
                 core_dump,
                 scrubber,
@@ -489,26 +489,26 @@ impl Sandbox {
             Err(e) => return finish(Err(Failure::Setup(e)), None, None),
         };
         let deadline = started + limits.timeout;
+        let plugin: Arc<str> = Arc::from(policy.name.as_str());
         let egress = match &request {
             Request::Call {
                 tool,
                 network,
                 max_denials,
-                secrets,
+                grants,
                 ..
-            } if !policy.http.is_empty() => Some(Arc::new(CallEgress::new(
-                Arc::from(policy.name.as_str()),
-                policy.http.clone(),
+            } if !grants.grants.http.is_empty() => Some(Arc::new(CallEgress::new(
+                Arc::clone(&plugin),
                 limits,
                 (*network).clone(),
                 deadline.into(),
                 *max_denials,
-                CallSecrets {
-                    granted: Arc::clone(secrets.granted),
-                    scrubber: Arc::clone(secrets.scrubber),
+                CallFacts {
+                    grants: grants.grants.clone(),
+                    scrubber: Arc::clone(&self.scrubber),
                     tool: (*tool).to_string(),
-                    call_id: secrets.call_id,
-                    caller: secrets.caller.map(str::to_string),
+                    call_id: grants.call_id,
+                    caller: grants.caller.map(str::to_string),
                 },
             ))),
             _ => None,
@@ -524,7 +524,7 @@ impl Sandbox {
                 limiter: Limiter::new(limits.memory),
                 logs: Vec::new(),
                 logs_dropped: 0,
-                plugin: Arc::from(policy.name.as_str()),
+                plugin: Arc::clone(&plugin),
                 scrubber: Arc::clone(&self.scrubber),
                 http: {
                     // Headers beyond the gate's own limit are refused by the
