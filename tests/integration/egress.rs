@@ -48,6 +48,29 @@ impl Net {
         self.allowed.port()
     }
 
+    /// `path` on the allowed server, by name.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://allowed.test:{}{path}", self.a())
+    }
+
+    /// Has this test's plugin send `requests`; every outcome.
+    pub(crate) async fn send(&self, host: &Host, requests: Value) -> Vec<Value> {
+        let output = host
+            .call(
+                &format!("{}.send", self.plugin),
+                &json!({ "requests": requests }).to_string(),
+                &CallContext::new(),
+            )
+            .await
+            .expect("the call completes");
+        output.value.as_array().expect("a list of outcomes").clone()
+    }
+
+    /// Has this test's plugin send one request; its outcome.
+    pub(crate) async fn one(&self, host: &Host, request: Value) -> Value {
+        self.send(host, json!([request])).await.remove(0)
+    }
+
     pub(crate) fn c(&self) -> u16 {
         self.canary.addr.port()
     }
@@ -113,22 +136,6 @@ impl Drop for Net {
     }
 }
 
-async fn send(host: &Host, requests: Value) -> Vec<Value> {
-    let output = host
-        .call(
-            "egress.send",
-            &json!({ "requests": requests }).to_string(),
-            &CallContext::new(),
-        )
-        .await
-        .expect("the call completes");
-    output.value.as_array().expect("a list of outcomes").clone()
-}
-
-async fn one(host: &Host, request: Value) -> Value {
-    send(host, json!([request])).await.remove(0)
-}
-
 fn assert_error(outcome: &Value, kind: &str, text: &str) {
     assert_eq!(outcome["error"], kind, "{outcome}");
     let message = outcome["message"].as_str().unwrap_or_default();
@@ -139,11 +146,7 @@ fn assert_error(outcome: &Value, kind: &str, text: &str) {
 async fn allowed_host_is_reached() {
     let net = Net::start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/hello", net.a())}),
-    )
-    .await;
+    let out = net.one(&host, json!({"url": net.url("/hello")})).await;
     assert_eq!(out["status"], 200, "{out}");
     assert_eq!(out["body"], "hello from allowed");
 }
@@ -152,11 +155,12 @@ async fn allowed_host_is_reached() {
 async fn unlisted_host_is_denied() {
     let net = Net::start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
-    let out = one(
-        &host,
-        json!({"url": format!("http://canary.test:{}/", net.c())}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": format!("http://canary.test:{}/", net.c())}),
+        )
+        .await;
     assert_error(
         &out,
         "denied",
@@ -168,13 +172,16 @@ async fn unlisted_host_is_denied() {
 async fn wrong_port_is_denied() {
     let net = Net::start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/hello", net.c())}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": format!("http://allowed.test:{}/hello", net.c())}),
+        )
+        .await;
     assert_error(&out, "denied", "is not in this plugin's allowlist");
-    let out = one(&host, json!({"url": "http://allowed.test/hello"})).await;
+    let out = net
+        .one(&host, json!({"url": "http://allowed.test/hello"}))
+        .await;
     assert_error(&out, "denied", "`http://allowed.test:80`");
 }
 
@@ -182,18 +189,19 @@ async fn wrong_port_is_denied() {
 async fn wrong_scheme_is_denied() {
     let net = Net::start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
-    let out = one(
-        &host,
-        json!({"url": format!("https://allowed.test:{}/hello", net.a())}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": format!("https://allowed.test:{}/hello", net.a())}),
+        )
+        .await;
     assert_error(&out, "denied", "`https://allowed.test:");
     for url in [
         "ftp://allowed.test/",
         "file:///etc/passwd",
         "gopher://allowed.test/",
     ] {
-        let out = one(&host, json!({ "url": url })).await;
+        let out = net.one(&host, json!({ "url": url })).await;
         assert_error(&out, "denied", "is not allowed: use http or https");
     }
 }
@@ -201,27 +209,31 @@ async fn wrong_scheme_is_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_method_and_path_are_denied() {
     let net = Net::start().await;
-    let entry = HttpTable::new(format!("http://allowed.test:{}/hello", net.a()))
-        .allow_private(true)
-        .into();
+    let entry = HttpTable::new(net.url("/hello")).allow_private(true).into();
     let host = net.host(vec![entry], Limits::default()).await;
-    let base = format!("http://allowed.test:{}", net.a());
-    let out = one(&host, json!({"url": format!("{base}/hello")})).await;
+    let base = net.url("");
+    let out = net
+        .one(&host, json!({"url": format!("{base}/hello")}))
+        .await;
     assert_eq!(out["status"], 200, "{out}");
-    let out = one(
-        &host,
-        json!({"method": "POST", "url": format!("{base}/hello")}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"method": "POST", "url": format!("{base}/hello")}),
+        )
+        .await;
     assert_error(&out, "denied", "method `POST` is not allowed");
-    let out = one(
-        &host,
-        json!({"method": "DELETE", "url": format!("{base}/hello")}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"method": "DELETE", "url": format!("{base}/hello")}),
+        )
+        .await;
     assert_error(&out, "denied", "method `DELETE`");
     for path in ["/echo", "/hello2", "/hello/../echo", "/hello/%2e%2e/echo"] {
-        let out = one(&host, json!({"url": format!("{base}{path}")})).await;
+        let out = net
+            .one(&host, json!({"url": format!("{base}{path}")}))
+            .await;
         assert_error(&out, "denied", "outside the allowed prefixes `/hello`");
     }
     assert_eq!(net.allowed.hits(), 1, "only the allowed request connected");
@@ -239,7 +251,9 @@ async fn suffix_confusion_is_denied() {
         "evilallowed.test",
         "allowed.test",
     ] {
-        let out = one(&host, json!({"url": format!("http://{name}:{}/", net.c())})).await;
+        let out = net
+            .one(&host, json!({"url": format!("http://{name}:{}/", net.c())}))
+            .await;
         assert_error(&out, "denied", &format!("host `{name}` is not in"));
     }
 }
@@ -249,17 +263,19 @@ async fn userinfo_is_denied() {
     let net = Net::start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
     // Reads as "allowed.test" to a careless check; the host is canary.test.
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}@canary.test:{}/", net.a(), net.c())}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": format!("http://allowed.test:{}@canary.test:{}/", net.a(), net.c())}),
+        )
+        .await;
     assert_error(&out, "denied", "userinfo");
-    let out = one(
-        &host,
-        json!({"url": format!("http://user:pw@allowed.test:{}/hello", net.a())}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": format!("http://user:pw@allowed.test:{}/hello", net.a())}),
+        )
+        .await;
     assert_error(&out, "denied", "userinfo");
     assert_eq!(net.allowed.hits(), 0);
 }
@@ -290,12 +306,16 @@ async fn ip_spellings_are_refused() {
         "[::ffff:127.0.0.1]",
         "[::ffff:7f00:1]",
     ] {
-        let out = one(&host, json!({"url": format!("http://{spelling}:{c}/")})).await;
+        let out = net
+            .one(&host, json!({"url": format!("http://{spelling}:{c}/")}))
+            .await;
         assert_error(&out, "denied", "blocked range");
     }
     // Unlisted private literals are refused by the allowlist first.
     for spelling in ["10.0.0.1", "169.254.169.254", "[fd00::1]", "0.0.0.0"] {
-        let out = one(&host, json!({"url": format!("http://{spelling}:{c}/")})).await;
+        let out = net
+            .one(&host, json!({"url": format!("http://{spelling}:{c}/")}))
+            .await;
         assert_error(&out, "denied", "is not in this plugin's allowlist");
     }
 }
@@ -315,7 +335,9 @@ async fn name_resolving_to_a_blocked_address_is_denied() {
         ("metadata.test", "169.254.169.254", "cloud metadata"),
         ("six.test", "::1", "loopback"),
     ] {
-        let out = one(&host, json!({"url": format!("http://{name}:{c}/")})).await;
+        let out = net
+            .one(&host, json!({"url": format!("http://{name}:{c}/")}))
+            .await;
         assert_error(
             &out,
             "denied",
@@ -333,11 +355,12 @@ async fn redirect_to_unlisted_host_is_returned_not_followed() {
     let net = Net::start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
     let target = format!("http://canary.test:{}/stolen", net.c());
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/redirect?to={target}", net.a())}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": format!("http://allowed.test:{}/redirect?to={target}", net.a())}),
+        )
+        .await;
     assert_eq!(out["status"], 302, "{out}");
     let location = out["headers"]
         .as_array()
@@ -345,7 +368,7 @@ async fn redirect_to_unlisted_host_is_returned_not_followed() {
         .map(|p| p[1].clone());
     assert_eq!(location, Some(json!(target)));
     // The plugin's next request is checked like any other.
-    let out = one(&host, json!({ "url": target })).await;
+    let out = net.one(&host, json!({ "url": target })).await;
     assert_error(&out, "denied", "not in this plugin's allowlist");
 }
 
@@ -359,11 +382,12 @@ async fn oversized_response_is_too_large() {
         )
         .await;
     for path in ["/big", "/big-chunked"] {
-        let out = one(
-            &host,
-            json!({"url": format!("http://allowed.test:{}{path}", net.a())}),
-        )
-        .await;
+        let out = net
+            .one(
+                &host,
+                json!({"url": format!("http://allowed.test:{}{path}", net.a())}),
+            )
+            .await;
         assert_error(&out, "too_large", "larger than 1048576 bytes");
     }
 }
@@ -377,11 +401,7 @@ async fn gzip_bomb_stops_at_the_response_limit() {
             limits(|l| l.http_response = 1 << 20),
         )
         .await;
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/bomb", net.a())}),
-    )
-    .await;
+    let out = net.one(&host, json!({"url": net.url("/bomb")})).await;
     assert_error(&out, "too_large", "decompresses to more than 1048576 bytes");
 }
 
@@ -395,11 +415,7 @@ async fn slow_drip_response_times_out() {
         )
         .await;
     let started = Instant::now();
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/drip", net.a())}),
-    )
-    .await;
+    let out = net.one(&host, json!({"url": net.url("/drip")})).await;
     assert_error(&out, "timeout", "did not answer completely");
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -424,8 +440,7 @@ async fn slow_drip_cannot_outlive_the_call() {
     let result = host
         .call(
             "egress.send",
-            &json!({"requests": [{"url": format!("http://allowed.test:{}/drip", net.a())}]})
-                .to_string(),
+            &json!({"requests": [{"url": net.url("/drip")}]}).to_string(),
             &CallContext::new(),
         )
         .await;
@@ -455,8 +470,7 @@ async fn a_request_cut_short_by_the_call_ending_is_still_audited() {
     let result = host
         .call(
             "egress.send",
-            &json!({"requests": [{"url": format!("http://allowed.test:{}/drip?x=1", net.a())}]})
-                .to_string(),
+            &json!({"requests": [{"url": net.url("/drip?x=1")}]}).to_string(),
             &CallContext::new().cancellation(cancel),
         )
         .await;
@@ -468,10 +482,7 @@ async fn a_request_cut_short_by_the_call_ending_is_still_audited() {
         .filter(|r| r["event"] == "egress")
         .collect();
     assert_eq!(egress.len(), 1, "{egress:?}");
-    assert_eq!(
-        egress[0]["destination"],
-        format!("http://allowed.test:{}/drip", net.a())
-    );
+    assert_eq!(egress[0]["destination"], net.url("/drip"));
     assert!(
         egress[0]["reason"]
             .as_str()
@@ -492,20 +503,24 @@ async fn request_limits_are_enforced() {
             }),
         )
         .await;
-    let url = format!("http://allowed.test:{}/hello", net.a());
-    let outs = send(&host, json!([{"url": url, "times": 5}])).await;
+    let url = net.url("/hello");
+    let outs = net.send(&host, json!([{"url": url, "times": 5}])).await;
     assert!(outs[..3].iter().all(|o| o["status"] == 200), "{outs:?}");
     for out in &outs[3..] {
         assert_error(out, "too_many_requests", "the limit is 3");
     }
-    let out = one(&host, json!({"url": url, "body": "x".repeat(100)})).await;
+    let out = net
+        .one(&host, json!({"url": url, "body": "x".repeat(100)}))
+        .await;
     assert_error(
         &out,
         "invalid_request",
         "the request body is over the limit",
     );
     let headers: Vec<(String, String)> = (0..65).map(|i| (format!("x-h{i}"), "v".into())).collect();
-    let out = one(&host, json!({"url": url, "headers": headers})).await;
+    let out = net
+        .one(&host, json!({"url": url, "headers": headers}))
+        .await;
     assert_error(&out, "invalid_request", "headers; the limit is 64");
 }
 
@@ -513,7 +528,7 @@ async fn request_limits_are_enforced() {
 async fn host_and_hop_by_hop_headers_cannot_be_set() {
     let net = Net::start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
-    let url = format!("http://allowed.test:{}/echo", net.a());
+    let url = net.url("/echo");
     for header in [
         "Host",
         "connection",
@@ -529,14 +544,17 @@ async fn host_and_hop_by_hop_headers_cannot_be_set() {
         "accept-encoding",
         "expect",
     ] {
-        let out = one(
-            &host,
-            json!({"url": url, "headers": [[header, format!("canary.test:{}", net.c())]]}),
-        )
-        .await;
+        let out = net
+            .one(
+                &host,
+                json!({"url": url, "headers": [[header, format!("canary.test:{}", net.c())]]}),
+            )
+            .await;
         assert_error(&out, "denied", "cannot be set by the plugin");
     }
-    let out = one(&host, json!({"url": url, "headers": [["x-test", "1"]]})).await;
+    let out = net
+        .one(&host, json!({"url": url, "headers": [["x-test", "1"]]}))
+        .await;
     let echoed: Value = serde_json::from_str(out["body"].as_str().expect("body")).expect("json");
     let headers = echoed["headers"].as_array().expect("headers");
     assert!(
@@ -621,11 +639,9 @@ async fn upstream_receives_the_secret_the_plugin_never_sees() {
             portcullis::manifest::InjectEntry::header("Authorization", "Bearer {}"),
         )
         .await;
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/echo", net.a()), "secret": "api"}),
-    )
-    .await;
+    let out = net
+        .one(&host, json!({"url": net.url("/echo"), "secret": "api"}))
+        .await;
     assert_eq!(out["status"], 200, "{out}");
     // The upstream got the real credential...
     let heads = net.allowed.heads();
@@ -709,7 +725,7 @@ async fn secret_never_enters_guest_memory() {
     let host = net
         .host_with_secret_config(secret, |b| b.core_dumps(&dumps))
         .await;
-    let echo = format!("http://allowed.test:{}/echo", net.a());
+    let echo = net.url("/echo");
     // The server echoes the credential in its body; the plugin keeps every
     // response and then aborts, so the host dumps its memory.
     let result = host
@@ -795,11 +811,9 @@ async fn a_value_fetched_for_one_call_is_scrubbed_too() {
         .destination(net.bound())
         .inject(portcullis::manifest::InjectEntry::header("X-Api-Key", "{}"));
     let host = net.host_with_secret_config(secret, |b| b).await;
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/echo", net.a()), "secret": "api"}),
-    )
-    .await;
+    let out = net
+        .one(&host, json!({"url": net.url("/echo"), "secret": "api"}))
+        .await;
     assert_eq!(out["status"], 200, "{out}");
     // The upstream got this call's token (not the one known at load)...
     let heads = net.allowed.heads();
@@ -838,11 +852,9 @@ async fn a_failing_secret_source_is_an_upstream_error_not_a_denial() {
         .destination(net.bound())
         .inject(portcullis::manifest::InjectEntry::header("X-Api-Key", "{}"));
     let host = net.host_with_secret_config(secret, |b| b).await;
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/echo", net.a()), "secret": "api"}),
-    )
-    .await;
+    let out = net
+        .one(&host, json!({"url": net.url("/echo"), "secret": "api"}))
+        .await;
     assert_error(
         &out,
         "upstream",
@@ -868,27 +880,27 @@ async fn redirect_from_a_bound_host_does_not_carry_the_secret_elsewhere() {
     let host = net
         .host_with_secret(
             dir.path(),
-            destination(
-                format!("http://allowed.test:{}/redirect", net.a()),
-                &["GET"],
-            ),
+            destination(net.url("/redirect"), &["GET"]),
             portcullis::manifest::InjectEntry::header("Authorization", "Bearer {}"),
         )
         .await;
     let elsewhere = format!("http://canary.test:{}/steal", net.c());
-    let hop = one(
-        &host,
-        json!({
-            "url": format!("http://allowed.test:{}/redirect?to={elsewhere}", net.a()),
-            "secret": "api",
-        }),
-    )
-    .await;
+    let hop = net
+        .one(
+            &host,
+            json!({
+                "url": format!("http://allowed.test:{}/redirect?to={elsewhere}", net.a()),
+                "secret": "api",
+            }),
+        )
+        .await;
     // The redirect comes back to the plugin; it is not followed.
     assert_eq!(hop["status"], 302, "{hop}");
     // Following it by hand with the secret is a new request, checked anew:
     // the canary is neither allowed nor bound.
-    let follow = one(&host, json!({"url": elsewhere, "secret": "api"})).await;
+    let follow = net
+        .one(&host, json!({"url": elsewhere, "secret": "api"}))
+        .await;
     assert_error(
         &follow,
         "denied",
@@ -908,11 +920,9 @@ async fn secret_is_attached_as_a_query_parameter_when_bound_so() {
             portcullis::manifest::InjectEntry::query("key"),
         )
         .await;
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/echo?q=1", net.a()), "secret": "api"}),
-    )
-    .await;
+    let out = net
+        .one(&host, json!({"url": net.url("/echo?q=1"), "secret": "api"}))
+        .await;
     assert_eq!(out["status"], 200, "{out}");
     let heads = net.allowed.heads();
     assert!(
@@ -931,21 +941,20 @@ async fn secret_is_not_sent_to_an_unbound_path_or_method() {
     let host = net
         .host_with_secret(
             dir.path(),
-            destination(format!("http://allowed.test:{}/echo", net.a()), &["GET"]),
+            destination(net.url("/echo"), &["GET"]),
             portcullis::manifest::InjectEntry::header("X-Api-Key", "{}"),
         )
         .await;
-    let unbound_path = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/hello", net.a()), "secret": "api"}),
-    )
-    .await;
+    let unbound_path = net
+        .one(&host, json!({"url": net.url("/hello"), "secret": "api"}))
+        .await;
     assert_error(&unbound_path, "denied", "secret `api` is not bound to GET");
-    let unbound_method = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/echo", net.a()), "method": "POST", "secret": "api"}),
-    )
-    .await;
+    let unbound_method = net
+        .one(
+            &host,
+            json!({"url": net.url("/echo"), "method": "POST", "secret": "api"}),
+        )
+        .await;
     assert_error(&unbound_method, "denied", "not bound to POST");
     assert!(
         net.allowed.heads().iter().all(|h| !h.contains(TOKEN)),
@@ -964,26 +973,28 @@ async fn plugin_cannot_set_the_injected_header_itself() {
             portcullis::manifest::InjectEntry::header("X-Api-Key", "{}"),
         )
         .await;
-    let out = one(
-        &host,
-        json!({
-            "url": format!("http://allowed.test:{}/echo", net.a()),
-            "secret": "api",
-            "headers": [["X-Api-Key", "chosen-by-the-plugin"]],
-        }),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({
+                "url": net.url("/echo"),
+                "secret": "api",
+                "headers": [["X-Api-Key", "chosen-by-the-plugin"]],
+            }),
+        )
+        .await;
     assert_error(&out, "denied", "is set by the host, not the plugin");
     // Nor without naming the secret: a plugin never writes the header its
     // credentials go in.
-    let out = one(
-        &host,
-        json!({
-            "url": format!("http://allowed.test:{}/echo", net.a()),
-            "headers": [["x-api-key", "chosen-by-the-plugin"]],
-        }),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({
+                "url": net.url("/echo"),
+                "headers": [["x-api-key", "chosen-by-the-plugin"]],
+            }),
+        )
+        .await;
     assert_error(
         &out,
         "denied",
@@ -996,11 +1007,12 @@ async fn plugin_cannot_set_the_injected_header_itself() {
 async fn naming_a_secret_not_granted_is_denied() {
     let net = Net::start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/hello", net.a()), "secret": "API_KEY"}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": net.url("/hello"), "secret": "API_KEY"}),
+        )
+        .await;
     assert_error(
         &out,
         "denied",
@@ -1042,7 +1054,7 @@ async fn every_attempt_is_audited_and_denials_stop_the_call() {
             b.audit(sink.clone()).max_denials(2)
         })
         .await;
-    let ok = format!("http://allowed.test:{}/hello", net.a());
+    let ok = net.url("/hello");
     let bad = format!("http://canary.test:{}/", net.c());
     let result = host
         .call(
@@ -1067,10 +1079,7 @@ async fn every_attempt_is_audited_and_denials_stop_the_call() {
     assert_eq!(egress[0]["allowed"], true);
     assert_eq!(egress[0]["status"], 200);
     assert_eq!(egress[0]["method"], "GET");
-    assert_eq!(
-        egress[0]["destination"],
-        format!("http://allowed.test:{}/hello", net.a())
-    );
+    assert_eq!(egress[0]["destination"], net.url("/hello"));
     assert_eq!(egress[1]["allowed"], false);
     assert!(
         egress[1]["reason"]
@@ -1102,17 +1111,18 @@ async fn descriptors_show_egress_and_writes_raise_the_effect() {
         portcullis::export_tools(&read_only.tools(), portcullis::ToolFormat::Mcp).expect("mcp");
     assert_eq!(mcp.definitions[0]["annotations"]["openWorldHint"], true);
 
-    let post = HttpTable::new(format!("http://allowed.test:{}/echo", net.a()))
+    let post = HttpTable::new(net.url("/echo"))
         .methods(["POST"])
         .allow_private(true)
         .into();
     let writer = net.host(vec![post], Limits::default()).await;
     assert_eq!(writer.tools()[0].effect, Effect::Write);
-    let out = one(
-        &writer,
-        json!({"method": "post", "url": format!("http://allowed.test:{}/echo", net.a()), "body": "hi"}),
-    )
-    .await;
+    let out = net
+        .one(
+            &writer,
+            json!({"method": "post", "url": net.url("/echo"), "body": "hi"}),
+        )
+        .await;
     let echoed: Value = serde_json::from_str(out["body"].as_str().expect("body")).expect("json");
     assert_eq!(echoed["method"], "POST");
     assert_eq!(echoed["body"], "hi");
@@ -1131,7 +1141,7 @@ async fn fetch_returns_readable_markdown_from_an_allowed_page() {
         .build()
         .await
         .expect("fetch loads");
-    let base = format!("http://allowed.test:{}", net.a());
+    let base = net.url("");
     let out = host
         .call(
             "fetch.fetch",

@@ -5,7 +5,7 @@
 
 use crate::egress::Net;
 use portcullis::manifest::HttpTable;
-use portcullis::{CallContext, Host, Limits};
+use portcullis::{Host, Limits};
 use portcullis_tests::net::read_request;
 use portcullis_tests::repo_root;
 use serde_json::{Value, json};
@@ -95,16 +95,13 @@ async fn host_for(net: &Net, port: u16, trust: bool) -> Host {
     .await
 }
 
-async fn fetch(host: &Host, plugin: &str, port: u16) -> Value {
-    let output = host
-        .call(
-            &format!("{plugin}.send"),
-            &json!({"requests": [{"url": format!("https://allowed.test:{port}/")}]}).to_string(),
-            &CallContext::new(),
-        )
-        .await
-        .expect("the call completes");
-    output.value[0].clone()
+/// `https://allowed.test:PORT/` through `net`'s plugin; the outcome.
+async fn fetch(net: &Net, host: &Host, port: u16) -> Value {
+    net.one(
+        host,
+        json!({"url": format!("https://allowed.test:{port}/")}),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +110,7 @@ async fn https_reaches_a_host_whose_certificate_matches_the_url() {
     for plugin in ["egress", "wasihttp"] {
         let net = Net::start_for(plugin).await;
         let host = host_for(&net, server.port, true).await;
-        let out = fetch(&host, plugin, server.port).await;
+        let out = fetch(&net, &host, server.port).await;
         assert_eq!(out["status"], 200, "{plugin}: {out}");
         assert_eq!(out["body"], "hello https", "{plugin}: {out}");
     }
@@ -127,7 +124,7 @@ async fn https_refuses_a_valid_certificate_for_another_name() {
     let server = TlsServer::start("other.test").await;
     let net = Net::start_for("egress").await;
     let host = host_for(&net, server.port, true).await;
-    let out = fetch(&host, "egress", server.port).await;
+    let out = fetch(&net, &host, server.port).await;
     assert_eq!(out["error"], "upstream", "{out}");
     let message = out["message"].as_str().unwrap_or_default();
     assert!(
@@ -138,7 +135,7 @@ async fn https_refuses_a_valid_certificate_for_another_name() {
 
     let net = Net::start_for("wasihttp").await;
     let host = host_for(&net, server.port, true).await;
-    let out = fetch(&host, "wasihttp", server.port).await;
+    let out = fetch(&net, &host, server.port).await;
     assert_eq!(out["error"], "response", "{out}");
     assert!(
         out["message"]
@@ -154,7 +151,7 @@ async fn https_trusts_only_the_public_roots_unless_told_otherwise() {
     let server = TlsServer::start("allowed.test").await;
     let net = Net::start_for("egress").await;
     let host = host_for(&net, server.port, false).await;
-    let out = fetch(&host, "egress", server.port).await;
+    let out = fetch(&net, &host, server.port).await;
     assert_eq!(out["error"], "upstream", "{out}");
     assert!(
         out["message"]

@@ -19,22 +19,6 @@ async fn start() -> Net {
     Net::start_for("wasihttp").await
 }
 
-async fn send(host: &Host, requests: Value) -> Vec<Value> {
-    let output = host
-        .call(
-            "wasihttp.send",
-            &json!({ "requests": requests }).to_string(),
-            &CallContext::new(),
-        )
-        .await
-        .expect("the call completes");
-    output.value.as_array().expect("a list of outcomes").clone()
-}
-
-async fn one(host: &Host, request: Value) -> Value {
-    send(host, json!([request])).await.remove(0)
-}
-
 /// The outcome is the `wasi:http` error `code` (Debug form, prefix).
 fn assert_code(outcome: &Value, code: &str) {
     assert_eq!(outcome["error"], "response", "{outcome}");
@@ -66,20 +50,17 @@ fn egress_records(net: &Net) -> Vec<Value> {
 async fn wasi_http_reaches_an_allowed_host_through_the_gate() {
     let net = start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/hello", net.a())}),
-    )
-    .await;
+    let out = net.one(&host, json!({"url": net.url("/hello")})).await;
     assert_eq!(out["status"], 200, "{out}");
     assert_eq!(out["body"], "hello from allowed");
     // The gate's client set `Host` from the checked URL and the request is
     // on the audit record like any other.
-    let out = one(
-        &host,
-        json!({"method": "POST", "url": format!("http://allowed.test:{}/echo", net.a()), "body": "x"}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"method": "POST", "url": net.url("/echo"), "body": "x"}),
+        )
+        .await;
     assert_code(&out, "HttpRequestDenied");
     let records = egress_records(&net);
     assert_eq!(records.len(), 2, "{records:?}");
@@ -96,27 +77,30 @@ async fn wasi_http_reaches_an_allowed_host_through_the_gate() {
 async fn wasi_http_unlisted_host_port_and_scheme_are_denied() {
     let net = start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
-    let out = one(
-        &host,
-        json!({"url": format!("http://canary.test:{}/", net.c())}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": format!("http://canary.test:{}/", net.c())}),
+        )
+        .await;
     assert_denied(
         &net,
         &out,
         "host `canary.test` is not in this plugin's allowlist",
     );
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/hello", net.c())}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": format!("http://allowed.test:{}/hello", net.c())}),
+        )
+        .await;
     assert_denied(&net, &out, "is not in this plugin's allowlist");
-    let out = one(
-        &host,
-        json!({"url": format!("https://allowed.test:{}/hello", net.a())}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": format!("https://allowed.test:{}/hello", net.a())}),
+        )
+        .await;
     assert_denied(&net, &out, "`https://allowed.test:");
     assert_eq!(net.allowed.hits(), 0);
 }
@@ -124,21 +108,24 @@ async fn wasi_http_unlisted_host_port_and_scheme_are_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasi_http_wrong_method_and_path_are_denied() {
     let net = start().await;
-    let entry = HttpTable::new(format!("http://allowed.test:{}/hello", net.a()))
-        .allow_private(true)
-        .into();
+    let entry = HttpTable::new(net.url("/hello")).allow_private(true).into();
     let host = net.host(vec![entry], Limits::default()).await;
-    let base = format!("http://allowed.test:{}", net.a());
-    let out = one(&host, json!({"url": format!("{base}/hello")})).await;
+    let base = net.url("");
+    let out = net
+        .one(&host, json!({"url": format!("{base}/hello")}))
+        .await;
     assert_eq!(out["status"], 200, "{out}");
-    let out = one(
-        &host,
-        json!({"method": "DELETE", "url": format!("{base}/hello")}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"method": "DELETE", "url": format!("{base}/hello")}),
+        )
+        .await;
     assert_denied(&net, &out, "method `DELETE` is not allowed");
     for path in ["/echo", "/hello2", "/hello/../echo", "/hello/%2e%2e/echo"] {
-        let out = one(&host, json!({"url": format!("{base}{path}")})).await;
+        let out = net
+            .one(&host, json!({"url": format!("{base}{path}")}))
+            .await;
         assert_denied(&net, &out, "outside the allowed prefixes `/hello`");
     }
     assert_eq!(net.allowed.hits(), 1, "only the allowed request connected");
@@ -154,14 +141,17 @@ async fn wasi_http_suffix_confusion_and_userinfo_are_denied() {
         .host(vec![entry, net.allowed_entry()], Limits::default())
         .await;
     for name in ["allowed.test.canary.test", "evilallowed.test"] {
-        let out = one(&host, json!({"url": format!("http://{name}:{}/", net.c())})).await;
+        let out = net
+            .one(&host, json!({"url": format!("http://{name}:{}/", net.c())}))
+            .await;
         assert_denied(&net, &out, &format!("host `{name}` is not in"));
     }
-    let out = one(
-        &host,
-        json!({"url": format!("http://user:pw@allowed.test:{}/hello", net.a())}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": format!("http://user:pw@allowed.test:{}/hello", net.a())}),
+        )
+        .await;
     assert_denied(&net, &out, "userinfo");
     assert_eq!(net.allowed.hits(), 0);
 }
@@ -188,7 +178,9 @@ async fn wasi_http_ip_spellings_and_blocked_names_are_refused() {
         "[::1]",
         "[::ffff:127.0.0.1]",
     ] {
-        let out = one(&host, json!({"url": format!("http://{spelling}:{c}/")})).await;
+        let out = net
+            .one(&host, json!({"url": format!("http://{spelling}:{c}/")}))
+            .await;
         assert_denied(&net, &out, "blocked range");
     }
     for (name, ip) in [
@@ -196,7 +188,9 @@ async fn wasi_http_ip_spellings_and_blocked_names_are_refused() {
         ("internal.test", "10.0.0.7"),
         ("metadata.test", "169.254.169.254"),
     ] {
-        let out = one(&host, json!({"url": format!("http://{name}:{c}/")})).await;
+        let out = net
+            .one(&host, json!({"url": format!("http://{name}:{c}/")}))
+            .await;
         assert_denied(
             &net,
             &out,
@@ -210,18 +204,19 @@ async fn wasi_http_redirect_is_returned_not_followed() {
     let net = start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
     let target = format!("http://canary.test:{}/stolen", net.c());
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/redirect?to={target}", net.a())}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": format!("http://allowed.test:{}/redirect?to={target}", net.a())}),
+        )
+        .await;
     assert_eq!(out["status"], 302, "{out}");
     let location = out["headers"]
         .as_array()
         .and_then(|h| h.iter().find(|p| p[0] == "location"))
         .map(|p| p[1].clone());
     assert_eq!(location, Some(json!(target)));
-    let out = one(&host, json!({ "url": target })).await;
+    let out = net.one(&host, json!({ "url": target })).await;
     assert_denied(&net, &out, "not in this plugin's allowlist");
 }
 
@@ -235,11 +230,12 @@ async fn wasi_http_oversized_and_gzip_bomb_responses_stop_at_the_limit() {
         )
         .await;
     for path in ["/big", "/big-chunked", "/bomb"] {
-        let out = one(
-            &host,
-            json!({"url": format!("http://allowed.test:{}{path}", net.a())}),
-        )
-        .await;
+        let out = net
+            .one(
+                &host,
+                json!({"url": format!("http://allowed.test:{}{path}", net.a())}),
+            )
+            .await;
         assert_code(&out, "HttpResponseBodySize");
     }
     let records = egress_records(&net);
@@ -260,14 +256,15 @@ async fn wasi_http_guest_timeouts_cannot_exceed_the_hosts() {
             limits(|l| l.http_timeout = Duration::from_millis(500)),
         )
         .await;
-    let drip = format!("http://allowed.test:{}/drip", net.a());
+    let drip = net.url("/drip");
     // The guest asks for a minute; the host's half second wins.
     let started = Instant::now();
-    let out = one(
-        &host,
-        json!({"url": drip, "first_byte_timeout_ms": 60_000, "connect_timeout_ms": 60_000}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": drip, "first_byte_timeout_ms": 60_000, "connect_timeout_ms": 60_000}),
+        )
+        .await;
     assert_code(&out, "HttpResponseTimeout");
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -286,11 +283,12 @@ async fn wasi_http_guest_may_shorten_the_timeout() {
         )
         .await;
     let started = Instant::now();
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/drip", net.a()), "first_byte_timeout_ms": 300}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"url": net.url("/drip"), "first_byte_timeout_ms": 300}),
+        )
+        .await;
     assert_code(&out, "HttpResponseTimeout");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -305,7 +303,7 @@ async fn wasi_http_request_limits_are_enforced() {
     let host = net
         .host(
             vec![
-                HttpTable::new(format!("http://allowed.test:{}", net.a()))
+                HttpTable::new(net.url(""))
                     .methods(["GET", "POST"])
                     .allow_private(true)
                     .into(),
@@ -316,8 +314,8 @@ async fn wasi_http_request_limits_are_enforced() {
             }),
         )
         .await;
-    let url = format!("http://allowed.test:{}/hello", net.a());
-    let outs = send(&host, json!([{"url": url, "times": 5}])).await;
+    let url = net.url("/hello");
+    let outs = net.send(&host, json!([{"url": url, "times": 5}])).await;
     assert!(outs[..3].iter().all(|o| o["status"] == 200), "{outs:?}");
     for out in &outs[3..] {
         assert_code(out, "ConnectionLimitReached");
@@ -336,7 +334,7 @@ async fn wasi_http_request_limits_are_enforced() {
     let host = net
         .host(
             vec![
-                HttpTable::new(format!("http://allowed.test:{}", net.a()))
+                HttpTable::new(net.url(""))
                     .methods(["GET", "POST"])
                     .allow_private(true)
                     .into(),
@@ -344,11 +342,12 @@ async fn wasi_http_request_limits_are_enforced() {
             limits(|l| l.http_request_body = 10),
         )
         .await;
-    let out = one(
-        &host,
-        json!({"method": "POST", "url": url, "body": "x".repeat(100_000)}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"method": "POST", "url": url, "body": "x".repeat(100_000)}),
+        )
+        .await;
     assert_code(
         &out,
         "InternalError(Some(\"the request body is over the limit of 10 bytes",
@@ -360,7 +359,7 @@ async fn wasi_http_request_limits_are_enforced() {
 async fn wasi_http_host_and_hop_by_hop_headers_cannot_be_set() {
     let net = start().await;
     let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
-    let url = format!("http://allowed.test:{}/echo", net.a());
+    let url = net.url("/echo");
     for header in [
         "Host",
         "connection",
@@ -369,15 +368,18 @@ async fn wasi_http_host_and_hop_by_hop_headers_cannot_be_set() {
         "proxy-authorization",
         "te",
     ] {
-        let out = one(
-            &host,
-            json!({"url": url, "headers": [[header, format!("canary.test:{}", net.c())]]}),
-        )
-        .await;
+        let out = net
+            .one(
+                &host,
+                json!({"url": url, "headers": [[header, format!("canary.test:{}", net.c())]]}),
+            )
+            .await;
         assert_eq!(out["error"], "header", "{header}: {out}");
         assert_eq!(out["message"], "HeaderError::Forbidden", "{header}: {out}");
     }
-    let out = one(&host, json!({"url": url, "headers": [["x-test", "1"]]})).await;
+    let out = net
+        .one(&host, json!({"url": url, "headers": [["x-test", "1"]]}))
+        .await;
     let echoed: Value = serde_json::from_str(out["body"].as_str().expect("body")).expect("json");
     let headers = echoed["headers"].as_array().expect("headers");
     assert!(
@@ -400,11 +402,7 @@ async fn wasi_http_secret_is_attached_by_destination_and_never_seen() {
         .await;
     // Bound destination: the host attaches the credential; the echo of it
     // reaches the plugin scrubbed.
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/echo", net.a())}),
-    )
-    .await;
+    let out = net.one(&host, json!({"url": net.url("/echo")})).await;
     assert_eq!(out["status"], 200, "{out}");
     let heads = net.allowed.heads();
     assert!(
@@ -417,11 +415,7 @@ async fn wasi_http_secret_is_attached_by_destination_and_never_seen() {
     assert!(!text.contains(TOKEN), "{text}");
     assert!(text.contains("[redacted:api]"), "{text}");
     // Allowed but not bound: sent without it.
-    let out = one(
-        &host,
-        json!({"url": format!("http://allowed.test:{}/hello", net.a())}),
-    )
-    .await;
+    let out = net.one(&host, json!({"url": net.url("/hello")})).await;
     assert_eq!(out["status"], 200, "{out}");
     let heads = net.allowed.heads();
     assert!(
@@ -445,14 +439,15 @@ async fn wasi_http_plugin_cannot_set_the_injected_header_itself() {
             InjectEntry::header("X-Api-Key", "{}"),
         )
         .await;
-    let out = one(
-        &host,
-        json!({
-            "url": format!("http://allowed.test:{}/echo", net.a()),
-            "headers": [["X-Api-Key", "chosen-by-the-plugin"]],
-        }),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({
+                "url": net.url("/echo"),
+                "headers": [["X-Api-Key", "chosen-by-the-plugin"]],
+            }),
+        )
+        .await;
     assert_eq!(out["error"], "header", "{out}");
     assert_eq!(out["message"], "HeaderError::Forbidden", "{out}");
     assert_eq!(net.allowed.hits(), 0);
@@ -519,17 +514,18 @@ async fn wasi_http_bound_secret_needs_a_binding_not_just_a_grant() {
     let host = net
         .host_with_secret(
             dir.path(),
-            destination(format!("http://allowed.test:{}/echo", net.a()), &["GET"]),
+            destination(net.url("/echo"), &["GET"]),
             InjectEntry::header("X-Api-Key", "{}"),
         )
         .await;
     // POST to the bound path is allowed by the allowlist but not by the
     // binding's methods: it goes out without the secret.
-    let out = one(
-        &host,
-        json!({"method": "POST", "url": format!("http://allowed.test:{}/echo", net.a()), "body": "{}"}),
-    )
-    .await;
+    let out = net
+        .one(
+            &host,
+            json!({"method": "POST", "url": net.url("/echo"), "body": "{}"}),
+        )
+        .await;
     assert_eq!(out["status"], 200, "{out}");
     assert!(
         net.allowed.heads().iter().all(|h| !h.contains(TOKEN)),
