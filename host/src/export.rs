@@ -386,10 +386,7 @@ pub fn descriptor_json(tool: &ToolDescriptor) -> Value {
             "dirs": tool.grants.dirs.iter().map(|d| json!({
                 "guest": d.guest,
                 "host": d.host.display().to_string(),
-                "mode": match d.mode {
-                    crate::policy::DirMode::ReadOnly => "read-only",
-                    crate::policy::DirMode::ReadWrite => "read-write",
-                },
+                "mode": d.mode.as_str(),
             })).collect::<Vec<_>>(),
             "env": tool.grants.env,
             "secrets": tool.grants.secrets,

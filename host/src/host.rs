@@ -279,11 +279,7 @@ impl HostBuilder {
         let sink = match (self.audit, &entry.path) {
             (Some(sink), _) => Some(sink),
             (None, Some(file)) => {
-                let dir = match origin.parent() {
-                    Some(dir) if !dir.as_os_str().is_empty() => dir,
-                    _ => Path::new("."),
-                };
-                let path = dir.join(file);
+                let path = crate::util::folder_of(&origin).join(file);
                 let sink = FileSink::open(&path).map_err(|e| {
                     Error::manifest(
                         &origin,
@@ -1152,10 +1148,7 @@ fn load_record(plugin: &LoadedPlugin) -> AuditEvent {
             .map(|d| DirRecord {
                 host: d.host.clone(),
                 guest: d.guest.clone(),
-                mode: match d.mode {
-                    DirMode::ReadOnly => "read-only",
-                    DirMode::ReadWrite => "read-write",
-                },
+                mode: d.mode.as_str(),
             })
             .collect(),
         env: policy.env.iter().map(|(k, _)| k.clone()).collect(),

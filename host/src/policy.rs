@@ -449,12 +449,7 @@ impl PluginConfig {
 ///
 /// [`Error::Manifest`] naming the plugin and field.
 pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolicy>, Error> {
-    let base = path.parent().unwrap_or(Path::new("."));
-    let base = if base.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        base
-    };
+    let base = crate::util::folder_of(path);
     manifest
         .plugins
         .iter()

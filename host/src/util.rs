@@ -24,18 +24,27 @@ pub(crate) fn truncate(text: &mut String, max: usize) {
     text.truncate(end);
 }
 
+/// The folder `path` lies in (`.` for a bare file name): where a
+/// manifest's relative paths, and a file's temporary sibling, live.
+pub(crate) fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
 /// Writes `bytes` to a temporary file beside `path` (keeping the old
 /// file's permissions), then renames it over `path`: a reader, or a crash,
 /// sees the old file or the whole new one, never half.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    // Unique per process and write, so two writers of one path never share
+    // a temporary file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = path
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = folder_of(path).join(format!(".{name}.{}.{write}.tmp", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
         if let Ok(meta) = std::fs::metadata(path) {

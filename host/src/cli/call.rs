@@ -11,8 +11,8 @@
 
 use super::Failure;
 use portcullis::{
-    ApprovalRequest, Approver, CallContext, CancellationToken, Captured, Decision, DirMode,
-    FileSink, HostBuilder,
+    ApprovalRequest, Approver, CallContext, CancellationToken, Captured, Decision, FileSink,
+    HostBuilder,
 };
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -91,10 +91,7 @@ fn ask(request: &ApprovalRequest) -> bool {
     let _ = writeln!(err, "  effect      {}", request.effect.as_str());
     let _ = writeln!(err, "  description {}", request.description.escape_debug());
     for dir in &request.dirs {
-        let mode = match dir.mode {
-            DirMode::ReadOnly => "reads",
-            DirMode::ReadWrite => "reads and writes",
-        };
+        let mode = dir.mode.describe();
         let _ = writeln!(
             err,
             "  files       {mode} {} (as {})",

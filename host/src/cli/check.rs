@@ -2,8 +2,8 @@
 //! lists) and show, in plain words, what each one is granted.
 
 use super::Failure;
+use portcullis::HostBuilder;
 use portcullis::manifest::ByteSize;
-use portcullis::{DirMode, HostBuilder};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,10 +24,7 @@ pub(crate) async fn run(host: HostBuilder) -> Result<ExitCode, Failure> {
             outln!("  files     none");
         }
         for dir in &policy.dirs {
-            let mode = match dir.mode {
-                DirMode::ReadOnly => "reads",
-                DirMode::ReadWrite => "reads and writes",
-            };
+            let mode = dir.mode.describe();
             outln!(
                 "  files     {mode} {} (as {})",
                 dir.host.display(),

@@ -3,7 +3,7 @@
 
 use super::Failure;
 use portcullis::sha256_hex;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -37,7 +37,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, Failure> {
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .map_err(|e| config(format!("invalid manifest `{}`: {e}", path.display())))?;
-    let base = manifest_dir(path);
+    let base = crate::util::folder_of(path);
 
     let Some(plugins) = doc.get_mut("plugins").and_then(|p| p.as_table_like_mut()) else {
         return Err(config(format!(
@@ -126,12 +126,4 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, Failure> {
             .map_err(|e| Failure::Internal(format!("failed to write `{}`: {e}", path.display())))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The folder relative paths of `manifest` are resolved against.
-pub(crate) fn manifest_dir(manifest: &Path) -> PathBuf {
-    match manifest.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }

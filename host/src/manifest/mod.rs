@@ -418,6 +418,24 @@ pub enum DirMode {
     ReadWrite,
 }
 
+impl DirMode {
+    /// As the manifest spells it: `read-only` or `read-write`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirMode::ReadOnly => "read-only",
+            DirMode::ReadWrite => "read-write",
+        }
+    }
+
+    /// In words for people: `reads` or `reads and writes`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DirMode::ReadOnly => "reads",
+            DirMode::ReadWrite => "reads and writes",
+        }
+    }
+}
+
 /// `[plugins.NAME.limits]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -402,10 +402,7 @@ impl SecretPolicy {
 ///
 /// [`Error::Manifest`] naming the secret and field.
 pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<SecretPolicy>, Error> {
-    let base = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let base = crate::util::folder_of(path);
     manifest
         .secrets
         .iter()
