@@ -374,8 +374,8 @@ impl PluginConfig {
             }
         }
 
-        let limits = validate_limits(&self.limits)
-            .map_err(|m| err(format!("plugin `{name}`: `limits.{m}`")))?;
+        let limits =
+            validate_limits(&self.limits).map_err(|m| err(format!("plugin `{name}`: {m}")))?;
 
         let mut http = Vec::with_capacity(self.http.len());
         for entry in &self.http {
@@ -544,6 +544,25 @@ fn overlaps(a: &str, b: &str) -> bool {
     inside(a, b) || inside(b, a)
 }
 
+/// `Ok` if `value` lies in `range`, else the message: ``limits.NAME` must
+/// be between BOUNDS, got `VALUE``.
+fn within<T: PartialOrd + Copy>(
+    name: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    bounds: &str,
+    show: impl Fn(T) -> String,
+) -> Result<(), String> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`limits.{name}` must be between {bounds}, got `{}`",
+            show(value)
+        ))
+    }
+}
+
 fn validate_limits(entry: &LimitsEntry) -> Result<Limits, String> {
     let d = Limits::default();
     let limits = Limits {
@@ -560,67 +579,73 @@ fn validate_limits(entry: &LimitsEntry) -> Result<Limits, String> {
             .http_connect_timeout
             .map_or(d.http_connect_timeout, |t| t.0),
     };
-    if !(1..=1_000_000_000_000).contains(&limits.fuel) {
-        return Err(format!(
-            "fuel` must be between 1 and 10^12, got `{}",
-            limits.fuel
-        ));
-    }
-    if !((1 << 20)..=(4 << 30)).contains(&limits.memory) {
-        return Err(format!(
-            "memory` must be between 1 MiB and 4 GiB, got `{} bytes",
-            limits.memory
-        ));
-    }
-    if !(Duration::from_millis(1)..=Duration::from_secs(600)).contains(&limits.timeout) {
-        return Err(format!(
-            "timeout` must be between 1ms and 10m, got `{:?}",
-            limits.timeout
-        ));
-    }
-    if !(1..=(64 << 20)).contains(&limits.output) {
-        return Err(format!(
-            "output` must be between 1 byte and 64 MiB, got `{} bytes",
-            limits.output
-        ));
-    }
-    if limits.http_requests > 1_000 {
-        return Err(format!(
-            "http_requests` must be at most 1000, got `{}",
-            limits.http_requests
-        ));
-    }
-    if !(1..=(64 << 20)).contains(&limits.http_response) {
-        return Err(format!(
-            "http_response` must be between 1 byte and 64 MiB, got `{} bytes",
-            limits.http_response
-        ));
-    }
-    if limits.http_request_body > 16 << 20 {
-        return Err(format!(
-            "http_request_body` must be at most 16 MiB, got `{} bytes",
-            limits.http_request_body
-        ));
-    }
-    if !(Duration::from_millis(1)..=Duration::from_secs(600)).contains(&limits.http_timeout) {
-        return Err(format!(
-            "http_timeout` must be between 1ms and 10m, got `{:?}",
-            limits.http_timeout
-        ));
-    }
-    if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&limits.http_connect_timeout)
-    {
-        return Err(format!(
-            "http_connect_timeout` must be between 1ms and 1m, got `{:?}",
-            limits.http_connect_timeout
-        ));
-    }
-    if limits.stdio > 16 << 20 {
-        return Err(format!(
-            "stdio` must be at most 16 MiB, got `{} bytes",
-            limits.stdio
-        ));
-    }
+    let bytes = |n: u64| format!("{n} bytes");
+    let time = |t: Duration| format!("{t:?}");
+    let ms = Duration::from_millis(1);
+    within(
+        "fuel",
+        limits.fuel,
+        1..=1_000_000_000_000,
+        "1 and 10^12",
+        |n: u64| n.to_string(),
+    )?;
+    within(
+        "memory",
+        limits.memory,
+        (1 << 20)..=(4 << 30),
+        "1 MiB and 4 GiB",
+        bytes,
+    )?;
+    within(
+        "timeout",
+        limits.timeout,
+        ms..=Duration::from_secs(600),
+        "1ms and 10m",
+        time,
+    )?;
+    within(
+        "output",
+        limits.output,
+        1..=(64 << 20),
+        "1 byte and 64 MiB",
+        bytes,
+    )?;
+    within("stdio", limits.stdio, 0..=(16 << 20), "0 and 16 MiB", bytes)?;
+    within(
+        "http_requests",
+        limits.http_requests,
+        0..=1_000,
+        "0 and 1000",
+        |n: u32| n.to_string(),
+    )?;
+    within(
+        "http_response",
+        limits.http_response,
+        1..=(64 << 20),
+        "1 byte and 64 MiB",
+        bytes,
+    )?;
+    within(
+        "http_request_body",
+        limits.http_request_body,
+        0..=(16 << 20),
+        "0 and 16 MiB",
+        bytes,
+    )?;
+    within(
+        "http_timeout",
+        limits.http_timeout,
+        ms..=Duration::from_secs(600),
+        "1ms and 10m",
+        time,
+    )?;
+    within(
+        "http_connect_timeout",
+        limits.http_connect_timeout,
+        ms..=Duration::from_secs(60),
+        "1ms and 1m",
+        time,
+    )?;
     Ok(limits)
 }
 
