@@ -332,59 +332,34 @@ impl Error {
 
     /// The same error with `scrubber`'s secrets removed from every text
     /// that can carry plugin, caller or upstream data.
-    pub(crate) fn scrubbed(self, scrubber: &crate::secrets::Scrubber) -> Error {
+    pub(crate) fn scrubbed(mut self, scrubber: &crate::secrets::Scrubber) -> Error {
         if scrubber.is_empty() {
             return self;
         }
-        let s = |text: String| scrubber.scrub_str(&text).into_owned();
-        match self {
+        let texts: Vec<&mut String> = match &mut self {
             Error::InvalidArguments {
-                tool,
-                pointer,
-                reason,
-            } => Error::InvalidArguments {
-                tool,
-                pointer: s(pointer),
-                reason: s(reason),
+                pointer, reason, ..
+            } => vec![pointer, reason],
+            Error::LimitExceeded { detail, .. } => vec![detail],
+            Error::Tool { error, .. } => match error {
+                ToolError::InvalidInput(m)
+                | ToolError::NotFound(m)
+                | ToolError::Denied(m)
+                | ToolError::Internal(m) => vec![m],
             },
-            Error::LimitExceeded {
-                tool,
-                limit,
-                detail,
-            } => Error::LimitExceeded {
-                tool,
-                limit,
-                detail: s(detail),
-            },
-            Error::Tool { tool, error } => Error::Tool {
-                tool,
-                error: match error {
-                    ToolError::InvalidInput(m) => ToolError::InvalidInput(s(m)),
-                    ToolError::NotFound(m) => ToolError::NotFound(s(m)),
-                    ToolError::Denied(m) => ToolError::Denied(s(m)),
-                    ToolError::Internal(m) => ToolError::Internal(s(m)),
-                },
-            },
-            Error::Crashed { tool, reason } => Error::Crashed {
-                tool,
-                reason: s(reason),
-            },
-            Error::InvalidOutput { tool, reason } => Error::InvalidOutput {
-                tool,
-                reason: s(reason),
-            },
-            Error::ApprovalDenied { tool, reason } => Error::ApprovalDenied {
-                tool,
-                reason: s(reason),
-            },
-            Error::UnknownTool { tool, available } => Error::UnknownTool {
-                tool: s(tool),
-                available,
-            },
-            Error::Audit(m) => Error::Audit(s(m)),
-            Error::Internal(m) => Error::Internal(s(m)),
-            other => other,
+            Error::Crashed { reason, .. }
+            | Error::InvalidOutput { reason, .. }
+            | Error::ApprovalDenied { reason, .. } => vec![reason],
+            Error::UnknownTool { tool, .. } => vec![tool],
+            Error::Audit(m) | Error::Internal(m) => vec![m],
+            _ => Vec::new(),
+        };
+        for text in texts {
+            if let std::borrow::Cow::Owned(clean) = scrubber.scrub_str(text) {
+                *text = clean;
+            }
         }
+        self
     }
 
     pub(crate) fn manifest(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
