@@ -152,8 +152,7 @@ async fn approver_sees_plugin_tool_exact_arguments_effect_and_grants() {
     )
     .await
     .expect("approved");
-    let seen = replayer.seen.lock().expect("lock");
-    let request = &seen[0];
+    let request = replayer.seen.lock().expect("lock")[0].clone();
     assert_eq!(request.tool, "refunds.refund");
     assert_eq!(request.plugin_sha256, plugin_sha("refunds"));
     assert_eq!(request.arguments, args);
@@ -171,6 +170,21 @@ async fn approver_sees_plugin_tool_exact_arguments_effect_and_grants() {
     assert_eq!(request.env, ["REGION"]);
     assert_eq!(request.http, ["https://payments.example.com:443/v1/"]);
     assert_eq!(request.secrets, ["api"]);
+
+    // A secret value pasted into the arguments is not shown to the approver.
+    // (This replayer answers with its first approval, which is refused: the
+    // request is what matters here.)
+    let _ = host
+        .call(
+            "refunds.refund",
+            r#"{"amount": 250, "order_id": "an-api-token-value"}"#,
+            &CallContext::new(),
+        )
+        .await;
+    let seen = replayer.seen.lock().expect("lock");
+    let shown = &seen[1].arguments;
+    assert!(!shown.contains("an-api-token-value"), "{shown}");
+    assert!(shown.contains("[redacted:api]"), "{shown}");
 }
 
 #[tokio::test]

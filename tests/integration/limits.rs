@@ -152,6 +152,21 @@ async fn deep_recursion_is_a_typed_crash() {
 }
 
 #[tokio::test]
+async fn hoarding_open_handles_hits_the_fixed_resources_cap() {
+    let fixture = Fixture::new();
+    let host = fixture.hostile(limits(|_| {})).await;
+    let error = expect_limit(
+        call(&host, "hostile.hoard", r#"{"path": "/ro/notes.txt"}"#).await,
+        Limit::Resources,
+    );
+    assert!(error.to_string().contains("open handles"), "{error}");
+    // No manifest setting raises it, and the hint says so.
+    let hint = error.hint().expect("a hint");
+    assert!(hint.contains("fixed"), "{hint}");
+    assert_next_call_succeeds(&host).await;
+}
+
+#[tokio::test]
 async fn panic_is_a_typed_crash() {
     let fixture = Fixture::new();
     let host = fixture.hostile(limits(|_| {})).await;

@@ -67,6 +67,8 @@ portcullis_sdk::export_plugin! {
     counter: read,
     /// returns env vars, args, cwd and stdin contents
     environment: read,
+    /// opens the file at `path` again and again, keeping every handle
+    hoard: read,
     /// reads the file at `path`
     read: read,
     /// writes `data` to the file at `path`
@@ -182,6 +184,16 @@ fn environment(_: NoInput) -> Result<Value, ToolError> {
         "stdin": stdin,
         "stdin_error": stdin_result.err().map(|e| e.to_string()),
     }))
+}
+
+fn hoard(p: PathArg) -> Result<usize, ToolError> {
+    let mut files = Vec::new();
+    loop {
+        files.push(std::fs::File::open(&p.path).map_err(|e| fs_error(&p.path, e))?);
+        if files.len() >= 100_000 {
+            return Ok(files.len());
+        }
+    }
 }
 
 fn read(p: PathArg) -> Result<String, ToolError> {
