@@ -522,6 +522,19 @@ async fn request_limits_are_enforced() {
         .one(&host, json!({"url": url, "headers": headers}))
         .await;
     assert_error(&out, "invalid_request", "headers; the limit is 64");
+    // 2 headers of 9 KiB: few, but over the 16 KiB of names and values.
+    let headers: Vec<(String, String)> = (0..2)
+        .map(|i| (format!("x-big{i}"), "v".repeat(9 * 1024)))
+        .collect();
+    let out = net
+        .one(&host, json!({"url": url, "headers": headers}))
+        .await;
+    assert_error(&out, "invalid_request", "the limit is 16384 bytes");
+    assert_eq!(
+        net.allowed.hits(),
+        3,
+        "only the requests within the limits left"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,6 +98,20 @@ pub(crate) enum EgressError {
     Upstream(String),
 }
 
+impl EgressError {
+    /// The reason, whatever the kind.
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            EgressError::Denied(m)
+            | EgressError::InvalidRequest(m)
+            | EgressError::Timeout(m)
+            | EgressError::TooLarge(m)
+            | EgressError::TooManyRequests(m)
+            | EgressError::Upstream(m) => m,
+        }
+    }
+}
+
 /// One outbound attempt, for the audit log.
 #[derive(Debug, Clone)]
 pub(crate) struct EgressRecord {
@@ -380,30 +394,15 @@ impl CallEgress {
             tally.records.len() - 1
         };
         let (destination, result) = self.attempt(request, slot, &mut secret).await;
-        let (allowed, reason, status, bytes) = match &result {
-            Ok(response) => (
-                true,
-                None,
-                Some(response.status),
-                Some(response.body.len() as u64),
-            ),
-            Err(EgressError::Denied(why)) => (false, Some(why.clone()), None, None),
-            Err(
-                EgressError::InvalidRequest(why)
-                | EgressError::Timeout(why)
-                | EgressError::TooLarge(why)
-                | EgressError::TooManyRequests(why)
-                | EgressError::Upstream(why),
-            ) => (true, Some(why.clone()), None, None),
+        let (status, bytes) = match &result {
+            Ok(response) => (Some(response.status), Some(response.body.len() as u64)),
+            Err(_) => (None, None),
         };
-        let denied = !allowed;
-        // An invalid or over-limit request never left the host either:
-        // record it as refused so the log shows every attempt.
-        let refused = denied
-            || matches!(
-                result,
-                Err(EgressError::InvalidRequest(_) | EgressError::TooManyRequests(_))
-            );
+        let reason = result.as_ref().err().map(|e| e.message().to_string());
+        let denied = matches!(result, Err(EgressError::Denied(_)));
+        // An invalid request never left the host either: recorded as
+        // refused, so the log shows every attempt.
+        let refused = denied || matches!(result, Err(EgressError::InvalidRequest(_)));
         let mut tally = self.tally();
         tally.records[slot] = EgressRecord {
             method,

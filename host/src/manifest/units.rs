@@ -10,8 +10,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
-/// A duration written as a number and a unit: `ms`, `s`, `m`, e.g. `5s` or
-/// `500ms`. Bare integers are refused as ambiguous.
+/// A duration written as a number and a unit: `ms`, `s`, `m` or `min`,
+/// e.g. `5s` or `500ms`. Bare integers are refused as ambiguous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 

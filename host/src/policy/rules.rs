@@ -187,8 +187,9 @@ fn number_cmp(a: &serde_json::Number, b: &serde_json::Number) -> Option<Ordering
     a.as_f64()?.partial_cmp(&b.as_f64()?)
 }
 
-/// Glob match: `*` any run of characters, `?` one character. Linear-time
-/// backtracking over the last `*` only.
+/// Glob match: `*` any run of characters, `?` one character. Backtracks to
+/// the last `*` only, so it takes at most O(pattern × text) steps (never
+/// exponential).
 fn glob(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
