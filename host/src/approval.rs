@@ -10,8 +10,8 @@
 //! approval is needed is set per tool in the manifest
 //! ([`ApprovalSetting`](crate::ApprovalSetting)).
 
-use crate::plugin::Effect;
 use crate::policy::DirGrant;
+use crate::policy::Effect;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,7 +154,7 @@ pub(crate) struct Gate {
 impl Gate {
     pub(crate) fn new() -> Gate {
         Gate {
-            issuer: crate::audit::random_u64(),
+            issuer: crate::hash::random_u64(),
             nonces: AtomicU64::new(1),
         }
     }
@@ -216,7 +216,7 @@ mod tests {
             tool: "p.t".into(),
             description: String::new(),
             arguments: args.into(),
-            arguments_sha256: crate::sha256_hex(args.as_bytes()),
+            arguments_sha256: crate::hash::sha256_hex(args.as_bytes()),
             effect: Effect::Write,
             dirs: Vec::new(),
             env: Vec::new(),

@@ -14,14 +14,14 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
 
-/// A compiled input schema.
-pub(crate) struct InputSchema {
+/// A compiled JSON Schema: a tool's input schema, or its output schema.
+pub(crate) struct Schema {
     validator: jsonschema::Validator,
 }
 
-impl fmt::Debug for InputSchema {
+impl fmt::Debug for Schema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("InputSchema")
+        f.write_str("Schema")
     }
 }
 
@@ -41,8 +41,8 @@ impl jsonschema::Retrieve for NoRetrieval {
     }
 }
 
-impl InputSchema {
-    pub(crate) fn compile(schema: &Value) -> Result<InputSchema, String> {
+impl Schema {
+    pub(crate) fn compile(schema: &Value) -> Result<Schema, String> {
         if !schema.is_object() && !schema.is_boolean() {
             return Err("a JSON Schema must be an object or a boolean".into());
         }
@@ -51,7 +51,7 @@ impl InputSchema {
             .with_pattern_options(jsonschema::PatternOptions::regex())
             .build(schema)
             .map_err(|e| e.to_string())?;
-        Ok(InputSchema { validator })
+        Ok(Schema { validator })
     }
 
     /// Checks `value`; on failure returns the JSON Pointer of the first
@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_failing_field() {
-        let schema = InputSchema::compile(&json!({
+        let schema = Schema::compile(&json!({
             "type": "object",
             "properties": { "path": { "type": "string" } },
             "required": ["path"]
@@ -235,15 +235,14 @@ mod tests {
     #[test]
     fn remote_and_file_refs_are_never_fetched() {
         for reference in ["http://127.0.0.1:9/schema.json", "file:///etc/passwd"] {
-            let err =
-                InputSchema::compile(&json!({ "$ref": reference })).expect_err("must be refused");
+            let err = Schema::compile(&json!({ "$ref": reference })).expect_err("must be refused");
             assert!(err.contains("not allowed"), "{reference}: {err}");
         }
     }
 
     #[test]
     fn local_refs_still_work() {
-        let schema = InputSchema::compile(&json!({
+        let schema = Schema::compile(&json!({
             "$defs": { "p": { "type": "string" } },
             "type": "object",
             "properties": { "path": { "$ref": "#/$defs/p" } }
@@ -256,10 +255,10 @@ mod tests {
     fn backtracking_patterns_are_refused_or_linear() {
         // Look-around needs a backtracking engine; the linear-time engine
         // refuses it instead of risking catastrophic backtracking.
-        let refused = InputSchema::compile(&json!({ "type": "string", "pattern": "(?=a)a" }));
+        let refused = Schema::compile(&json!({ "type": "string", "pattern": "(?=a)a" }));
         assert!(refused.is_err());
-        let schema = InputSchema::compile(&json!({ "type": "string", "pattern": "^(a+)+$" }))
-            .expect("compiles");
+        let schema =
+            Schema::compile(&json!({ "type": "string", "pattern": "^(a+)+$" })).expect("compiles");
         let hostile = format!("{}!", "a".repeat(50_000));
         assert!(schema.check(&json!(hostile)).is_err());
     }

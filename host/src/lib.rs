@@ -25,43 +25,67 @@
 //! # }
 //! ```
 //!
-//! The flow follows the modules: `manifest` (raw file) -> `policy`
-//! (validated grants and limits) -> `plugin` (read once, pin, compile, check
-//! imports) -> `sandbox` (fresh bounded store per call) -> `egress` (the one
-//! gate every outbound HTTP request passes: allowlist, host-side
-//! resolution, blocked address ranges, limits) -> `audit` (the
-//! hash-chained record) -> `approval` (the gate before irreversible calls)
-//! -> [`Host`] (the facade) -> [`export_tools`] (definitions for models and
-//! MCP clients). Outputs carry their [`Provenance`] and are untrusted data.
+//! # Module map
+//!
+//! Each module is one step of the flow; data moves forward through them.
+//! Loading: `manifest` (the file's raw shapes) -> `policy` (validated
+//! grants, limits, approval settings) -> `secrets` (sources, destinations,
+//! injection, scrubbing) -> `plugin` (read once, pin, compile or load from
+//! the authenticated cache, check imports). Calling: [`Host`] (`host`, the
+//! facade) -> `arguments` (parsed once, checked against the schema) ->
+//! `approval` (the gate before irreversible calls) -> `sandbox` (a fresh
+//! bounded store per call) -> `egress` (the one gate every outbound request
+//! passes) -> `secrets` (attached inside the gate, scrubbed from what comes
+//! back). `audit` (the hash-chained record) is a sink beside both paths.
+//! What the host offers is a [`ToolDescriptor`] (`descriptor`), exported
+//! for models and MCP clients by `formats`. Outputs carry their
+//! [`Provenance`] and are untrusted data. `hash`, `text` and `fs` are the
+//! small helpers every step uses.
+//!
+//! Where design.md lists `secrets` after `egress`, the code has it lower:
+//! the gate attaches and scrubs with the types `secrets` defines, so
+//! `secrets` is below `egress`, and both paths reach it.
+//!
+//! Imports only point down this list (a test reads the sources and fails on
+//! a backward `use crate::...`): `hash`, `text`, `fs`, `error`, `manifest`,
+//! `policy`, `secrets`, `audit`, `arguments`, `provenance`, `egress`,
+//! `sandbox`, `plugin`, `approval`, `descriptor`, `formats`, `host`.
 
 mod approval;
 mod arguments;
 mod audit;
-mod cache;
+mod descriptor;
 mod egress;
 mod error;
-mod export;
+mod formats;
+mod fs;
+mod hash;
 mod host;
+#[cfg(test)]
+mod layering;
 pub mod manifest;
 mod plugin;
 pub mod policy;
 mod provenance;
 mod sandbox;
 mod secrets;
-mod util;
+mod text;
 
 pub use approval::{Approval, ApprovalFuture, ApprovalRequest, Approver, Decision, DenyAll};
 pub use audit::{
     AuditEvent, AuditHead, AuditReport, AuditSink, AuditTamper, DirRecord, FileSink,
     MAX_RECORDED_ARGUMENTS, StderrSink, TamperKind, verify_log,
 };
+pub use descriptor::{ToolDescriptor, descriptor_json};
 pub use egress::{ResolveFuture, Resolver, SystemResolver};
 pub use error::{Error, Limit, ToolError};
-pub use export::{ExportedTools, ToolFormat, ToolNames, descriptor_json, export_tools};
-pub use host::{CallContext, Grants, Host, HostBuilder, ToolDescriptor, ToolOutput};
-pub use plugin::{Effect, ImportStatus, InspectedTool, Inspection, inspect, sha256_hex};
+pub use formats::{ExportedTools, ToolFormat, ToolNames, export_tools};
+pub use hash::sha256_hex;
+pub use host::{CallContext, Host, HostBuilder, ToolOutput};
+pub use plugin::{ImportStatus, InspectedTool, Inspection, inspect};
 pub use policy::{
-    ApprovalRule, ApprovalSetting, DirGrant, DirMode, HttpRule, Limits, PluginConfig, PluginPolicy,
+    ApprovalRule, ApprovalSetting, DirGrant, DirMode, Effect, Grants, HttpRule, Limits,
+    PluginConfig, PluginPolicy,
 };
 pub use provenance::{
     INJECTION_PATTERNS, InjectionFlag, Provenance, Trust, render_for_model, screen,

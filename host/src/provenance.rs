@@ -167,7 +167,7 @@ fn check(text: &str, pointer: &str, flags: &mut Vec<InjectionFlag>) {
 /// `\u003c` and `\u003e` (the same JSON value), so it contains neither the
 /// closing delimiter nor anything that looks like a tag.
 pub fn render_for_model(provenance: &Provenance, value: &Value) -> String {
-    let nonce = format!("{:016x}", crate::audit::random_u64());
+    let nonce = format!("{:016x}", crate::hash::random_u64());
     let json = serde_json::to_string_pretty(value)
         .unwrap_or_else(|_| "null".into())
         .replace('<', "\\u003c")

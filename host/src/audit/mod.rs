@@ -27,16 +27,17 @@
 //! ([`AuditHead`]) where they cannot, or ship the records elsewhere through
 //! an [`AuditSink`].
 
+mod sink;
 mod verify;
 
+pub use sink::{AuditSink, FileSink, StderrSink};
 pub use verify::{AuditHead, AuditReport, AuditTamper, TamperKind, verify_log};
 
 use crate::error::Error;
-use crate::plugin::sha256_hex;
+use crate::hash::sha256_hex;
 use crate::secrets::Scrubber;
 use serde::Serialize;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,104 +47,6 @@ pub const MAX_RECORDED_ARGUMENTS: usize = 4 * 1024;
 
 /// `prev` of a writer's first record.
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// Where audit records go. Implement it to ship records to a log pipeline,
-/// OpenTelemetry or a database; [`FileSink`] and [`StderrSink`] are built in.
-///
-/// The host calls [`write_line`](AuditSink::write_line) with one record at a
-/// time, in chain order (it holds a lock meanwhile), and does not return
-/// the call's result until it succeeded. Keep it quick: buffer and ship in
-/// the background if the destination is remote, accepting that buffered
-/// records can be lost in a crash.
-pub trait AuditSink: Send + Sync + 'static {
-    /// Stores one record: a line of JSON without its trailing newline.
-    ///
-    /// # Errors
-    ///
-    /// Any failure; the host then fails the call with
-    /// [`Error::Audit`](crate::Error::Audit).
-    fn write_line(&self, line: &str) -> std::io::Result<()>;
-
-    /// Pushes buffered records to stable storage. Called when the host is
-    /// dropped; the default does nothing.
-    ///
-    /// # Errors
-    ///
-    /// Any failure (logged; nothing else can be done at that point).
-    fn flush(&self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Appends records to a JSON Lines file, one `write(2)` per record
-/// (`O_APPEND`, so several processes may share the file), optionally
-/// followed by an fsync.
-#[derive(Debug)]
-pub struct FileSink {
-    file: std::fs::File,
-    path: PathBuf,
-    fsync: bool,
-}
-
-impl FileSink {
-    /// Opens (creating if needed) `path` for appending.
-    ///
-    /// # Errors
-    ///
-    /// The I/O error of opening the file.
-    pub fn open(path: impl AsRef<Path>) -> std::io::Result<FileSink> {
-        let path = path.as_ref();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(FileSink {
-            file,
-            path: path.to_path_buf(),
-            fsync: false,
-        })
-    }
-
-    /// Whether to fsync after every record (default `false`).
-    pub fn fsync(mut self, fsync: bool) -> Self {
-        self.fsync = fsync;
-        self
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl AuditSink for FileSink {
-    fn write_line(&self, line: &str) -> std::io::Result<()> {
-        let mut bytes = Vec::with_capacity(line.len() + 1);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.push(b'\n');
-        (&self.file).write_all(&bytes)?;
-        if self.fsync {
-            self.file.sync_data()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&self) -> std::io::Result<()> {
-        self.file.sync_data()
-    }
-}
-
-/// Writes records to the host process's stderr, one line each.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StderrSink;
-
-impl AuditSink for StderrSink {
-    fn write_line(&self, line: &str) -> std::io::Result<()> {
-        let mut err = std::io::stderr().lock();
-        err.write_all(line.as_bytes())?;
-        err.write_all(b"\n")
-    }
-}
 
 /// A directory grant as recorded.
 #[derive(Debug, Clone, Serialize)]
@@ -350,7 +253,11 @@ impl AuditLog {
     /// nothing.
     pub(crate) fn new(sink: Option<Arc<dyn AuditSink>>) -> AuditLog {
         AuditLog {
-            writer: format!("portcullis-{}-{:016x}", std::process::id(), random_u64()),
+            writer: format!(
+                "portcullis-{}-{:016x}",
+                std::process::id(),
+                crate::hash::random_u64()
+            ),
             sink,
             chain: Mutex::new(Chain {
                 seq: 0,
@@ -423,74 +330,21 @@ impl AuditLog {
     }
 }
 
-/// Counts the denials of one call; past the maximum the call is stopped and
-/// marked suspicious.
-///
-/// Refused approvals and refused outbound requests count (each call site
-/// records through [`DenialCounter::deny`], which warns, audits and
-/// counts).
-#[derive(Debug)]
-pub(crate) struct DenialCounter {
-    count: u32,
-    max: u32,
-}
-
-impl DenialCounter {
-    pub(crate) fn new(max: u32) -> DenialCounter {
-        DenialCounter { count: 0, max }
+/// How a call ended, as its `call_ended` record says it: the outcome and,
+/// for a limit, which one.
+pub(crate) fn outcome(error: Option<&Error>) -> (&'static str, Option<&'static str>) {
+    match error {
+        None => ("ok", None),
+        Some(Error::Tool { .. }) => ("tool_error", None),
+        Some(Error::LimitExceeded { limit, .. }) => ("limit", Some(limit.as_str())),
+        Some(Error::Crashed { .. }) => ("crashed", None),
+        Some(Error::Cancelled { .. }) => ("cancelled", None),
+        Some(Error::InvalidOutput { .. }) => ("invalid_output", None),
+        Some(Error::ApprovalDenied { .. }) => ("approval_denied", None),
+        Some(Error::Suspicious { .. }) => ("suspicious", None),
+        Some(Error::Audit(_)) => ("audit_failed", None),
+        Some(_) => ("internal", None),
     }
-
-    /// Records one denial: a `warn` diagnostic and a `denied` record, plus a
-    /// `suspicious` record when this one exceeds the maximum. Returns
-    /// whether the call must be stopped as suspicious.
-    pub(crate) fn deny(
-        &mut self,
-        log: &AuditLog,
-        call_id: u64,
-        tool: &str,
-        kind: &'static str,
-        reason: &str,
-    ) -> Result<bool, Error> {
-        self.count += 1;
-        tracing::warn!(call_id, tool, kind, reason, denials = self.count, "denied");
-        log.record(AuditEvent::Denied {
-            call_id,
-            tool: tool.to_string(),
-            kind,
-            reason: reason.to_string(),
-            denials: self.count,
-        })?;
-        if self.count > self.max {
-            tracing::warn!(
-                call_id,
-                tool,
-                denials = self.count,
-                "call stopped as suspicious"
-            );
-            log.record(AuditEvent::Suspicious {
-                call_id,
-                tool: tool.to_string(),
-                denials: self.count,
-            })?;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    pub(crate) fn count(&self) -> u32 {
-        self.count
-    }
-}
-
-/// A random 64-bit number from the standard library's randomly keyed
-/// SipHash (keys come from the OS); enough for ids and nonces that only
-/// need to be unpredictable to plugin output produced before them.
-pub(crate) fn random_u64() -> u64 {
-    use std::hash::BuildHasher;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    std::collections::hash_map::RandomState::new()
-        .hash_one((COUNTER.fetch_add(1, Ordering::Relaxed), SystemTime::now()))
 }
 
 #[cfg(test)]
@@ -576,14 +430,5 @@ mod tests {
             reason.starts_with("echoed [redacted:api] and [redacted:api]"),
             "{reason}"
         );
-    }
-
-    #[test]
-    fn denials_past_the_maximum_mark_the_call_suspicious() {
-        let log = AuditLog::new(None);
-        let mut counter = DenialCounter::new(1);
-        assert!(!counter.deny(&log, 1, "a.b", "approval", "no").expect("ok"));
-        assert!(counter.deny(&log, 1, "a.b", "approval", "no").expect("ok"));
-        assert_eq!(counter.count(), 2);
     }
 }

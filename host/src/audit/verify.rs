@@ -3,7 +3,7 @@
 //! checkpoint, records cut from the end.
 
 use super::GENESIS;
-use crate::plugin::sha256_hex;
+use crate::hash::sha256_hex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;

@@ -2,7 +2,7 @@
 //! files, keeping its comments and layout.
 
 use super::Failure;
-use portcullis::sha256_hex;
+use portcullis::manifest::{Pin, Repin};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,86 +18,15 @@ pub(crate) struct Args {
     check: bool,
 }
 
-/// One plugin's pin before and after.
-struct Pin {
-    plugin: String,
-    source: String,
-    old: Option<String>,
-    new: String,
-}
-
 pub(crate) fn run(args: &Args) -> Result<ExitCode, Failure> {
     let path = &args.manifest;
-    let config = |message: String| Failure::Config {
-        message,
-        hint: None,
-    };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| config(format!("failed to read manifest `{}`: {e}", path.display())))?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e| config(format!("invalid manifest `{}`: {e}", path.display())))?;
-    let base = crate::util::folder_of(path);
-
-    let Some(plugins) = doc.get_mut("plugins").and_then(|p| p.as_table_like_mut()) else {
-        return Err(config(format!(
-            "manifest `{}` has no `[plugins.NAME]` tables",
-            path.display()
-        )));
-    };
-    for wanted in &args.plugins {
-        if plugins.get(wanted).is_none() {
-            return Err(config(format!(
-                "manifest `{}` has no plugin `{wanted}`",
-                path.display()
-            )));
-        }
-    }
-
-    let mut pins = Vec::new();
-    for (name, entry) in plugins.iter_mut() {
-        if !args.plugins.is_empty() && !args.plugins.iter().any(|p| p == name.get()) {
-            continue;
-        }
-        let name = name.get().to_string();
-        let Some(table) = entry.as_table_like_mut() else {
-            return Err(config(format!("plugin `{name}`: expected a table")));
-        };
-        let Some(source) = table
-            .get("source")
-            .and_then(|s| s.as_str())
-            .map(str::to_string)
-        else {
-            return Err(config(format!(
-                "plugin `{name}`: `source` is missing or not a string"
-            )));
-        };
-        let file = base.join(&source);
-        let bytes = std::fs::read(&file).map_err(|e| Failure::Config {
-            message: format!("plugin `{name}`: failed to read `{}`: {e}", file.display()),
-            hint: Some("build the plugin first (for the bundled ones: `plugins/build.sh`)".into()),
-        })?;
-        let new = sha256_hex(&bytes);
-        let old = table
-            .get("sha256")
-            .and_then(|s| s.as_str())
-            .map(str::to_string);
-        if old.as_deref() != Some(new.as_str()) && !args.check {
-            table.insert("sha256", toml_edit::value(new.clone()));
-        }
-        pins.push(Pin {
-            plugin: name,
-            source,
-            old,
-            new,
-        });
-    }
-
-    let stale: Vec<&Pin> = pins
-        .iter()
-        .filter(|p| p.old.as_deref() != Some(&p.new))
-        .collect();
-    for pin in &pins {
+    let repin = Repin::read(path, &args.plugins).map_err(|e| Failure::Config {
+        message: e.message,
+        hint: e.hint,
+    })?;
+    let pins = repin.pins();
+    let stale: Vec<&Pin> = pins.iter().filter(|p| !p.is_current()).collect();
+    for pin in pins {
         let state = match (&pin.old, args.check) {
             (Some(old), _) if *old == pin.new => "unchanged",
             (None, true) => "MISSING",
@@ -121,9 +50,8 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, Failure> {
             )),
         });
     }
-    if !stale.is_empty() {
-        crate::util::write_atomically(path, doc.to_string().as_bytes())
-            .map_err(|e| Failure::Internal(format!("failed to write `{}`: {e}", path.display())))?;
-    }
+    repin
+        .write()
+        .map_err(|e| Failure::Internal(format!("failed to write `{}`: {e}", path.display())))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -147,7 +147,7 @@ fn refused_record(method: &str, url: &str, why: String, secret: Option<String>) 
     let url = url.split(['?', '#']).next().unwrap_or_default();
     EgressRecord {
         method: method.to_string(),
-        destination: crate::util::cut(url, 256).0.to_string(),
+        destination: crate::text::cut(url, 256).0.to_string(),
         status: None,
         bytes: None,
         allowed: false,
@@ -432,7 +432,7 @@ impl CallEgress {
         slot: usize,
         secret_used: &mut Option<String>,
     ) -> (String, Result<GuestResponse, EgressError>) {
-        let raw_destination = crate::util::cut(&request.url, 256).0.to_string();
+        let raw_destination = crate::text::cut(&request.url, 256).0.to_string();
         let invalid = |why: String| {
             (
                 raw_destination.clone(),

@@ -44,7 +44,10 @@
 //! screen = false                      # flag prompt-injection patterns in outputs
 //! ```
 
+mod pin;
 mod units;
+
+pub use pin::{Pin, Repin, RepinError};
 
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
 
@@ -188,27 +191,6 @@ impl InjectEntry {
         InjectEntry {
             query: Some(name.into()),
             ..InjectEntry::default()
-        }
-    }
-
-    /// The rule this entry describes.
-    ///
-    /// # Errors
-    ///
-    /// None or several of `header`, `basic`, `query`; `format` without
-    /// `header`.
-    pub fn rule(&self) -> Result<crate::InjectRule, String> {
-        match (&self.header, &self.basic, &self.query, &self.format) {
-            (Some(name), None, None, format) => Ok(crate::InjectRule::Header {
-                name: name.clone(),
-                format: format.clone().unwrap_or_else(|| "{}".into()),
-            }),
-            (None, Some(username), None, None) => Ok(crate::InjectRule::Basic {
-                username: username.clone(),
-            }),
-            (None, None, Some(name), None) => Ok(crate::InjectRule::Query { name: name.clone() }),
-            (None, _, _, Some(_)) => Err("`format` goes with `header`".into()),
-            _ => Err("set exactly one of `header`, `basic` and `query`".into()),
         }
     }
 }
@@ -607,23 +589,6 @@ mod tests {
         let err = parse("[secrets.a]\nsource = \"env:A\"\ndestinations = [{ url = \"https://a\", allowprivate = true }]\ninject = { query = \"k\" }\n")
             .expect_err("typo refused");
         assert!(err.contains("did not match any variant"), "{err}");
-        assert!(
-            InjectEntry {
-                header: Some("X".into()),
-                query: Some("k".into()),
-                ..InjectEntry::default()
-            }
-            .rule()
-            .is_err()
-        );
-        assert!(
-            InjectEntry {
-                format: Some("{}".into()),
-                ..InjectEntry::default()
-            }
-            .rule()
-            .is_err()
-        );
     }
 
     #[test]

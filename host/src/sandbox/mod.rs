@@ -132,9 +132,9 @@ impl bindings::portcullis::tool::log::Host for StoreData {
         // Scrubbed before it is cut (a cut value would leave its prefix),
         // after a first cut that bounds the work.
         let mut message = message;
-        crate::util::truncate(&mut message, caps::LOG_MESSAGE_BYTES * 2);
+        crate::text::truncate(&mut message, caps::LOG_MESSAGE_BYTES * 2);
         let mut message = self.scrubber.scrub_str(&message).into_owned();
-        crate::util::truncate(&mut message, caps::LOG_MESSAGE_BYTES);
+        crate::text::truncate(&mut message, caps::LOG_MESSAGE_BYTES);
         // Debug formatting escapes control characters: a plugin cannot
         // forge host log lines.
         tracing::debug!(plugin = %self.plugin, ?level, message = ?message, "plugin log");

@@ -3,6 +3,7 @@
 
 use super::Secret;
 use super::scrub::{base64_padded, percent};
+use crate::manifest::InjectEntry;
 
 /// How a secret is attached, from the manifest's `inject`:
 ///
@@ -200,6 +201,31 @@ fn check_header_value(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The raw `inject` entry becomes a rule here, in the step that validates
+/// secrets, not in the manifest's raw shapes.
+impl InjectEntry {
+    /// The rule this entry describes.
+    ///
+    /// # Errors
+    ///
+    /// None or several of `header`, `basic`, `query`; `format` without
+    /// `header`.
+    pub fn rule(&self) -> Result<InjectRule, String> {
+        match (&self.header, &self.basic, &self.query, &self.format) {
+            (Some(name), None, None, format) => Ok(InjectRule::Header {
+                name: name.clone(),
+                format: format.clone().unwrap_or_else(|| "{}".into()),
+            }),
+            (None, Some(username), None, None) => Ok(InjectRule::Basic {
+                username: username.clone(),
+            }),
+            (None, None, Some(name), None) => Ok(InjectRule::Query { name: name.clone() }),
+            (None, _, _, Some(_)) => Err("`format` goes with `header`".into()),
+            _ => Err("set exactly one of `header`, `basic` and `query`".into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +332,26 @@ mod tests {
             .inject(&Secret::new("12345678\r\nEvil: 1"))
             .expect_err("refused");
         assert!(err.contains("line break"), "{err}");
+    }
+
+    #[test]
+    fn an_inject_entry_needs_exactly_one_kind() {
+        assert!(
+            InjectEntry {
+                header: Some("X".into()),
+                query: Some("k".into()),
+                ..InjectEntry::default()
+            }
+            .rule()
+            .is_err()
+        );
+        assert!(
+            InjectEntry {
+                format: Some("{}".into()),
+                ..InjectEntry::default()
+            }
+            .rule()
+            .is_err()
+        );
     }
 }

@@ -1,185 +1,14 @@
-//! Validated policy: what each plugin may do, with every path resolved and
-//! every limit filled in. No wasmtime types here; the sandbox turns a
-//! [`PluginPolicy`] into a store and a WASI context.
-//!
-//! Two ways in: [`from_manifest`] for a parsed `portcullis.toml`, and
-//! [`PluginConfig`] for embedders configuring plugins in code. Both end in
-//! the same validation.
+//! Plugins configured in code ([`PluginConfig`]) or by a manifest
+//! ([`from_manifest`]), validated in one pass into a [`PluginPolicy`]: the
+//! first step of a grant's life cycle.
 
-pub(crate) mod allowlist;
-mod rules;
-
-pub use rules::ApprovalRule;
-
-pub use allowlist::HttpRule;
-
+use super::approval::{ApprovalRule, ApprovalSetting};
+use super::limits::{Limits, validate_limits};
+use super::{DirGrant, DirMode, HttpRule, PluginPolicy, resolve, valid_name};
 use crate::error::Error;
 use crate::manifest::{ApprovalEntry, HttpEntry, LimitsEntry, Manifest};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-pub use crate::manifest::DirMode;
-
-/// Resource limits of one call. Every field has a safe default (see
-/// [`Limits::default`]) and a hard ceiling the manifest cannot exceed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Fuel units, about one per WebAssembly instruction. Default
-    /// 1,000,000,000 (roughly a second of CPU); ceiling 10^12.
-    pub fuel: u64,
-    /// Total bytes of all the instance's linear memories. Default 64 MiB;
-    /// range 1 MiB to 4 GiB.
-    pub memory: u64,
-    /// Wall-clock time of one call, including time blocked in host calls.
-    /// Default 5 s; range 1 ms to 10 min.
-    pub timeout: Duration,
-    /// Bytes of tool output; a larger output is refused, never truncated.
-    /// Default 1 MiB; ceiling 64 MiB.
-    pub output: u64,
-    /// Bytes kept of each of stdout and stderr; the excess is counted and
-    /// discarded. Default 64 KiB; ceiling 16 MiB.
-    pub stdio: u64,
-    /// HTTP requests one call may make (allowed or not). Default 16; range
-    /// 0 to 1,000.
-    pub http_requests: u32,
-    /// Bytes of one HTTP response body, enforced while it streams and again
-    /// after decompression. Default 1 MiB; range 1 B to 64 MiB.
-    pub http_response: u64,
-    /// Bytes of one HTTP request body. Default 1 MiB; ceiling 16 MiB.
-    pub http_request_body: u64,
-    /// Time of one HTTP request, from name resolution to the last body
-    /// byte; never past the call's own deadline. Default 10 s; range 1 ms
-    /// to 10 min.
-    pub http_timeout: Duration,
-    /// Time to establish one TCP connection. Default 3 s; range 1 ms to
-    /// 1 min.
-    pub http_connect_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            fuel: 1_000_000_000,
-            memory: 64 << 20,
-            timeout: Duration::from_secs(5),
-            output: 1 << 20,
-            stdio: 64 << 10,
-            http_requests: 16,
-            http_response: 1 << 20,
-            http_request_body: 1 << 20,
-            http_timeout: Duration::from_secs(10),
-            http_connect_timeout: Duration::from_secs(3),
-        }
-    }
-}
-
-/// Fixed caps per call that are not configurable: they bound resources that
-/// no tool legitimately needs many of.
-pub mod caps {
-    /// Linear memories per instance (a Rust component uses 2-3).
-    pub const MEMORIES: usize = 32;
-    /// Tables per instance.
-    pub const TABLES: usize = 64;
-    /// Elements per table.
-    pub const TABLE_ELEMENTS: usize = 100_000;
-    /// Core and component instances per store.
-    pub const INSTANCES: usize = 64;
-    /// Live resource handles (open files, directory streams, pollables).
-    pub const RESOURCES: usize = 1_024;
-    /// Log messages kept per call; more are counted and dropped.
-    pub const LOG_MESSAGES: usize = 256;
-    /// Bytes kept of one log message.
-    pub const LOG_MESSAGE_BYTES: usize = 4_096;
-    /// Headers one HTTP request may set.
-    pub const HTTP_HEADERS: usize = 64;
-    /// Total bytes of the names and values of one request's headers.
-    pub const HTTP_HEADER_BYTES: usize = 16 * 1024;
-    /// Requests of one call in flight at once through the `http`
-    /// interface: its `send` blocks the guest until the response is
-    /// complete, so there is never more than one.
-    pub const HTTP_IN_FLIGHT: usize = 1;
-}
-
-/// A directory the plugin may use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirGrant {
-    /// The host directory, canonical (symlinks resolved at load).
-    pub host: PathBuf,
-    /// The absolute path the plugin sees, e.g. `/docs`.
-    pub guest: String,
-    /// Read-only or read-write.
-    pub mode: DirMode,
-}
-
-/// Everything a plugin may do, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginPolicy {
-    /// The plugin's name: tools are addressed as `name.tool`.
-    pub name: String,
-    /// Path of the component file.
-    pub source: PathBuf,
-    /// The pinned sha256, 64 lowercase hex digits.
-    pub sha256: String,
-    /// Directory grants. No grant, no files.
-    pub dirs: Vec<DirGrant>,
-    /// Environment variables the plugin sees. Nothing of the host's.
-    pub env: Vec<(String, String)>,
-    /// HTTP destinations (the egress allowlist). No entry, no network.
-    pub http: Vec<HttpRule>,
-    /// Limits of every call.
-    pub limits: Limits,
-    /// Approval settings by tool name, as configured. Tools not listed
-    /// follow their effect (see [`ApprovalSetting`]).
-    pub approvals: BTreeMap<String, ApprovalSetting>,
-    /// Names of the secrets the plugin may have attached to its requests
-    /// (each must be configured on the host). The plugin never holds their
-    /// values.
-    pub secrets: Vec<String>,
-}
-
-/// When calls of a tool need a person's approval.
-///
-/// The floor follows the tool's effect as the host sees it (raised by
-/// read-write grants): `destructive` always asks and cannot be configured
-/// lower; `write` asks unless configured (`never` or rules); `read` never
-/// asks unless configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ApprovalSetting {
-    /// No approval needed.
-    Never,
-    /// Every call needs approval.
-    Always,
-    /// A call needs approval when any rule holds for its arguments.
-    Rules(Vec<ApprovalRule>),
-}
-
-impl ApprovalSetting {
-    /// Why a call with `arguments` needs approval, or `None` if it does not.
-    pub fn requires(&self, arguments: &serde_json::Value) -> Option<String> {
-        match self {
-            ApprovalSetting::Never => None,
-            ApprovalSetting::Always => Some("the tool always needs approval".into()),
-            ApprovalSetting::Rules(rules) => rules
-                .iter()
-                .find(|r| r.holds(arguments))
-                .map(|r| format!("rule `{r}` holds (or its field is missing or mistyped)")),
-        }
-    }
-
-    /// `never`, `always`, or the rules joined with ` or `.
-    pub fn describe(&self) -> String {
-        match self {
-            ApprovalSetting::Never => "never".into(),
-            ApprovalSetting::Always => "always".into(),
-            ApprovalSetting::Rules(rules) => {
-                let rules: Vec<String> = rules.iter().map(|r| format!("`{r}`")).collect();
-                format!("when {}", rules.join(" or "))
-            }
-        }
-    }
-}
 
 /// A plugin configured in code, validated when the host is built.
 ///
@@ -307,117 +136,13 @@ impl PluginConfig {
                 "use 1-64 characters of `a-z`, `0-9`, `_` and `-`, starting with a letter",
             ));
         }
-        let sha256 = match self.sha256 {
-            None => {
-                return Err(err(format!("plugin `{name}`: `sha256` is missing"))
-                    .with_hint("run `portcullis pin MANIFEST` to pin the plugin's current bytes"));
-            }
-            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                hex.to_ascii_lowercase()
-            }
-            Some(hex) => {
-                return Err(err(format!(
-                    "plugin `{name}`: `sha256` must be 64 hex digits, got `{hex}`"
-                ))
-                .with_hint("run `portcullis hash FILE` to print a component's sha256"));
-            }
-        };
-
-        let mut dirs: Vec<DirGrant> = Vec::new();
-        for (host, guest, mode) in self.dirs {
-            let joined = resolve(base, &host);
-            let canonical = std::fs::canonicalize(&joined).map_err(|e| {
-                err(format!(
-                    "plugin `{name}`: `dirs` entry `{}`: {e}",
-                    joined.display()
-                ))
-                .with_hint("directory grants must name existing directories")
-            })?;
-            if !canonical.is_dir() {
-                return Err(err(format!(
-                    "plugin `{name}`: `dirs` entry `{}` is not a directory",
-                    joined.display()
-                )));
-            }
-            check_guest_path(&guest).map_err(|why| {
-                err(format!(
-                    "plugin `{name}`: `dirs` guest path `{guest}` {why}"
-                ))
-                .with_hint("guest paths are absolute and plain, e.g. `/docs`")
-            })?;
-            let guest = normalise_guest(&guest);
-            if let Some(other) = dirs.iter().find(|d| overlaps(&d.guest, &guest)) {
-                return Err(err(format!(
-                    "plugin `{name}`: guest paths `{}` and `{guest}` overlap",
-                    other.guest
-                ))
-                .with_hint("give each directory grant its own guest path"));
-            }
-            dirs.push(DirGrant {
-                host: canonical,
-                guest,
-                mode,
-            });
-        }
-
-        let mut env = BTreeMap::new();
-        for (key, value) in self.env {
-            if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
-                return Err(err(format!(
-                    "plugin `{name}`: environment variable `{key}` is invalid"
-                )));
-            }
-            if env.insert(key.clone(), value).is_some() {
-                return Err(err(format!(
-                    "plugin `{name}`: environment variable `{key}` is set twice"
-                )));
-            }
-        }
-
+        let sha256 = pin(&name, self.sha256).map_err(err_with(origin))?;
+        let dirs = dirs(&name, base, self.dirs).map_err(err_with(origin))?;
+        let env = env(&name, self.env).map_err(err_with(origin))?;
         let limits =
             validate_limits(&self.limits).map_err(|m| err(format!("plugin `{name}`: {m}")))?;
-
-        let mut http = Vec::with_capacity(self.http.len());
-        for entry in &self.http {
-            let (methods, allow_private) = match entry {
-                HttpEntry::Url(_) => (None, false),
-                HttpEntry::Table(t) => (t.methods.as_deref(), t.allow_private),
-            };
-            let rule = HttpRule::parse(entry.url(), methods, allow_private).map_err(|why| {
-                err(format!(
-                    "plugin `{name}`: `http` entry `{}` {why}",
-                    entry.url().escape_debug()
-                ))
-                .with_hint("entries are `scheme://host[:port][/path]` with an exact host or a `*.domain` wildcard, e.g. \"https://api.example.com\" or { url = \"https://*.example.org/v1/\", methods = [\"GET\", \"POST\"] }")
-            })?;
-            http.push(rule);
-        }
-
-        let mut approvals = BTreeMap::new();
-        for (tool, entry) in self.approvals {
-            let setting = match entry {
-                ApprovalEntry::Never => ApprovalSetting::Never,
-                ApprovalEntry::Always => ApprovalSetting::Always,
-                ApprovalEntry::Rules(rules) if rules.is_empty() => {
-                    return Err(err(format!(
-                        "plugin `{name}`: `tools.{tool}.approval` has no rules"
-                    ))
-                    .with_hint("use `approval = \"never\"` to never ask"));
-                }
-                ApprovalEntry::Rules(rules) => ApprovalSetting::Rules(
-                    rules
-                        .iter()
-                        .map(|r| ApprovalRule::parse(r))
-                        .collect::<Result<_, _>>()
-                        .map_err(|e| {
-                            err(format!("plugin `{name}`: `tools.{tool}.approval`: rule {e}"))
-                                .with_hint("a rule is `POINTER OP LITERAL`, e.g. `/amount > 100` or `/path matches \"/out/*\"`")
-                        })?,
-                ),
-            };
-            approvals.insert(tool, setting);
-        }
-
+        let http = http(&name, &self.http).map_err(err_with(origin))?;
+        let approvals = approvals(&name, self.approvals).map_err(err_with(origin))?;
         let mut secrets: Vec<String> = Vec::new();
         for secret in self.secrets {
             if secrets.contains(&secret) {
@@ -433,13 +158,171 @@ impl PluginConfig {
             source: resolve(base, &self.source),
             sha256,
             dirs,
-            env: env.into_iter().collect(),
+            env,
             http,
             limits,
             approvals,
             secrets,
         })
     }
+}
+
+/// What a validation step found wrong: the message and, when the user can
+/// act, a hint. The caller adds the manifest's path.
+type Invalid = (String, Option<&'static str>);
+
+/// Turns a step's [`Invalid`] into the manifest error naming `origin`.
+fn err_with(origin: &Path) -> impl Fn(Invalid) -> Error + '_ {
+    move |(message, hint)| {
+        let e = Error::manifest(origin, message);
+        match hint {
+            Some(hint) => e.with_hint(hint),
+            None => e,
+        }
+    }
+}
+
+/// The pin, as 64 lowercase hex digits.
+fn pin(name: &str, sha256: Option<String>) -> Result<String, Invalid> {
+    match sha256 {
+        None => Err((
+            format!("plugin `{name}`: `sha256` is missing"),
+            Some("run `portcullis pin MANIFEST` to pin the plugin's current bytes"),
+        )),
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(hex.to_ascii_lowercase())
+        }
+        Some(hex) => Err((
+            format!("plugin `{name}`: `sha256` must be 64 hex digits, got `{hex}`"),
+            Some("run `portcullis hash FILE` to print a component's sha256"),
+        )),
+    }
+}
+
+/// Directory grants: existing directories, canonical, at plain guest paths
+/// that do not overlap.
+fn dirs(
+    name: &str,
+    base: &Path,
+    entries: Vec<(PathBuf, String, DirMode)>,
+) -> Result<Vec<DirGrant>, Invalid> {
+    let mut dirs: Vec<DirGrant> = Vec::new();
+    for (host, guest, mode) in entries {
+        let joined = resolve(base, &host);
+        let canonical = std::fs::canonicalize(&joined).map_err(|e| {
+            (
+                format!("plugin `{name}`: `dirs` entry `{}`: {e}", joined.display()),
+                Some("directory grants must name existing directories"),
+            )
+        })?;
+        if !canonical.is_dir() {
+            return Err((
+                format!(
+                    "plugin `{name}`: `dirs` entry `{}` is not a directory",
+                    joined.display()
+                ),
+                None,
+            ));
+        }
+        check_guest_path(&guest).map_err(|why| {
+            (
+                format!("plugin `{name}`: `dirs` guest path `{guest}` {why}"),
+                Some("guest paths are absolute and plain, e.g. `/docs`"),
+            )
+        })?;
+        let guest = normalise_guest(&guest);
+        if let Some(other) = dirs.iter().find(|d| overlaps(&d.guest, &guest)) {
+            return Err((
+                format!(
+                    "plugin `{name}`: guest paths `{}` and `{guest}` overlap",
+                    other.guest
+                ),
+                Some("give each directory grant its own guest path"),
+            ));
+        }
+        dirs.push(DirGrant {
+            host: canonical,
+            guest,
+            mode,
+        });
+    }
+    Ok(dirs)
+}
+
+/// Environment variables: valid names and values, each set once, sorted.
+fn env(name: &str, entries: Vec<(String, String)>) -> Result<Vec<(String, String)>, Invalid> {
+    let mut env = BTreeMap::new();
+    for (key, value) in entries {
+        if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
+            return Err((
+                format!("plugin `{name}`: environment variable `{key}` is invalid"),
+                None,
+            ));
+        }
+        if env.insert(key.clone(), value).is_some() {
+            return Err((
+                format!("plugin `{name}`: environment variable `{key}` is set twice"),
+                None,
+            ));
+        }
+    }
+    Ok(env.into_iter().collect())
+}
+
+/// The egress allowlist.
+fn http(name: &str, entries: &[HttpEntry]) -> Result<Vec<HttpRule>, Invalid> {
+    let mut http = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let (methods, allow_private) = match entry {
+            HttpEntry::Url(_) => (None, false),
+            HttpEntry::Table(t) => (t.methods.as_deref(), t.allow_private),
+        };
+        let rule = HttpRule::parse(entry.url(), methods, allow_private).map_err(|why| {
+            (
+                format!(
+                    "plugin `{name}`: `http` entry `{}` {why}",
+                    entry.url().escape_debug()
+                ),
+                Some("entries are `scheme://host[:port][/path]` with an exact host or a `*.domain` wildcard, e.g. \"https://api.example.com\" or { url = \"https://*.example.org/v1/\", methods = [\"GET\", \"POST\"] }"),
+            )
+        })?;
+        http.push(rule);
+    }
+    Ok(http)
+}
+
+/// Approval settings by tool, their rules parsed.
+fn approvals(
+    name: &str,
+    entries: BTreeMap<String, ApprovalEntry>,
+) -> Result<BTreeMap<String, ApprovalSetting>, Invalid> {
+    let mut approvals = BTreeMap::new();
+    for (tool, entry) in entries {
+        let setting = match entry {
+            ApprovalEntry::Never => ApprovalSetting::Never,
+            ApprovalEntry::Always => ApprovalSetting::Always,
+            ApprovalEntry::Rules(rules) if rules.is_empty() => {
+                return Err((
+                    format!("plugin `{name}`: `tools.{tool}.approval` has no rules"),
+                    Some("use `approval = \"never\"` to never ask"),
+                ));
+            }
+            ApprovalEntry::Rules(rules) => ApprovalSetting::Rules(
+                rules
+                    .iter()
+                    .map(|r| ApprovalRule::parse(r))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        (
+                            format!("plugin `{name}`: `tools.{tool}.approval`: rule {e}"),
+                            Some("a rule is `POINTER OP LITERAL`, e.g. `/amount > 100` or `/path matches \"/out/*\"`"),
+                        )
+                    })?,
+            ),
+        };
+        approvals.insert(tool, setting);
+    }
+    Ok(approvals)
 }
 
 /// Validates every plugin of a parsed manifest. Relative paths are resolved
@@ -449,7 +332,7 @@ impl PluginConfig {
 ///
 /// [`Error::Manifest`] naming the plugin and field.
 pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolicy>, Error> {
-    let base = crate::util::folder_of(path);
+    let base = crate::fs::folder_of(path);
     manifest
         .plugins
         .iter()
@@ -490,25 +373,6 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
         .collect()
 }
 
-/// `path` relative to `base`, without a `./` prefix when `base` is the
-/// current directory (so messages show the path as the user wrote it).
-pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
-    if base == Path::new(".") {
-        path.to_path_buf()
-    } else {
-        base.join(path)
-    }
-}
-
-/// Plugin and tool names: 1-64 of `[a-z0-9_-]`, starting with a letter.
-pub(crate) fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
 fn check_guest_path(guest: &str) -> Result<(), &'static str> {
     if !guest.starts_with('/') {
         return Err("must be absolute");
@@ -542,111 +406,6 @@ fn overlaps(a: &str, b: &str) -> bool {
         outer == "/" || inner == outer || inner.starts_with(&format!("{outer}/"))
     };
     inside(a, b) || inside(b, a)
-}
-
-/// `Ok` if `value` lies in `range`, else the message: ``limits.NAME` must
-/// be between BOUNDS, got `VALUE``.
-fn within<T: PartialOrd + Copy>(
-    name: &str,
-    value: T,
-    range: std::ops::RangeInclusive<T>,
-    bounds: &str,
-    show: impl Fn(T) -> String,
-) -> Result<(), String> {
-    if range.contains(&value) {
-        Ok(())
-    } else {
-        Err(format!(
-            "`limits.{name}` must be between {bounds}, got `{}`",
-            show(value)
-        ))
-    }
-}
-
-fn validate_limits(entry: &LimitsEntry) -> Result<Limits, String> {
-    let d = Limits::default();
-    let limits = Limits {
-        fuel: entry.fuel.unwrap_or(d.fuel),
-        memory: entry.memory.map_or(d.memory, |b| b.0),
-        timeout: entry.timeout.map_or(d.timeout, |t| t.0),
-        output: entry.output.map_or(d.output, |b| b.0),
-        stdio: entry.stdio.map_or(d.stdio, |b| b.0),
-        http_requests: entry.http_requests.unwrap_or(d.http_requests),
-        http_response: entry.http_response.map_or(d.http_response, |b| b.0),
-        http_request_body: entry.http_request_body.map_or(d.http_request_body, |b| b.0),
-        http_timeout: entry.http_timeout.map_or(d.http_timeout, |t| t.0),
-        http_connect_timeout: entry
-            .http_connect_timeout
-            .map_or(d.http_connect_timeout, |t| t.0),
-    };
-    let bytes = |n: u64| format!("{n} bytes");
-    let time = |t: Duration| format!("{t:?}");
-    let ms = Duration::from_millis(1);
-    within(
-        "fuel",
-        limits.fuel,
-        1..=1_000_000_000_000,
-        "1 and 10^12",
-        |n: u64| n.to_string(),
-    )?;
-    within(
-        "memory",
-        limits.memory,
-        (1 << 20)..=(4 << 30),
-        "1 MiB and 4 GiB",
-        bytes,
-    )?;
-    within(
-        "timeout",
-        limits.timeout,
-        ms..=Duration::from_secs(600),
-        "1ms and 10m",
-        time,
-    )?;
-    within(
-        "output",
-        limits.output,
-        1..=(64 << 20),
-        "1 byte and 64 MiB",
-        bytes,
-    )?;
-    within("stdio", limits.stdio, 0..=(16 << 20), "0 and 16 MiB", bytes)?;
-    within(
-        "http_requests",
-        limits.http_requests,
-        0..=1_000,
-        "0 and 1000",
-        |n: u32| n.to_string(),
-    )?;
-    within(
-        "http_response",
-        limits.http_response,
-        1..=(64 << 20),
-        "1 byte and 64 MiB",
-        bytes,
-    )?;
-    within(
-        "http_request_body",
-        limits.http_request_body,
-        0..=(16 << 20),
-        "0 and 16 MiB",
-        bytes,
-    )?;
-    within(
-        "http_timeout",
-        limits.http_timeout,
-        ms..=Duration::from_secs(600),
-        "1ms and 10m",
-        time,
-    )?;
-    within(
-        "http_connect_timeout",
-        limits.http_connect_timeout,
-        ms..=Duration::from_secs(60),
-        "1ms and 1m",
-        time,
-    )?;
-    Ok(limits)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! - every failure is a miss: the plugin is compiled from its pinned bytes
 //!   and nothing about its grants or limits changes.
 
-use crate::plugin::sha256_hex;
+use crate::hash::sha256_hex;
 use crate::sandbox::Sandbox;
 use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
@@ -34,7 +34,7 @@ impl CompileCache {
     /// Why the directory cannot serve as a cache: it cannot be created, is
     /// not a directory, or others can write to it.
     pub(crate) fn open(dir: &Path) -> Result<CompileCache, String> {
-        crate::util::private_dir(dir)
+        crate::fs::private_dir(dir)
             .map_err(|e| format!("{e}; compiled code from it would run in the host"))?;
         Ok(CompileCache {
             dir: dir.to_path_buf(),
@@ -94,8 +94,8 @@ impl CompileCache {
 /// Writes the artifact, then its checksum, each through a temporary file
 /// and a rename: a reader sees a complete pair or a miss.
 fn store(artifact: &Path, sidecar: &Path, compiled: &[u8]) -> std::io::Result<()> {
-    crate::util::write_atomically(artifact, compiled)?;
-    crate::util::write_atomically(sidecar, sha256_hex(compiled).as_bytes())
+    crate::fs::write_atomically(artifact, compiled)?;
+    crate::fs::write_atomically(sidecar, sha256_hex(compiled).as_bytes())
 }
 
 #[cfg(test)]

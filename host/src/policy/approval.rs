@@ -1,4 +1,6 @@
-//! Approval rules: when a call needs a person's approval, decided from its
+//! When a call needs a person's approval: the effect a tool declares, the
+//! floor its grants raise that effect to, the setting per tool (never,
+//! always, or rules), and the rules themselves, decided from the call's
 //! arguments alone.
 //!
 //! Grammar (one rule per string; a tool asks when *any* of its rules holds):
@@ -20,9 +22,146 @@
 //!
 //! Examples: `/amount > 100`, `/path matches "/out/*"`, `/force == true`.
 
+use super::{DirMode, PluginPolicy};
+use crate::error::Error;
 use serde_json::Value;
 use std::cmp::Ordering;
 use std::fmt;
+use std::path::Path;
+
+/// What running a tool can do to the world outside the plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Effect {
+    /// Only reads data.
+    Read,
+    /// Creates or changes data.
+    Write,
+    /// Deletes data or does something irreversible.
+    Destructive,
+}
+
+impl Effect {
+    /// `read`, `write` or `destructive`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Read => "read",
+            Effect::Write => "write",
+            Effect::Destructive => "destructive",
+        }
+    }
+}
+
+impl PluginPolicy {
+    /// Whether any directory grant is read-write.
+    pub(crate) fn writable(&self) -> bool {
+        self.dirs.iter().any(|d| d.mode == DirMode::ReadWrite)
+    }
+
+    /// The least effect the grants allow every tool of the plugin: a
+    /// read-write directory or egress with methods beyond `GET` and `HEAD`
+    /// makes a tool at least `write`.
+    pub(crate) fn effect_floor(&self) -> Effect {
+        if self.writable() || self.http.iter().any(|r| r.allows_writes()) {
+            Effect::Write
+        } else {
+            Effect::Read
+        }
+    }
+}
+
+/// When calls of a tool need a person's approval.
+///
+/// The floor follows the tool's effect as the host sees it (raised by
+/// read-write grants): `destructive` always asks and cannot be configured
+/// lower; `write` asks unless configured (`never` or rules); `read` never
+/// asks unless configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApprovalSetting {
+    /// No approval needed.
+    Never,
+    /// Every call needs approval.
+    Always,
+    /// A call needs approval when any rule holds for its arguments.
+    Rules(Vec<ApprovalRule>),
+}
+
+impl ApprovalSetting {
+    /// Why a call with `arguments` needs approval, or `None` if it does not.
+    pub fn requires(&self, arguments: &serde_json::Value) -> Option<String> {
+        match self {
+            ApprovalSetting::Never => None,
+            ApprovalSetting::Always => Some("the tool always needs approval".into()),
+            ApprovalSetting::Rules(rules) => rules
+                .iter()
+                .find(|r| r.holds(arguments))
+                .map(|r| format!("rule `{r}` holds (or its field is missing or mistyped)")),
+        }
+    }
+
+    /// `never`, `always`, or the rules joined with ` or `.
+    pub fn describe(&self) -> String {
+        match self {
+            ApprovalSetting::Never => "never".into(),
+            ApprovalSetting::Always => "always".into(),
+            ApprovalSetting::Rules(rules) => {
+                let rules: Vec<String> = rules.iter().map(|r| format!("`{r}`")).collect();
+                format!("when {}", rules.join(" or "))
+            }
+        }
+    }
+}
+
+/// When each tool of a plugin needs approval: the configured setting, never
+/// below the floor of its effect. `tools` are the plugin's tools with their
+/// effects already raised to the floor; every configured tool must be one
+/// of them.
+pub(crate) fn approval_settings(
+    policy: &PluginPolicy,
+    tools: &[(&str, Effect)],
+    origin: &Path,
+) -> Result<Vec<ApprovalSetting>, Error> {
+    if let Some(unknown) = policy
+        .approvals
+        .keys()
+        .find(|name| !tools.iter().any(|(t, _)| t == name))
+    {
+        let names: Vec<&str> = tools.iter().map(|(t, _)| *t).collect();
+        return Err(Error::manifest(
+            origin,
+            format!(
+                "plugin `{}`: `tools.{unknown}` configures a tool the plugin does not offer",
+                policy.name
+            ),
+        )
+        .with_hint(format!("its tools are: {}", names.join(", "))));
+    }
+    tools
+        .iter()
+        .map(|&(name, effect)| {
+            let configured = policy.approvals.get(name);
+            Ok(match (effect, configured) {
+                (Effect::Destructive, None | Some(ApprovalSetting::Always)) => {
+                    ApprovalSetting::Always
+                }
+                (Effect::Destructive, Some(_)) => {
+                    return Err(Error::manifest(
+                        origin,
+                        format!(
+                            "plugin `{}`: tool `{name}` is destructive, so every call needs approval; `tools.{name}.approval` cannot lower that",
+                            policy.name
+                        ),
+                    )
+                    .with_hint(format!("remove `tools.{name}.approval` or set it to \"always\"")));
+                }
+                (_, Some(setting)) => setting.clone(),
+                (Effect::Write, None) => ApprovalSetting::Always,
+                (_, None) => ApprovalSetting::Never,
+            })
+        })
+        .collect()
+}
 
 /// A comparison operator of an [`ApprovalRule`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

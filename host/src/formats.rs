@@ -15,10 +15,11 @@
 //! `$defs`/`definitions` are inlined (nothing is ever fetched), and every
 //! `description` and `title` inside is sanitised like the tool's own.
 
+use crate::descriptor::ToolDescriptor;
 use crate::error::Error;
-use crate::host::ToolDescriptor;
-use crate::plugin::{Effect, sanitize_text, sha256_hex};
-use crate::policy::ApprovalSetting;
+use crate::hash::sha256_hex;
+use crate::policy::Effect;
+use crate::text::sanitize_text;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -361,44 +362,10 @@ fn qualifies_for_strict(schema: &Value) -> bool {
     }
 }
 
-/// The host's own neutral descriptor as JSON: everything a runtime or a
-/// person approving a call needs, including the grants in force.
-pub fn descriptor_json(tool: &ToolDescriptor) -> Value {
-    json!({
-        "name": tool.name,
-        "plugin": tool.plugin,
-        "tool": tool.tool,
-        "plugin_sha256": tool.plugin_sha256,
-        "tool_list_sha256": tool.tool_list_sha256,
-        "title": tool.title,
-        "description": tool.description,
-        "effect": tool.effect.as_str(),
-        "approval": match &tool.approval {
-            ApprovalSetting::Never => json!("never"),
-            ApprovalSetting::Always => json!("always"),
-            ApprovalSetting::Rules(rules) => json!({
-                "rules": rules.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            }),
-        },
-        "input_schema": tool.input_schema,
-        "output_schema": tool.output_schema,
-        "grants": {
-            "dirs": tool.grants.dirs.iter().map(|d| json!({
-                "guest": d.guest,
-                "host": d.host.display().to_string(),
-                "mode": d.mode.as_str(),
-            })).collect::<Vec<_>>(),
-            "env": tool.grants.env,
-            "secrets": tool.grants.secrets,
-            "network": tool.grants.http,
-        },
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::Grants;
+    use crate::policy::Grants;
 
     fn descriptor(plugin: &str, tool: &str) -> ToolDescriptor {
         ToolDescriptor {

@@ -1,28 +1,9 @@
-//! Small helpers every step of the flow uses: cutting text on a character
-//! boundary, writing a file so that readers never see half of it, and a
-//! directory only this user can write. They depend on nothing else here.
+//! Files the host itself writes: the folder a manifest's relative paths
+//! live in, writing a file so that readers never see half of it, and a
+//! directory only this user can write. Depends on nothing here.
 
 use std::io::Write as _;
 use std::path::Path;
-
-/// `text` cut to at most `max` bytes on a character boundary, and whether
-/// anything was cut.
-pub(crate) fn cut(text: &str, max: usize) -> (&str, bool) {
-    if text.len() <= max {
-        return (text, false);
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    (&text[..end], true)
-}
-
-/// Cuts `text` in place to at most `max` bytes on a character boundary.
-pub(crate) fn truncate(text: &mut String, max: usize) {
-    let end = cut(text, max).0.len();
-    text.truncate(end);
-}
 
 /// The folder `path` lies in (`.` for a bare file name): where a
 /// manifest's relative paths, and a file's temporary sibling, live.
@@ -95,16 +76,6 @@ pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cut_keeps_whole_characters() {
-        assert_eq!(cut("héllo", 2), ("h", true));
-        assert_eq!(cut("héllo", 3), ("hé", true));
-        assert_eq!(cut("hi", 5), ("hi", false));
-        let mut text = String::from("日本語");
-        truncate(&mut text, 4);
-        assert_eq!(text, "日");
-    }
 
     #[test]
     fn atomic_write_replaces_the_whole_file_and_keeps_its_mode() {

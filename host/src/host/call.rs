@@ -1,0 +1,572 @@
+//! A call on its way through the host: arguments checked, the call
+//! recorded, the approval gate, the sandbox run, the egress records and the
+//! one denial budget, then the output checked, scrubbed and marked as
+//! untrusted data.
+
+use super::Host;
+use crate::approval::ApprovalRequest;
+use crate::arguments;
+use crate::audit::{self, AuditEvent, AuditLog, MAX_RECORDED_ARGUMENTS};
+use crate::error::{Error, ToolError};
+use crate::hash::sha256_hex;
+use crate::provenance::{self, InjectionFlag, Provenance, Trust};
+use crate::sandbox::{
+    CallGrants, Captured, Failure, LogRecord, Request, Response, Run, WitToolError,
+};
+use crate::secrets::Scrubber;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Per-call context from the agent runtime.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    caller: Option<String>,
+    cancel: CancellationToken,
+}
+
+impl CallContext {
+    /// A context with no caller identity and a fresh cancellation token.
+    pub fn new() -> Self {
+        CallContext::default()
+    }
+
+    /// Names who is calling (a user, session or agent id) for the record.
+    pub fn caller(mut self, caller: impl Into<String>) -> Self {
+        self.caller = Some(caller.into());
+        self
+    }
+
+    /// Cancels the call when `token` is cancelled.
+    pub fn cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
+    /// The caller identity, if set.
+    pub fn caller_id(&self) -> Option<&str> {
+        self.caller.as_deref()
+    }
+}
+
+/// The result of a successful call. Its value is untrusted data: hand it to
+/// a model with [`ToolOutput::render_for_model`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ToolOutput {
+    /// `plugin.tool`.
+    pub tool: String,
+    /// The sha256 of the plugin that produced it.
+    pub plugin_sha256: String,
+    /// The call's id, as in the audit log.
+    pub call_id: u64,
+    /// Where it came from; always [`Trust::Untrusted`].
+    pub provenance: Provenance,
+    /// Known prompt-injection patterns found in it, when the screen is on
+    /// (the value is never changed).
+    pub flags: Vec<InjectionFlag>,
+    /// The output (untrusted data).
+    pub value: Value,
+    /// What the plugin wrote to stdout.
+    pub stdout: Captured,
+    /// What the plugin wrote to stderr.
+    pub stderr: Captured,
+    /// What the plugin logged.
+    pub logs: Vec<LogRecord>,
+    /// Log messages dropped past the cap.
+    pub logs_dropped: u64,
+    /// Fuel the call used.
+    pub fuel_used: u64,
+    /// Wall-clock time of the call.
+    pub duration: Duration,
+    /// The host's secrets, scrubbed once more from the rendered text.
+    scrubber: Arc<Scrubber>,
+}
+
+impl ToolOutput {
+    /// The output as text for a model: JSON inside delimiters it cannot
+    /// close or imitate, labelled with its provenance. See
+    /// [`render_for_model`](crate::render_for_model).
+    ///
+    /// The value was scrubbed of secret values when the call returned; the
+    /// rendered text is scrubbed again, for forms that only appear in JSON
+    /// text.
+    pub fn render_for_model(&self) -> String {
+        let text = provenance::render_for_model(&self.provenance, &self.value);
+        self.scrubber.scrub_str(&text).into_owned()
+    }
+}
+
+/// What the record of a call's end needs from the run.
+#[derive(Default)]
+struct RunStats {
+    fuel_used: u64,
+    stdout_bytes: u64,
+    stderr_bytes: u64,
+    log_messages: u64,
+    output_bytes: Option<usize>,
+}
+
+impl Host {
+    /// Calls `tool` (`plugin.tool`, or just `tool` when only one plugin has
+    /// it) with `arguments`, a JSON object as text.
+    ///
+    /// The arguments are parsed once (duplicate keys refused) and validated
+    /// against the tool's input schema. If the tool's approval setting says
+    /// so, the host then asks its [`Approver`] and runs the plugin only on
+    /// an approval bound to this exact request. The plugin receives exactly
+    /// the validated bytes, in a fresh instance. The call's start, approval,
+    /// denials and end are recorded before this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTool`], [`Error::InvalidArguments`] (the plugin did
+    /// not run), [`Error::ApprovalDenied`], [`Error::Suspicious`],
+    /// [`Error::Tool`] (the tool reported an error),
+    /// [`Error::LimitExceeded`], [`Error::Crashed`], [`Error::Cancelled`],
+    /// [`Error::InvalidOutput`], [`Error::Audit`], [`Error::Internal`] (the
+    /// sandbox could not be set up, e.g. a granted directory vanished).
+    ///
+    /// Secret values (raw and encoded) are scrubbed from everything this
+    /// returns or records: the output, captured stdio, logs, the audit
+    /// records and the error's message.
+    pub async fn call(
+        &self,
+        tool: &str,
+        arguments: &str,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput, Error> {
+        self.call_unscrubbed_errors(tool, arguments, ctx)
+            .await
+            .map_err(|e| e.scrubbed(&self.inner.scrubber))
+    }
+
+    async fn call_unscrubbed_errors(
+        &self,
+        tool: &str,
+        arguments: &str,
+        ctx: &CallContext,
+    ) -> Result<ToolOutput, Error> {
+        let started = Instant::now();
+        let (p, t) = self.resolve(tool)?;
+        let plugin = &self.inner.plugins[p];
+        let def = &plugin.tools[t];
+        let qualified = format!("{}.{}", plugin.policy.name, def.name);
+        let invalid = |pointer: String, reason: String| Error::InvalidArguments {
+            tool: qualified.clone(),
+            pointer,
+            reason,
+        };
+        let value = arguments::parse_object(arguments).map_err(|r| invalid(String::new(), r))?;
+        def.validator
+            .check(&value)
+            .map_err(|(pointer, reason)| invalid(pointer, reason))?;
+
+        let call_id = self.inner.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let arguments_sha256 = sha256_hex(arguments::canonical(&value).as_bytes());
+        // Scrubbed before the cut, which could leave a secret's prefix.
+        let scrubbed = self.inner.scrubber.scrub_str(arguments);
+        let (recorded, truncated) = crate::text::cut(&scrubbed, MAX_RECORDED_ARGUMENTS);
+        self.inner.audit.record(AuditEvent::CallStarted {
+            call_id,
+            caller: ctx.caller.clone(),
+            tool: qualified.clone(),
+            plugin_sha256: plugin.policy.sha256.clone(),
+            arguments: recorded.to_string(),
+            arguments_bytes: arguments.len(),
+            arguments_truncated: truncated,
+            arguments_sha256: arguments_sha256.clone(),
+        })?;
+
+        let mut stats = RunStats::default();
+        let call = Call {
+            p,
+            t,
+            call_id,
+            tool: &qualified,
+            arguments,
+            value: &value,
+            arguments_sha256,
+            ctx,
+        };
+        let result = self.attempt(&call, &mut stats).await;
+        let (outcome, limit) = audit::outcome(result.as_ref().err());
+        let duration = started.elapsed();
+        tracing::debug!(
+            tool = %qualified,
+            call_id,
+            caller = ctx.caller.as_deref().unwrap_or("-"),
+            fuel = stats.fuel_used,
+            duration = ?duration,
+            outcome,
+            "call finished"
+        );
+        self.inner.audit.record(AuditEvent::CallEnded {
+            call_id,
+            tool: qualified.clone(),
+            outcome,
+            error: result.as_ref().err().map(ToString::to_string),
+            limit,
+            cancelled: outcome == "cancelled",
+            fuel_used: stats.fuel_used,
+            duration_us: u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
+            output_bytes: stats.output_bytes,
+            stdout_bytes: stats.stdout_bytes,
+            stderr_bytes: stats.stderr_bytes,
+            log_messages: stats.log_messages,
+        })?;
+        result
+    }
+
+    /// Asks for approval if needed, then runs the call.
+    async fn attempt(&self, call: &Call<'_>, stats: &mut RunStats) -> Result<ToolOutput, Error> {
+        let inner = &*self.inner;
+        let plugin = &inner.plugins[call.p];
+        let def = &plugin.tools[call.t];
+        let mut denials = DenialCounter::new(inner.max_denials);
+        self.approve(call, &mut denials).await?;
+
+        let mut run = inner
+            .sandbox
+            .run(
+                &plugin.pre,
+                &plugin.policy,
+                Request::Call {
+                    tool: &def.name,
+                    arguments: call.arguments,
+                    network: &inner.network,
+                    max_denials: inner.max_denials.saturating_sub(denials.count()),
+                    grants: CallGrants {
+                        grants: &inner.grants[call.p],
+                        call_id: call.call_id,
+                        caller: call.ctx.caller.as_deref(),
+                    },
+                },
+                &call.ctx.cancel,
+            )
+            .await;
+        stats.fuel_used = run.fuel_used;
+        stats.stdout_bytes = run.stdout.total();
+        stats.stderr_bytes = run.stderr.total();
+        stats.log_messages = run.logs.len() as u64 + run.logs_dropped;
+        let suspicious = self.record_egress(call, &run, &mut denials)?;
+        if suspicious || matches!(run.result, Err(Failure::Suspicious(_))) {
+            return Err(Error::Suspicious {
+                tool: call.tool.to_string(),
+                denials: denials.count(),
+            });
+        }
+        // Named at the end of the error, if the host keeps core dumps.
+        let dumped = match (&inner.core_dumps, run.core_dump.take()) {
+            (Some(dumps), Some(bytes)) => {
+                dumps.write(&plugin.policy.name, call.call_id, bytes).await
+            }
+            _ => String::new(),
+        };
+        // The host's scrubber, grown by any secret value a source gave out
+        // for this call only.
+        let scrubber = run
+            .scrubber
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&inner.scrubber));
+        let Run {
+            result,
+            stdout,
+            stderr,
+            logs,
+            logs_dropped,
+            fuel_used,
+            duration,
+            ..
+        } = run;
+        let tool = call.tool.to_string();
+        let result = match result {
+            Ok(Response::Output(text)) => {
+                stats.output_bytes = Some(text.len());
+                self.checked_output(call, &text, &scrubber)
+                    .map(|(value, flags)| ToolOutput {
+                        provenance: Provenance {
+                            plugin: plugin.policy.name.clone(),
+                            plugin_sha256: plugin.policy.sha256.clone(),
+                            tool: tool.clone(),
+                            call_id: call.call_id,
+                            write_access: plugin.policy.writable(),
+                            trust: Trust::Untrusted,
+                        },
+                        tool,
+                        plugin_sha256: plugin.policy.sha256.clone(),
+                        call_id: call.call_id,
+                        flags,
+                        value,
+                        stdout,
+                        stderr,
+                        logs,
+                        logs_dropped,
+                        fuel_used,
+                        duration,
+                        scrubber: Arc::clone(&scrubber),
+                    })
+            }
+            Ok(Response::ToolError(e)) => Err(Error::Tool {
+                tool,
+                error: tool_error(e),
+            }),
+            Ok(Response::Tools(_)) => Err(Error::Internal(format!(
+                "`{tool}`: the sandbox returned a tool list for a call"
+            ))),
+            Err(failure) => Err(failure_error(tool, failure, &dumped)),
+        };
+        result.map_err(|e| e.scrubbed(&scrubber))
+    }
+
+    /// The approval gate: asks the approver when the tool's setting says
+    /// so, and lets the call go on only on an approval bound to it.
+    async fn approve(&self, call: &Call<'_>, denials: &mut DenialCounter) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let plugin = &inner.plugins[call.p];
+        let def = &plugin.tools[call.t];
+        let tool = call.tool.to_string();
+        let Some(reason) = inner.approvals[call.p][call.t].requires(call.value) else {
+            return Ok(());
+        };
+        let grants = plugin.policy.grants();
+        let request = ApprovalRequest {
+            call_id: call.call_id,
+            caller: call.ctx.caller.clone(),
+            plugin: plugin.policy.name.clone(),
+            plugin_sha256: plugin.policy.sha256.clone(),
+            tool: tool.clone(),
+            description: def.description.clone(),
+            arguments: inner.scrubber.scrub_str(call.arguments).into_owned(),
+            arguments_sha256: call.arguments_sha256.clone(),
+            effect: plugin.effect(call.t),
+            dirs: grants.dirs,
+            env: grants.env,
+            http: grants.http,
+            secrets: grants.secrets,
+            reason: reason.clone(),
+            binding: inner.gate.issue(),
+        };
+        inner.audit.record(AuditEvent::ApprovalRequested {
+            call_id: call.call_id,
+            tool: tool.clone(),
+            plugin_sha256: request.plugin_sha256.clone(),
+            arguments_sha256: request.arguments_sha256.clone(),
+            effect: request.effect.as_str(),
+            reason,
+        })?;
+        let decision = tokio::select! {
+            decision = inner.approver.approve(&request) => decision,
+            () = call.ctx.cancel.cancelled() => return Err(Error::Cancelled { tool }),
+        };
+        let checked = inner.gate.check(&request, decision);
+        inner.audit.record(AuditEvent::ApprovalDecided {
+            call_id: call.call_id,
+            tool: tool.clone(),
+            approved: checked.is_ok(),
+            by: checked.as_ref().ok().cloned().flatten(),
+            reason: checked.as_ref().err().cloned(),
+        })?;
+        if let Err(reason) = checked {
+            if denials.deny(&inner.audit, call.call_id, &tool, "approval", &reason)? {
+                return Err(Error::Suspicious {
+                    tool,
+                    denials: denials.count(),
+                });
+            }
+            return Err(Error::ApprovalDenied { tool, reason });
+        }
+        Ok(())
+    }
+
+    /// Records every outbound request of the run, and counts its denials;
+    /// returns whether they made the call suspicious.
+    fn record_egress(
+        &self,
+        call: &Call<'_>,
+        run: &Run,
+        denials: &mut DenialCounter,
+    ) -> Result<bool, Error> {
+        let inner = &*self.inner;
+        let mut suspicious = false;
+        for record in &run.egress {
+            inner.audit.record(AuditEvent::Egress {
+                call_id: call.call_id,
+                tool: call.tool.to_string(),
+                method: record.method.clone(),
+                destination: record.destination.clone(),
+                allowed: record.allowed,
+                status: record.status,
+                bytes: record.bytes,
+                reason: record.reason.clone(),
+                secret: record.secret.clone(),
+            })?;
+            if record.denied
+                && let Some(reason) = &record.reason
+                && !suspicious
+            {
+                suspicious =
+                    denials.deny(&inner.audit, call.call_id, call.tool, "egress", reason)?;
+            }
+        }
+        Ok(suspicious)
+    }
+
+    /// The plugin's output text as a checked value: JSON, matching its
+    /// output schema, scrubbed, and screened when the screen is on.
+    fn checked_output(
+        &self,
+        call: &Call<'_>,
+        text: &str,
+        scrubber: &Scrubber,
+    ) -> Result<(Value, Vec<InjectionFlag>), Error> {
+        let inner = &*self.inner;
+        let def = &inner.plugins[call.p].tools[call.t];
+        let tool = call.tool;
+        let mut value: Value = serde_json::from_str(text).map_err(|e| Error::InvalidOutput {
+            tool: tool.to_string(),
+            reason: format!("not JSON: {e}"),
+        })?;
+        if let Some(schema) = &def.output_validator {
+            schema
+                .check(&value)
+                .map_err(|(pointer, reason)| Error::InvalidOutput {
+                    tool: tool.to_string(),
+                    reason: format!("does not match its output schema at `{pointer}`: {reason}"),
+                })?;
+        }
+        // After validation (the schema sees what the plugin returned),
+        // before the screen (whose pointers show keys).
+        scrubber.scrub_json(&mut value);
+        let flags = if inner.screen {
+            provenance::screen(&value)
+        } else {
+            Vec::new()
+        };
+        if !flags.is_empty() {
+            let flags: Vec<String> = flags.iter().map(ToString::to_string).collect();
+            tracing::warn!(tool = %tool, call_id = call.call_id, ?flags, "output matches prompt-injection patterns");
+            inner.audit.record(AuditEvent::OutputFlagged {
+                call_id: call.call_id,
+                tool: tool.to_string(),
+                flags,
+            })?;
+        }
+        Ok((value, flags))
+    }
+}
+
+/// The tool's own error, as the plugin reported it.
+fn tool_error(e: WitToolError) -> ToolError {
+    match e {
+        WitToolError::InvalidInput(m) => ToolError::InvalidInput(m),
+        WitToolError::NotFound(m) => ToolError::NotFound(m),
+        WitToolError::Denied(m) => ToolError::Denied(m),
+        WitToolError::Internal(m) => ToolError::Internal(m),
+    }
+}
+
+/// The error for a run that failed; `dumped` names the core dump, if any.
+fn failure_error(tool: String, failure: Failure, dumped: &str) -> Error {
+    match failure {
+        Failure::Limit(limit, detail) => Error::LimitExceeded {
+            tool,
+            limit,
+            detail: detail + dumped,
+        },
+        Failure::Crashed(reason) => Error::Crashed {
+            tool,
+            reason: reason + dumped,
+        },
+        Failure::Cancelled => Error::Cancelled { tool },
+        Failure::Suspicious(denials) => Error::Suspicious { tool, denials },
+        Failure::Setup(reason) => Error::Internal(format!("`{tool}`: {reason}")),
+    }
+}
+
+/// One call on its way through [`Host::attempt`].
+struct Call<'a> {
+    p: usize,
+    t: usize,
+    call_id: u64,
+    tool: &'a str,
+    arguments: &'a str,
+    value: &'a Value,
+    arguments_sha256: String,
+    ctx: &'a CallContext,
+}
+
+/// Counts the denials of one call; past the maximum the call is stopped and
+/// marked suspicious.
+///
+/// Refused approvals and refused outbound requests count (each call site
+/// records through [`DenialCounter::deny`], which warns, audits and
+/// counts).
+#[derive(Debug)]
+pub(crate) struct DenialCounter {
+    count: u32,
+    max: u32,
+}
+
+impl DenialCounter {
+    pub(crate) fn new(max: u32) -> DenialCounter {
+        DenialCounter { count: 0, max }
+    }
+
+    /// Records one denial: a `warn` diagnostic and a `denied` record, plus a
+    /// `suspicious` record when this one exceeds the maximum. Returns
+    /// whether the call must be stopped as suspicious.
+    pub(crate) fn deny(
+        &mut self,
+        log: &AuditLog,
+        call_id: u64,
+        tool: &str,
+        kind: &'static str,
+        reason: &str,
+    ) -> Result<bool, Error> {
+        self.count += 1;
+        tracing::warn!(call_id, tool, kind, reason, denials = self.count, "denied");
+        log.record(AuditEvent::Denied {
+            call_id,
+            tool: tool.to_string(),
+            kind,
+            reason: reason.to_string(),
+            denials: self.count,
+        })?;
+        if self.count > self.max {
+            tracing::warn!(
+                call_id,
+                tool,
+                denials = self.count,
+                "call stopped as suspicious"
+            );
+            log.record(AuditEvent::Suspicious {
+                call_id,
+                tool: tool.to_string(),
+                denials: self.count,
+            })?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    pub(crate) fn count(&self) -> u32 {
+        self.count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denials_past_the_maximum_mark_the_call_suspicious() {
+        let log = AuditLog::new(None);
+        let mut counter = DenialCounter::new(1);
+        assert!(!counter.deny(&log, 1, "a.b", "approval", "no").expect("ok"));
+        assert!(counter.deny(&log, 1, "a.b", "approval", "no").expect("ok"));
+        assert_eq!(counter.count(), 2);
+    }
+}

@@ -1,0 +1,288 @@
+//! Loading a plugin: read the bytes once, check the pin, compile exactly
+//! those bytes (or load them from the authenticated compile cache,
+//! `cache`), refuse forbidden imports, and ask the plugin for its tools.
+//! `inspect` reads a component without a manifest, for tool authors.
+
+mod cache;
+mod inspect;
+
+pub(crate) use cache::CompileCache;
+pub use inspect::{ImportStatus, InspectedTool, Inspection, inspect};
+
+use crate::arguments::Schema;
+use crate::error::Error;
+use crate::hash::sha256_hex;
+use crate::policy::{self, Effect, PluginPolicy};
+use crate::sandbox::{PluginPre, Request, Response, Sandbox, StoreData, WitEffect};
+use crate::text::sanitize_text;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Longest tool description the host accepts from a plugin.
+const MAX_DESCRIPTION_BYTES: usize = 8 * 1024;
+/// Descriptions are cut to this many bytes for descriptors (and so for
+/// models): a long description is a classic carrier of hidden instructions.
+pub(crate) const DESCRIPTION_CAP: usize = 2 * 1024;
+/// Titles are cut to this many bytes.
+const TITLE_CAP: usize = 200;
+/// Longest schema (JSON text) the host accepts from a plugin.
+const MAX_SCHEMA_BYTES: usize = 64 * 1024;
+/// Most tools one plugin may offer.
+const MAX_TOOLS: usize = 128;
+
+/// One tool as the plugin declared it, checked by the host.
+#[derive(Debug, Clone)]
+pub(crate) struct ToolDef {
+    pub(crate) name: String,
+    pub(crate) title: Option<String>,
+    pub(crate) description: String,
+    pub(crate) input_schema: serde_json::Value,
+    pub(crate) output_schema: Option<serde_json::Value>,
+    pub(crate) effect: Effect,
+    pub(crate) validator: Arc<Schema>,
+    /// Checks outputs when the tool declares an output schema.
+    pub(crate) output_validator: Option<Arc<Schema>>,
+}
+
+/// A loaded, pinned, type-checked plugin, ready to instantiate per call.
+pub(crate) struct LoadedPlugin {
+    pub(crate) policy: PluginPolicy,
+    pub(crate) pre: PluginPre<StoreData>,
+    pub(crate) tools: Vec<ToolDef>,
+    /// sha256 of the canonical JSON of the tool list exactly as the plugin
+    /// declared it: changes whenever any name, text, schema or effect does.
+    pub(crate) tool_list_sha256: String,
+}
+
+impl LoadedPlugin {
+    /// Tool `t`'s declared effect, raised to the floor of the plugin's
+    /// grants (see [`PluginPolicy::effect_floor`]).
+    pub(crate) fn effect(&self, t: usize) -> Effect {
+        self.tools[t].effect.max(self.policy.effect_floor())
+    }
+
+    /// When each tool needs approval: the configured setting, never below
+    /// the floor of its effect. `origin` labels errors.
+    pub(crate) fn approval_settings(
+        &self,
+        origin: &std::path::Path,
+    ) -> Result<Vec<policy::ApprovalSetting>, Error> {
+        let tools: Vec<(&str, Effect)> = (0..self.tools.len())
+            .map(|t| (self.tools[t].name.as_str(), self.effect(t)))
+            .collect();
+        policy::approval_settings(&self.policy, &tools, origin)
+    }
+
+    pub(crate) async fn load(
+        sandbox: &Sandbox,
+        cache: Option<&CompileCache>,
+        policy: PluginPolicy,
+    ) -> Result<LoadedPlugin, Error> {
+        let name = policy.name.clone();
+        // Read once; everything below uses these bytes, never the path.
+        let bytes = std::fs::read(&policy.source).map_err(|source| Error::PluginRead {
+            plugin: name.clone(),
+            path: policy.source.clone(),
+            source,
+        })?;
+        let actual = sha256_hex(&bytes);
+        if actual != policy.sha256 {
+            return Err(Error::PinMismatch {
+                plugin: name,
+                path: policy.source.clone(),
+                expected: policy.sha256.clone(),
+                actual,
+            });
+        }
+        // Exactly the pinned bytes, compiled now or found compiled in the
+        // cache under their (verified) hash.
+        let compiled = match cache {
+            Some(cache) => cache.compile(sandbox, &actual, &bytes),
+            None => sandbox.compile(&bytes),
+        };
+        let component = compiled.map_err(|reason| Error::InvalidComponent {
+            plugin: name.clone(),
+            path: policy.source.clone(),
+            reason,
+        })?;
+        drop(bytes);
+
+        let forbidden = sandbox.forbidden_imports(&component, !policy.http.is_empty());
+        if !forbidden.is_empty() {
+            return Err(Error::ForbiddenImports {
+                plugin: name,
+                imports: forbidden,
+            });
+        }
+        let pre = sandbox
+            .prepare(&component)
+            .map_err(|reason| Error::InvalidPlugin {
+                plugin: name.clone(),
+                reason,
+            })?;
+
+        let run = sandbox
+            .run(&pre, &policy, Request::ListTools, &CancellationToken::new())
+            .await;
+        let specs = match run.result {
+            Ok(Response::Tools(specs)) => specs,
+            Ok(_) => {
+                return Err(Error::Internal(format!(
+                    "plugin `{name}`: `list-tools` produced a call response"
+                )));
+            }
+            Err(failure) => {
+                return Err(Error::InvalidPlugin {
+                    plugin: name,
+                    reason: format!("`list-tools` failed: {failure}"),
+                });
+            }
+        };
+        let tool_list_sha256 = tool_list_sha256(&specs);
+        let tools = check_tools(&name, specs)?;
+        Ok(LoadedPlugin {
+            policy,
+            pre,
+            tools,
+            tool_list_sha256,
+        })
+    }
+}
+
+pub(super) fn check_tools(
+    plugin: &str,
+    specs: Vec<crate::sandbox::WitToolSpec>,
+) -> Result<Vec<ToolDef>, Error> {
+    let invalid = |reason: String| Error::InvalidPlugin {
+        plugin: plugin.to_string(),
+        reason,
+    };
+    if specs.len() > MAX_TOOLS {
+        return Err(invalid(format!(
+            "it declares {} tools; at most {MAX_TOOLS} are allowed",
+            specs.len()
+        )));
+    }
+    let mut tools: Vec<ToolDef> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        if !policy::valid_name(&spec.name) {
+            return Err(invalid(format!(
+                "tool name `{}` is invalid: use 1-64 characters of `a-z`, `0-9`, `_` and `-`, starting with a letter",
+                spec.name.escape_debug()
+            )));
+        }
+        if tools.iter().any(|t| t.name == spec.name) {
+            return Err(invalid(format!("tool `{}` is declared twice", spec.name)));
+        }
+        if spec.description.len() > MAX_DESCRIPTION_BYTES {
+            return Err(invalid(format!(
+                "tool `{}`: description is {} bytes; at most {MAX_DESCRIPTION_BYTES} are allowed",
+                spec.name,
+                spec.description.len()
+            )));
+        }
+        let parse_schema = |text: &str, which: &str| -> Result<serde_json::Value, Error> {
+            if text.len() > MAX_SCHEMA_BYTES {
+                return Err(invalid(format!(
+                    "tool `{}`: {which} is larger than {MAX_SCHEMA_BYTES} bytes",
+                    spec.name
+                )));
+            }
+            serde_json::from_str(text)
+                .map_err(|e| invalid(format!("tool `{}`: {which} is not JSON: {e}", spec.name)))
+        };
+        let input_schema = parse_schema(&spec.input_schema, "input schema")?;
+        let output_schema = spec
+            .output_schema
+            .as_deref()
+            .map(|s| parse_schema(s, "output schema"))
+            .transpose()?;
+        let output_validator = output_schema
+            .as_ref()
+            .map(Schema::compile)
+            .transpose()
+            .map_err(|e| invalid(format!("tool `{}`: output schema: {e}", spec.name)))?
+            .map(Arc::new);
+        let validator = Schema::compile(&input_schema)
+            .map_err(|e| invalid(format!("tool `{}`: input schema: {e}", spec.name)))?;
+        tools.push(ToolDef {
+            name: spec.name,
+            title: spec.title.as_deref().map(|t| sanitize_text(t, TITLE_CAP)),
+            description: sanitize_text(&spec.description, DESCRIPTION_CAP),
+            input_schema,
+            output_schema,
+            effect: effect_of(&spec.effect),
+            validator: Arc::new(validator),
+            output_validator,
+        });
+    }
+    Ok(tools)
+}
+
+pub(super) fn effect_of(effect: &WitEffect) -> Effect {
+    match effect {
+        WitEffect::Read => Effect::Read,
+        WitEffect::Write => Effect::Write,
+        WitEffect::Destructive => Effect::Destructive,
+    }
+}
+
+/// The sha256 of the tool list as declared, in canonical JSON (keys sorted,
+/// no whitespace; schemas as the plugin's text).
+pub(super) fn tool_list_sha256(specs: &[crate::sandbox::WitToolSpec]) -> String {
+    let list: Vec<serde_json::Value> = specs
+        .iter()
+        .map(|spec| {
+            serde_json::json!({
+                "name": spec.name,
+                "title": spec.title,
+                "description": spec.description,
+                "input_schema": spec.input_schema,
+                "output_schema": spec.output_schema,
+                "effect": effect_of(&spec.effect).as_str(),
+            })
+        })
+        .collect();
+    sha256_hex(crate::arguments::canonical(&serde_json::Value::Array(list)).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DESCRIPTION_CAP, check_tools, tool_list_sha256};
+    use crate::sandbox::{WitEffect, WitToolSpec};
+
+    fn spec(description: &str) -> WitToolSpec {
+        WitToolSpec {
+            name: "t".into(),
+            title: Some("T\u{1b}[2J".into()),
+            description: description.into(),
+            input_schema: r#"{"type": "object"}"#.into(),
+            output_schema: None,
+            effect: WitEffect::Read,
+        }
+    }
+
+    #[test]
+    fn poisoned_descriptions_are_sanitised_and_capped_at_load() {
+        let poisoned = format!("Reads.\u{1b}[8m{}\u{202e}", "x".repeat(3 * DESCRIPTION_CAP));
+        let tools = check_tools("p", vec![spec(&poisoned)]).expect("valid");
+        let tool = &tools[0];
+        assert!(
+            tool.description.starts_with("Reads.xxx"),
+            "{}",
+            tool.description
+        );
+        assert!(tool.description.len() <= DESCRIPTION_CAP);
+        assert!(tool.description.ends_with(" [truncated]"));
+        assert!(!tool.description.contains('\u{1b}') && !tool.description.contains('\u{202e}'));
+        assert_eq!(tool.title.as_deref(), Some("T"));
+    }
+
+    #[test]
+    fn tool_list_hash_covers_the_raw_declaration() {
+        let a = tool_list_sha256(&[spec("Reads.")]);
+        assert_eq!(a, tool_list_sha256(&[spec("Reads.")]));
+        // An invisible change (removed by sanitising) still changes the hash.
+        assert_ne!(a, tool_list_sha256(&[spec("Reads.\u{200b}")]));
+    }
+}
