@@ -1,0 +1,513 @@
+//! One call in the sandbox, from a fresh store to the collected [`Run`].
+//!
+//! [`Sandbox::run`] reads as the steps listed in `mod.rs`, each a function
+//! here: [`wasi_ctx`] (the call's WASI context), [`Sandbox::call_egress`]
+//! (its gate), [`Sandbox::new_store`] and [`bound`] (the store, its fuel and
+//! deadline), [`call_with_deadline`] (instantiate and call, racing
+//! cancellation, the gate and the clock), [`settle`] with [`classify`] (the
+//! typed outcome), and [`Collector::finish`] (what the call leaves behind).
+//! The [`Ticker`] that advances the engine's epoch, which the deadline is
+//! counted in, is started once per engine.
+
+use super::stdio::{CappedPipe, Captured};
+use super::store::StoreData;
+use super::{LogRecord, PluginPre, Sandbox, WitToolError, WitToolSpec};
+use crate::egress::{CallEgress, CallFacts, EgressRecord, Network, PluginGrants, Suspicious};
+use crate::error::Limit;
+use crate::policy::{DirMode, Limits, PluginPolicy, caps};
+use crate::secrets::Scrubber;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+/// How often the engine's epoch advances: the granularity of deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// What one call may reach and attach, and who is calling, borrowed from
+/// the host.
+#[derive(Clone, Copy)]
+pub(crate) struct CallGrants<'a> {
+    pub(crate) grants: &'a PluginGrants,
+    pub(crate) call_id: u64,
+    pub(crate) caller: Option<&'a str>,
+}
+
+/// What the sandbox is asked to run.
+pub(crate) enum Request<'a> {
+    /// `list-tools`, run without any grants.
+    ListTools,
+    /// `call(name, arguments)`, with the host's network (resolver, TLS roots) and the call's
+    /// denial budget for the egress gate.
+    Call {
+        tool: &'a str,
+        arguments: &'a str,
+        network: &'a Network,
+        max_denials: u32,
+        /// What the call may reach and attach, and who is calling.
+        grants: CallGrants<'a>,
+    },
+}
+
+/// What a completed guest function returned.
+pub(crate) enum Response {
+    Tools(Vec<WitToolSpec>),
+    Output(String),
+    ToolError(WitToolError),
+}
+
+/// How a call that did not complete ended.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Limit(Limit, String),
+    Crashed(String),
+    Cancelled,
+    /// The call piled up more denials than allowed and was stopped.
+    Suspicious(u32),
+    /// The sandbox could not be set up (e.g. a granted directory vanished).
+    Setup(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Limit(limit, detail) => {
+                write!(f, "{} limit exceeded: {detail}", limit.as_str())
+            }
+            Failure::Crashed(reason) => write!(f, "crashed: {reason}"),
+            Failure::Cancelled => f.write_str("cancelled"),
+            Failure::Suspicious(denials) => {
+                write!(f, "stopped as suspicious after {denials} denials")
+            }
+            Failure::Setup(reason) => write!(f, "setup failed: {reason}"),
+        }
+    }
+}
+
+/// Everything a run produced, whether or not it completed.
+pub(crate) struct Run {
+    pub(crate) result: Result<Response, Failure>,
+    pub(crate) stdout: Captured,
+    pub(crate) stderr: Captured,
+    pub(crate) logs: Vec<LogRecord>,
+    pub(crate) logs_dropped: u64,
+    /// Every outbound request attempted, allowed or not.
+    pub(crate) egress: Vec<EgressRecord>,
+    /// A standard WebAssembly core dump of the store, when the guest
+    /// trapped and the host captures them.
+    pub(crate) core_dump: Option<Vec<u8>>,
+    /// The call's scrubber when a secret source gave out a value the host
+    /// did not know at load (a rotated or per-caller token).
+    pub(crate) scrubber: Option<Arc<Scrubber>>,
+    pub(crate) fuel_used: u64,
+    pub(crate) duration: Duration,
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+pub(super) struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    pub(super) fn start(engine: Engine) -> std::io::Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("portcullis-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker { stop })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Sandbox {
+    /// Runs `request` in a fresh instance under `policy`.
+    pub(crate) async fn run(
+        &self,
+        pre: &PluginPre<StoreData>,
+        policy: &PluginPolicy,
+        request: Request<'_>,
+        cancel: &CancellationToken,
+    ) -> Run {
+        let started = Instant::now();
+        let limits = policy.limits;
+        let collector = Collector {
+            started,
+            limits,
+            stdout: CappedPipe::new(limits.stdio, &self.scrubber),
+            stderr: CappedPipe::new(limits.stdio, &self.scrubber),
+            scrubber: &self.scrubber,
+        };
+        let grants = matches!(request, Request::Call { .. });
+        let wasi = match wasi_ctx(policy, grants, &collector.stdout, &collector.stderr) {
+            Ok(wasi) => wasi,
+            Err(e) => return collector.finish(Err(Failure::Setup(e)), None, None),
+        };
+        let deadline = started + limits.timeout;
+        let plugin: Arc<str> = Arc::from(policy.name.as_str());
+        let egress = self.call_egress(&request, &plugin, limits, deadline);
+        let stopped = egress.as_ref().map(|e| e.stopped().0.clone());
+        let mut store = self.new_store(wasi, plugin, egress, limits);
+        if let Err(e) = bound(&mut store, limits.fuel, deadline) {
+            return collector.finish(Err(Failure::Setup(e.to_string())), Some(store), None);
+        }
+        let outcome = call_with_deadline(pre, &mut store, request, cancel, stopped, deadline).await;
+        let (result, core_dump) = settle(outcome, &mut store, policy);
+        collector.finish(result, Some(store), core_dump)
+    }
+
+    /// The call's egress gate: only for a tool call whose plugin has HTTP
+    /// grants. Without one, every request of the call is denied.
+    fn call_egress(
+        &self,
+        request: &Request<'_>,
+        plugin: &Arc<str>,
+        limits: Limits,
+        deadline: Instant,
+    ) -> Option<Arc<CallEgress>> {
+        match request {
+            Request::Call {
+                tool,
+                network,
+                max_denials,
+                grants,
+                ..
+            } if !grants.grants.http.is_empty() => Some(Arc::new(CallEgress::new(
+                Arc::clone(plugin),
+                limits,
+                (*network).clone(),
+                deadline.into(),
+                *max_denials,
+                CallFacts {
+                    grants: grants.grants.clone(),
+                    scrubber: Arc::clone(&self.scrubber),
+                    tool: (*tool).to_string(),
+                    call_id: grants.call_id,
+                    caller: grants.caller.map(str::to_string),
+                },
+            ))),
+            _ => None,
+        }
+    }
+
+    /// A fresh store for one call, its memory bounded by the limiter.
+    fn new_store(
+        &self,
+        wasi: WasiCtx,
+        plugin: Arc<str>,
+        egress: Option<Arc<CallEgress>>,
+        limits: Limits,
+    ) -> Store<StoreData> {
+        let data = StoreData::new(
+            wasi,
+            plugin,
+            Arc::clone(&self.scrubber),
+            egress,
+            limits.memory,
+        );
+        let mut store = Store::new(&self.engine, data);
+        store.limiter(|data| &mut data.limiter);
+        store
+    }
+}
+
+/// Gives the store its `fuel`, and interrupts its guest code at `deadline`
+/// (yielding to the executor every epoch tick until then, so that one call
+/// cannot starve the others).
+fn bound(store: &mut Store<StoreData>, fuel: u64, deadline: Instant) -> wasmtime::Result<()> {
+    store.set_fuel(fuel)?;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
+    Ok(())
+}
+
+/// How the guest's part of a call ended.
+enum Interrupted {
+    No(Response),
+    Trap(wasmtime::Error),
+    Deadline,
+    Cancelled,
+    Suspicious,
+}
+
+/// Instantiates the plugin and calls `request`'s export, racing the
+/// host's `cancel`, the gate's `stopped` and the `deadline`; the first to
+/// end wins, in that order when several are ready.
+async fn call_with_deadline(
+    pre: &PluginPre<StoreData>,
+    store: &mut Store<StoreData>,
+    request: Request<'_>,
+    cancel: &CancellationToken,
+    stopped: Option<CancellationToken>,
+    deadline: Instant,
+) -> Interrupted {
+    let guest = instantiate_and_call(pre, store, request);
+    let stopped = async {
+        match &stopped {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => Interrupted::Cancelled,
+        // A `wasi:http` request cannot trap the guest from its own
+        // task: the gate stops the call instead.
+        () = stopped => Interrupted::Suspicious,
+        r = tokio::time::timeout_at(deadline.into(), guest) => match r {
+            Ok(Ok(response)) => Interrupted::No(response),
+            Ok(Err(e)) => Interrupted::Trap(e),
+            Err(_elapsed) => Interrupted::Deadline,
+        },
+    }
+}
+
+/// A fresh instance of the plugin, and the export `request` names.
+async fn instantiate_and_call(
+    pre: &PluginPre<StoreData>,
+    store: &mut Store<StoreData>,
+    request: Request<'_>,
+) -> wasmtime::Result<Response> {
+    let plugin = pre.instantiate_async(&mut *store).await?;
+    let tool = plugin.portcullis_tool_tool();
+    match request {
+        Request::ListTools => tool.call_list_tools(&mut *store).await.map(Response::Tools),
+        Request::Call {
+            tool: name,
+            arguments,
+            ..
+        } => tool
+            .call_call(&mut *store, name, arguments)
+            .await
+            .map(|r| match r {
+                Ok(output) => Response::Output(output),
+                Err(e) => Response::ToolError(e),
+            }),
+    }
+}
+
+/// The typed result of the guest's part of a call, and the store's core
+/// dump when the guest trapped and the engine captures them.
+fn settle(
+    outcome: Interrupted,
+    store: &mut Store<StoreData>,
+    policy: &PluginPolicy,
+) -> (Result<Response, Failure>, Option<Vec<u8>>) {
+    let limits = &policy.limits;
+    let mut core_dump = None;
+    let result = match outcome {
+        Interrupted::No(Response::Output(output)) if output.len() as u64 > limits.output => {
+            Err(Failure::Limit(
+                Limit::Output,
+                format!(
+                    "the output is {} bytes; the limit is {} bytes",
+                    output.len(),
+                    limits.output
+                ),
+            ))
+        }
+        Interrupted::No(response) => Ok(response),
+        Interrupted::Cancelled => Err(Failure::Cancelled),
+        Interrupted::Suspicious => Err(Failure::Suspicious(
+            store.data().egress.as_ref().map_or(0, |e| e.stopped().1),
+        )),
+        Interrupted::Deadline => Err(time_limit(limits.timeout)),
+        Interrupted::Trap(e) => {
+            core_dump = e
+                .downcast_ref::<wasmtime::WasmCoreDump>()
+                .map(|dump| dump.serialize(&mut *store, &policy.name));
+            Err(classify(&e, store.data(), limits))
+        }
+    };
+    (result, core_dump)
+}
+
+fn time_limit(timeout: Duration) -> Failure {
+    Failure::Limit(Limit::Time, format!("stopped after {timeout:?}"))
+}
+
+/// Turns a guest failure into a typed outcome, from trap codes and the
+/// limiter's own record: never from error message text.
+fn classify(error: &wasmtime::Error, data: &StoreData, limits: &Limits) -> Failure {
+    if let Some(suspicious) = error.downcast_ref::<Suspicious>() {
+        return Failure::Suspicious(suspicious.0);
+    }
+    if let Some((limit, what)) = &data.limiter.exceeded {
+        return Failure::Limit(*limit, what.clone());
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::OutOfFuel => Failure::Limit(
+                Limit::Fuel,
+                format!("used all {} units of fuel", limits.fuel),
+            ),
+            Trap::Interrupt => time_limit(limits.timeout),
+            Trap::StackOverflow => Failure::Crashed("stack overflow".into()),
+            Trap::UnreachableCodeReached => {
+                Failure::Crashed("the plugin aborted (a panic or `unreachable`)".into())
+            }
+            Trap::MemoryOutOfBounds => Failure::Crashed("out-of-bounds memory access".into()),
+            other => Failure::Crashed(format!("trap: {other}")),
+        };
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return Failure::Crashed(format!("the plugin exited with status {}", exit.0));
+    }
+    if error
+        .downcast_ref::<wasmtime_wasi::ResourceTableError>()
+        .is_some()
+    {
+        return Failure::Limit(
+            Limit::Resources,
+            format!("the plugin held more than {} open handles", caps::RESOURCES),
+        );
+    }
+    Failure::Crashed(error.to_string())
+}
+
+/// The WASI context for one call: stdin empty, stdout/stderr capped sinks,
+/// no args, no network, only the manifest's env and directories.
+fn wasi_ctx(
+    policy: &PluginPolicy,
+    grants: bool,
+    stdout: &CappedPipe,
+    stderr: &CappedPipe,
+) -> Result<WasiCtx, String> {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    if grants {
+        for (key, value) in &policy.env {
+            builder.env(key, value);
+        }
+        for dir in &policy.dirs {
+            let perms = match dir.mode {
+                DirMode::ReadOnly => FsPerms::ReadOnly,
+                DirMode::ReadWrite => FsPerms::ReadWrite,
+            };
+            builder
+                .preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| format!("cannot open granted directory `{}`: {e}", dir.guest))?;
+        }
+    }
+    Ok(builder.build())
+}
+
+/// What a run keeps outside the store, from its start to its end, and
+/// turns into the [`Run`] however the call ended.
+struct Collector<'a> {
+    started: Instant,
+    limits: Limits,
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+    /// The scrubber the host knew at load.
+    scrubber: &'a Arc<Scrubber>,
+}
+
+/// What the store held that outlives it.
+struct Leftovers {
+    logs: Vec<LogRecord>,
+    logs_dropped: u64,
+    egress: Option<Arc<CallEgress>>,
+    fuel_left: u64,
+}
+
+impl Collector<'_> {
+    /// Closes the call (its gate, then its store, if it got that far) and
+    /// gathers what it produced, rescrubbed with any secret value the call
+    /// fetched that the host did not know at load.
+    fn finish(
+        self,
+        result: Result<Response, Failure>,
+        store: Option<Store<StoreData>>,
+        core_dump: Option<Vec<u8>>,
+    ) -> Run {
+        let Leftovers {
+            mut logs,
+            logs_dropped,
+            egress,
+            fuel_left,
+        } = match store {
+            Some(store) => close(store),
+            None => Leftovers {
+                logs: Vec::new(),
+                logs_dropped: 0,
+                egress: None,
+                fuel_left: self.limits.fuel,
+            },
+        };
+        let scrubber = egress
+            .as_deref()
+            .map(CallEgress::scrubber)
+            .filter(|s| !Arc::ptr_eq(s, self.scrubber));
+        let (mut stdout, mut stderr) = (self.stdout.take(), self.stderr.take());
+        if let Some(scrubber) = &scrubber {
+            // The pipes and the log scrubbed with what the host knew at
+            // load; a value fetched during the call is caught here.
+            for captured in [&mut stdout, &mut stderr] {
+                captured.rescrub(scrubber);
+            }
+            for record in &mut logs {
+                record.message = scrubber.scrub_str(&record.message).into_owned();
+            }
+        }
+        Run {
+            result,
+            stdout,
+            stderr,
+            logs,
+            logs_dropped,
+            egress: egress
+                .as_deref()
+                .map(CallEgress::take_records)
+                .unwrap_or_default(),
+            core_dump,
+            scrubber,
+            fuel_used: self.limits.fuel.saturating_sub(fuel_left),
+            duration: self.started.elapsed(),
+        }
+    }
+}
+
+/// Takes what outlives the store out of it, closes the call's gate and
+/// drops the store.
+fn close(mut store: Store<StoreData>) -> Leftovers {
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let data = store.data_mut();
+    let leftovers = Leftovers {
+        logs: std::mem::take(&mut data.logs),
+        logs_dropped: data.logs_dropped,
+        egress: data.egress.clone(),
+        fuel_left,
+    };
+    // Nothing more may leave: the gate closes, and dropping the store
+    // aborts any `wasi:http` request still under way (its record was
+    // written before it could send).
+    if let Some(egress) = &leftovers.egress {
+        egress.close();
+    }
+    drop(store);
+    leftovers
+}
