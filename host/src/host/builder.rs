@@ -11,10 +11,10 @@ use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::plugin::CompileCache;
 use crate::policy::{self, PluginConfig, PluginPolicy};
+use crate::sandbox::CoreDumps;
 use crate::secrets::{self, Scrubber, SecretConfig, SecretPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Denials one call may pile up before it is stopped (`audit.max_denials`).
 const DEFAULT_MAX_DENIALS: u32 = 3;
@@ -238,16 +238,10 @@ impl HostBuilder {
                 .ok()
         });
         let core_dumps = match self.core_dumps {
-            Some(dir) => {
-                crate::fs::private_dir(&dir).map_err(|e| {
-                    Error::manifest(&origin, format!("core dump directory: {e}"))
-                        .with_hint("use a directory only you can write, or a new one")
-                })?;
-                Some(CoreDumps {
-                    dir,
-                    written: AtomicU64::new(0),
-                })
-            }
+            Some(dir) => Some(CoreDumps::new(dir).map_err(|e| {
+                Error::manifest(&origin, format!("core dump directory: {e}"))
+                    .with_hint("use a directory only you can write, or a new one")
+            })?),
             None => None,
         };
         let settings = Settings {
@@ -268,53 +262,6 @@ impl HostBuilder {
             },
         };
         Host::load(policies, &origin, settings).await
-    }
-}
-
-/// Where core dumps go, and how many this host wrote.
-pub(super) struct CoreDumps {
-    dir: PathBuf,
-    written: AtomicU64,
-}
-
-/// Core dumps one host writes at most: a plugin that traps on every call
-/// must not fill the disk.
-const MAX_CORE_DUMPS: u64 = 16;
-
-impl CoreDumps {
-    /// Writes `bytes` as a new dump of `plugin`'s call; returns the text to
-    /// add to the call's error. The agent sees only the file's name; the
-    /// operator's log has the whole path.
-    pub(super) async fn write(&self, plugin: &str, call_id: u64, bytes: Vec<u8>) -> String {
-        if self.written.fetch_add(1, Ordering::Relaxed) >= MAX_CORE_DUMPS {
-            return format!(" (no core dump: this host already wrote {MAX_CORE_DUMPS})");
-        }
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        // Unique across hosts and runs sharing the directory.
-        let name = format!(
-            "{plugin}-{millis}-{}-{call_id}.coredump",
-            std::process::id()
-        );
-        let path = self.dir.join(&name);
-        let target = path.clone();
-        let written =
-            tokio::task::spawn_blocking(move || crate::fs::write_atomically(&target, &bytes)).await;
-        match written {
-            Ok(Ok(())) => {
-                tracing::warn!(plugin, call_id, path = %path.display(), "core dump written");
-                format!(" (core dump: {name})")
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(plugin, call_id, "core dump not written: {e}");
-                " (the core dump could not be written)".into()
-            }
-            Err(e) => {
-                tracing::warn!(plugin, call_id, "core dump not written: {e}");
-                " (the core dump could not be written)".into()
-            }
-        }
     }
 }
 

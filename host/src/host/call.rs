@@ -7,12 +7,10 @@ use super::Host;
 use crate::approval::ApprovalRequest;
 use crate::arguments;
 use crate::audit::{self, AuditEvent, AuditLog, MAX_RECORDED_ARGUMENTS};
-use crate::error::{Error, ToolError};
+use crate::error::Error;
 use crate::hash::sha256_hex;
 use crate::provenance::{self, InjectionFlag, Provenance, Trust};
-use crate::sandbox::{
-    CallGrants, Captured, Failure, LogRecord, Request, Response, Run, WitToolError,
-};
+use crate::sandbox::{CallGrants, Captured, Failure, LogRecord, Request, Response, Run};
 use crate::secrets::Scrubber;
 use serde_json::Value;
 use std::sync::Arc;
@@ -311,12 +309,12 @@ impl Host {
             }
             Ok(Response::ToolError(e)) => Err(Error::Tool {
                 tool,
-                error: tool_error(e),
+                error: e.into(),
             }),
             Ok(Response::Tools(_)) => Err(Error::Internal(format!(
                 "`{tool}`: the sandbox returned a tool list for a call"
             ))),
-            Err(failure) => Err(failure_error(tool, failure, &dumped)),
+            Err(failure) => Err(failure.into_error(tool, &dumped)),
         };
         result.map_err(|e| e.scrubbed(&scrubber))
     }
@@ -455,34 +453,6 @@ impl Host {
             })?;
         }
         Ok((value, flags))
-    }
-}
-
-/// The tool's own error, as the plugin reported it.
-fn tool_error(e: WitToolError) -> ToolError {
-    match e {
-        WitToolError::InvalidInput(m) => ToolError::InvalidInput(m),
-        WitToolError::NotFound(m) => ToolError::NotFound(m),
-        WitToolError::Denied(m) => ToolError::Denied(m),
-        WitToolError::Internal(m) => ToolError::Internal(m),
-    }
-}
-
-/// The error for a run that failed; `dumped` names the core dump, if any.
-fn failure_error(tool: String, failure: Failure, dumped: &str) -> Error {
-    match failure {
-        Failure::Limit(limit, detail) => Error::LimitExceeded {
-            tool,
-            limit,
-            detail: detail + dumped,
-        },
-        Failure::Crashed(reason) => Error::Crashed {
-            tool,
-            reason: reason + dumped,
-        },
-        Failure::Cancelled => Error::Cancelled { tool },
-        Failure::Suspicious(denials) => Error::Suspicious { tool, denials },
-        Failure::Setup(reason) => Error::Internal(format!("`{tool}`: {reason}")),
     }
 }
 

@@ -52,6 +52,7 @@
 //! - `wasi_http.rs`: `wasi:http/outgoing-handler`, through the same gate;
 //! - `log.rs`: `portcullis:tool/log`, scrubbed and capped.
 
+mod core_dump;
 mod http;
 mod limits;
 mod linker;
@@ -61,12 +62,9 @@ mod stdio;
 mod store;
 mod wasi_http;
 
+pub(crate) use core_dump::CoreDumps;
 pub(crate) use linker::needs_http_grant;
 pub use log::{LogLevel, LogRecord};
-#[allow(
-    unused_imports,
-    reason = "kept at its old path for the host's call path; no one names it today"
-)]
 pub(crate) use run::Run;
 pub(crate) use run::{CallGrants, Failure, Request, Response};
 pub use stdio::Captured;

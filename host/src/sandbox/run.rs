@@ -13,7 +13,7 @@ use super::stdio::{CappedPipe, Captured};
 use super::store::StoreData;
 use super::{LogRecord, PluginPre, Sandbox, WitToolError, WitToolSpec};
 use crate::egress::{CallEgress, CallFacts, EgressRecord, Network, PluginGrants, Suspicious};
-use crate::error::Limit;
+use crate::error::{Error, Limit, ToolError};
 use crate::policy::{DirMode, Limits, PluginPolicy, caps};
 use crate::secrets::Scrubber;
 use std::sync::Arc;
@@ -82,6 +82,39 @@ impl std::fmt::Display for Failure {
                 write!(f, "stopped as suspicious after {denials} denials")
             }
             Failure::Setup(reason) => write!(f, "setup failed: {reason}"),
+        }
+    }
+}
+
+impl From<WitToolError> for ToolError {
+    /// The tool's own error, as the plugin reported it.
+    fn from(e: WitToolError) -> ToolError {
+        match e {
+            WitToolError::InvalidInput(m) => ToolError::InvalidInput(m),
+            WitToolError::NotFound(m) => ToolError::NotFound(m),
+            WitToolError::Denied(m) => ToolError::Denied(m),
+            WitToolError::Internal(m) => ToolError::Internal(m),
+        }
+    }
+}
+
+impl Failure {
+    /// The host's error for a call of `tool` that ended this way; `dumped`
+    /// names the core dump, if any.
+    pub(crate) fn into_error(self, tool: String, dumped: &str) -> Error {
+        match self {
+            Failure::Limit(limit, detail) => Error::LimitExceeded {
+                tool,
+                limit,
+                detail: detail + dumped,
+            },
+            Failure::Crashed(reason) => Error::Crashed {
+                tool,
+                reason: reason + dumped,
+            },
+            Failure::Cancelled => Error::Cancelled { tool },
+            Failure::Suspicious(denials) => Error::Suspicious { tool, denials },
+            Failure::Setup(reason) => Error::Internal(format!("`{tool}`: {reason}")),
         }
     }
 }
