@@ -5,6 +5,8 @@
 //! The plugins are built by `plugins/build.sh` (the README's test command
 //! runs it first); the tests load the real components from `plugins/dist`.
 
+pub mod tracker;
+
 use portcullis::{
     ApprovalRequest, Approver, Decision, DirMode, Host, Limits, PluginConfig, sha256_hex,
 };
