@@ -3,11 +3,10 @@
 //! A loopback TLS server presents certificates from a throwaway test CA
 //! (`tests/fixtures/tls`, whose key no longer exists).
 
-use crate::egress::Net;
 use portcullis::manifest::HttpTable;
 use portcullis::{Host, Limits};
 use portcullis_tests::net::read_request;
-use portcullis_tests::repo_root;
+use portcullis_tests::{Interface, Net, repo_root};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -107,12 +106,12 @@ async fn fetch(net: &Net, host: &Host, port: u16) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_reaches_a_host_whose_certificate_matches_the_url() {
     let server = TlsServer::start("allowed.test").await;
-    for plugin in ["egress", "wasihttp"] {
-        let net = Net::start_for(plugin).await;
+    for via in Interface::BOTH {
+        let net = Net::start(via).await;
         let host = host_for(&net, server.port, true).await;
         let out = fetch(&net, &host, server.port).await;
-        assert_eq!(out["status"], 200, "{plugin}: {out}");
-        assert_eq!(out["body"], "hello https", "{plugin}: {out}");
+        assert_eq!(out["status"], 200, "{via}: {out}");
+        assert_eq!(out["body"], "hello https", "{via}: {out}");
     }
     assert_eq!(server.requests(), 2);
 }
@@ -122,7 +121,7 @@ async fn https_refuses_a_valid_certificate_for_another_name() {
     // A certificate from a trusted CA, but for `other.test`: the name in the
     // URL is what is verified.
     let server = TlsServer::start("other.test").await;
-    let net = Net::start_for("egress").await;
+    let net = Net::start(Interface::Tool).await;
     let host = host_for(&net, server.port, true).await;
     let out = fetch(&net, &host, server.port).await;
     assert_eq!(out["error"], "upstream", "{out}");
@@ -133,7 +132,7 @@ async fn https_refuses_a_valid_certificate_for_another_name() {
         "{message}"
     );
 
-    let net = Net::start_for("wasihttp").await;
+    let net = Net::start(Interface::Wasi).await;
     let host = host_for(&net, server.port, true).await;
     let out = fetch(&net, &host, server.port).await;
     assert_eq!(out["error"], "response", "{out}");
@@ -149,7 +148,7 @@ async fn https_refuses_a_valid_certificate_for_another_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_trusts_only_the_public_roots_unless_told_otherwise() {
     let server = TlsServer::start("allowed.test").await;
-    let net = Net::start_for("egress").await;
+    let net = Net::start(Interface::Tool).await;
     let host = host_for(&net, server.port, false).await;
     let out = fetch(&net, &host, server.port).await;
     assert_eq!(out["error"], "upstream", "{out}");
