@@ -6,118 +6,18 @@
 //! (`http://127.0.0.1:PORT/api/v1`), and scrubs it from everything that
 //! comes back.
 
-use portcullis::manifest::{ApprovalEntry, DestinationEntry, HttpTable, InjectEntry};
-use portcullis::{
-    CallContext, Effect, Error, FileSink, Host, HostBuilder, PluginConfig, Secret, SecretConfig,
-    SecretRequest, SecretSource, ToolError,
+use portcullis::{CallContext, Effect, Error, FileSink, ToolError};
+use portcullis_tests::net::Canary;
+use portcullis_tests::tracker::{
+    STANDARD, TOKEN, Tracker, URL_SAFE, Vault, approving, base64, builder,
 };
-use portcullis_tests::net::{Canary, TestResolver};
-use portcullis_tests::tracker::{STANDARD, TOKEN, Tracker, URL_SAFE, base64};
 use portcullis_tests::{
-    ApproveAll, assert_no_secret, audit_records, plugin_path, plugin_sha, secret_forms,
+    ApproveAll, assert_no_secret, audit_records, call_value as call, secret_forms, tool_error,
 };
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
 
 // ---------------------------------------------------------------------------
-// The host.
-
-/// A vault that hands out one value and remembers who asked.
-#[derive(Debug, Clone)]
-struct Vault {
-    value: &'static str,
-    asked: Arc<Mutex<Vec<SecretRequest>>>,
-}
-
-impl Vault {
-    fn new(value: &'static str) -> Vault {
-        Vault {
-            value,
-            asked: Arc::default(),
-        }
-    }
-
-    /// The tools the value was handed out for, during calls, as
-    /// `plugin.tool`.
-    fn asked_for(&self) -> Vec<String> {
-        self.asked
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter_map(|r| {
-                let plugin = r.plugin.as_deref()?;
-                let tool = r.tool.as_deref()?;
-                // `SecretRequest::tool` is documented as `plugin.tool`; the
-                // host currently passes the bare tool name. Either way it
-                // must name this tool of this plugin.
-                let bare = tool.strip_prefix("issues.").unwrap_or(tool);
-                Some(format!("{plugin}.{bare}"))
-            })
-            .collect()
-    }
-}
-
-impl SecretSource for Vault {
-    fn get(&self, request: &SecretRequest) -> Result<Secret, String> {
-        self.asked.lock().expect("lock").push(request.clone());
-        Ok(Secret::new(self.value))
-    }
-
-    fn describe(&self) -> String {
-        "the test vault".into()
-    }
-}
-
-/// The `issues` plugin allowed to reach each of `ports` on loopback with
-/// `GET`, `POST` and `DELETE`; secret `tracker` from `vault` bound to
-/// `tracker`'s API root only. `list` and `create` run without approval.
-fn builder(tracker: &Tracker, ports: &[u16], vault: &Vault) -> HostBuilder {
-    let secret = SecretConfig::new("tracker", vault.clone())
-        .destination(DestinationEntry::Table {
-            url: tracker.base_url(),
-            methods: None,
-            allow_private: true,
-        })
-        .inject(InjectEntry::header("Authorization", "Bearer {}"));
-    let mut plugin = PluginConfig::new("issues", plugin_path("issues"))
-        .sha256(plugin_sha("issues"))
-        .secret("tracker")
-        .approval("list", ApprovalEntry::Never)
-        .approval("create", ApprovalEntry::Never);
-    for port in ports {
-        plugin = plugin.http(
-            HttpTable::new(format!("http://127.0.0.1:{port}"))
-                .methods(["GET", "POST", "DELETE"])
-                .allow_private(true),
-        );
-    }
-    // No name resolves: nothing can leave the machine.
-    Host::builder()
-        .resolver(TestResolver::default())
-        .secret(secret)
-        .plugin(plugin)
-}
-
-async fn approving(tracker: &Tracker, vault: &Vault) -> Host {
-    builder(tracker, &[tracker.port()], vault)
-        .approver(ApproveAll)
-        .build()
-        .await
-        .expect("the issues plugin loads")
-}
-
-async fn call(host: &Host, tool: &str, args: Value) -> Result<Value, Error> {
-    host.call(tool, &args.to_string(), &CallContext::new())
-        .await
-        .map(|out| out.value)
-}
-
-fn tool_error(result: Result<Value, Error>) -> ToolError {
-    match result {
-        Err(Error::Tool { error, .. }) => error,
-        other => panic!("expected a tool error, got {other:?}"),
-    }
-}
+// Helpers (the host and the vault are in `portcullis_tests::tracker`).
 
 fn denied(result: Result<Value, Error>) -> String {
     match tool_error(result) {

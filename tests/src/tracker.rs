@@ -4,7 +4,12 @@
 //! (`echo`) sends the credential it received back in every form a leak
 //! could take, so the tests can prove the host scrubs them all.
 
-use crate::net::read_request;
+use crate::net::{TestResolver, read_request};
+use crate::{ApproveAll, plugin_path, plugin_sha};
+use portcullis::manifest::{ApprovalEntry, DestinationEntry, HttpTable, InjectEntry};
+use portcullis::{
+    Host, HostBuilder, PluginConfig, Secret, SecretConfig, SecretRequest, SecretSource,
+};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -255,4 +260,94 @@ pub fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
         out.push('=');
     }
     out
+}
+
+// ---------------------------------------------------------------------------
+// The `issues` plugin's host.
+
+/// A vault that hands out one value and remembers who asked.
+#[derive(Debug, Clone)]
+pub struct Vault {
+    value: &'static str,
+    asked: Arc<Mutex<Vec<SecretRequest>>>,
+}
+
+impl Vault {
+    /// A vault handing out `value`.
+    pub fn new(value: &'static str) -> Vault {
+        Vault {
+            value,
+            asked: Arc::default(),
+        }
+    }
+
+    /// The tools the value was handed out for, during calls, as
+    /// `plugin.tool`.
+    pub fn asked_for(&self) -> Vec<String> {
+        self.asked
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|r| {
+                let plugin = r.plugin.as_deref()?;
+                let tool = r.tool.as_deref()?;
+                // `SecretRequest::tool` is documented as `plugin.tool`; the
+                // host currently passes the bare tool name. Either way it
+                // must name this tool of this plugin.
+                let bare = tool.strip_prefix("issues.").unwrap_or(tool);
+                Some(format!("{plugin}.{bare}"))
+            })
+            .collect()
+    }
+}
+
+impl SecretSource for Vault {
+    fn get(&self, request: &SecretRequest) -> Result<Secret, String> {
+        self.asked.lock().expect("lock").push(request.clone());
+        Ok(Secret::new(self.value))
+    }
+
+    fn describe(&self) -> String {
+        "the test vault".into()
+    }
+}
+
+/// The `issues` plugin allowed to reach each of `ports` on loopback with
+/// `GET`, `POST` and `DELETE`; secret `tracker` from `vault` bound to
+/// `tracker`'s API root only. `list` and `create` run without approval.
+pub fn builder(tracker: &Tracker, ports: &[u16], vault: &Vault) -> HostBuilder {
+    let secret = SecretConfig::new("tracker", vault.clone())
+        .destination(DestinationEntry::Table {
+            url: tracker.base_url(),
+            methods: None,
+            allow_private: true,
+        })
+        .inject(InjectEntry::header("Authorization", "Bearer {}"));
+    let mut plugin = PluginConfig::new("issues", plugin_path("issues"))
+        .sha256(plugin_sha("issues"))
+        .secret("tracker")
+        .approval("list", ApprovalEntry::Never)
+        .approval("create", ApprovalEntry::Never);
+    for port in ports {
+        plugin = plugin.http(
+            HttpTable::new(format!("http://127.0.0.1:{port}"))
+                .methods(["GET", "POST", "DELETE"])
+                .allow_private(true),
+        );
+    }
+    // No name resolves: nothing can leave the machine.
+    Host::builder()
+        .resolver(TestResolver::default())
+        .secret(secret)
+        .plugin(plugin)
+}
+
+/// The host of [`builder`] for the tracker's own port, approving every
+/// call that needs approval.
+pub async fn approving(tracker: &Tracker, vault: &Vault) -> Host {
+    builder(tracker, &[tracker.port()], vault)
+        .approver(ApproveAll)
+        .build()
+        .await
+        .expect("the issues plugin loads")
 }
