@@ -29,106 +29,24 @@
 
 pub(crate) mod address;
 mod client;
+mod request;
 mod resolve;
 
 pub(crate) use client::Tls;
+pub(crate) use request::{
+    EgressError, EgressRecord, GuestRequest, GuestResponse, GuestTimeouts, SecretChoice,
+};
 pub use resolve::{ResolveFuture, Resolver, SystemResolver};
 
 use crate::policy::allowlist::{self, HttpRule};
 use crate::policy::{Limits, caps};
 use crate::secrets::{Injection, Scrubber, SecretPolicy, SecretRequest};
+use request::refused_record;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
-
-/// A request as the plugin sent it.
-#[derive(Debug, Clone)]
-pub(crate) struct GuestRequest {
-    pub(crate) method: String,
-    pub(crate) url: String,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Option<Vec<u8>>,
-    pub(crate) secret: SecretChoice,
-    /// Timeouts the guest asked for; they can only shorten the host's.
-    pub(crate) timeouts: GuestTimeouts,
-}
-
-/// Which secret, if any, a request gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SecretChoice {
-    /// None.
-    None,
-    /// The one the plugin named (`portcullis:tool/http`); denied unless
-    /// granted and bound to the destination.
-    Named(String),
-    /// The first granted secret bound to the destination, if any
-    /// (`wasi:http`, whose requests cannot name one).
-    ByDestination,
-}
-
-/// Timeouts a guest supplied (`wasi:http` request options).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct GuestTimeouts {
-    pub(crate) connect: Option<Duration>,
-    /// The host hands the guest the response only once it is complete, so
-    /// the guest's first byte arrives when the whole exchange is over:
-    /// this bounds the whole exchange.
-    pub(crate) first_byte: Option<Duration>,
-}
-
-/// A response as the plugin receives it.
-#[derive(Debug, Clone)]
-pub(crate) struct GuestResponse {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
-/// Why a request failed, as the plugin sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum EgressError {
-    Denied(String),
-    InvalidRequest(String),
-    Timeout(String),
-    TooLarge(String),
-    TooManyRequests(String),
-    Upstream(String),
-}
-
-impl EgressError {
-    /// The reason, whatever the kind.
-    pub(crate) fn message(&self) -> &str {
-        match self {
-            EgressError::Denied(m)
-            | EgressError::InvalidRequest(m)
-            | EgressError::Timeout(m)
-            | EgressError::TooLarge(m)
-            | EgressError::TooManyRequests(m)
-            | EgressError::Upstream(m) => m,
-        }
-    }
-}
-
-/// One outbound attempt, for the audit log.
-#[derive(Debug, Clone)]
-pub(crate) struct EgressRecord {
-    pub(crate) method: String,
-    /// `scheme://host:port/path` as checked (no query), or the raw text cut
-    /// short when it did not parse.
-    pub(crate) destination: String,
-    pub(crate) status: Option<u16>,
-    pub(crate) bytes: Option<u64>,
-    pub(crate) allowed: bool,
-    /// Whether the policy refused it (counts towards `max_denials`).
-    pub(crate) denied: bool,
-    /// Why it was refused or failed.
-    pub(crate) reason: Option<String>,
-    /// The secret the request named, if any.
-    pub(crate) secret: Option<String>,
-}
 
 /// Proof that [`CallEgress::reserve`] counted a request.
 pub(crate) struct Reservation(());
@@ -139,22 +57,6 @@ enum Refusal {
     Denied(String),
     /// The secret could not be had (its source failed): nothing was sent.
     Unavailable(String),
-}
-
-/// A record of a request that has not passed (or did not pass) the gate:
-/// `url` without its query and fragment, cut short.
-fn refused_record(method: &str, url: &str, why: String, secret: Option<String>) -> EgressRecord {
-    let url = url.split(['?', '#']).next().unwrap_or_default();
-    EgressRecord {
-        method: method.to_string(),
-        destination: crate::util::cut(url, 256).0.to_string(),
-        status: None,
-        bytes: None,
-        allowed: false,
-        denied: false,
-        reason: Some(why),
-        secret,
-    }
 }
 
 /// The call was stopped: it piled up more denials than allowed. Returned as
