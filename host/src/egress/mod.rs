@@ -31,25 +31,24 @@ pub(crate) mod address;
 mod client;
 mod request;
 mod resolve;
+mod tally;
 
 pub(crate) use client::Tls;
 pub(crate) use request::{
     EgressError, EgressRecord, GuestRequest, GuestResponse, GuestTimeouts, SecretChoice,
 };
 pub use resolve::{ResolveFuture, Resolver, SystemResolver};
+pub(crate) use tally::{Reservation, Suspicious};
 
 use crate::policy::allowlist::{self, HttpRule};
 use crate::policy::{Limits, caps};
 use crate::secrets::{Injection, Scrubber, SecretPolicy, SecretRequest};
-use request::refused_record;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
+use tally::Tally;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
-
-/// Proof that [`CallEgress::reserve`] counted a request.
-pub(crate) struct Reservation(());
 
 /// Why a secret was not attached.
 enum Refusal {
@@ -58,19 +57,6 @@ enum Refusal {
     /// The secret could not be had (its source failed): nothing was sent.
     Unavailable(String),
 }
-
-/// The call was stopped: it piled up more denials than allowed. Returned as
-/// a trap from the host function so the instance ends at once.
-#[derive(Debug)]
-pub(crate) struct Suspicious(pub(crate) u32);
-
-impl std::fmt::Display for Suspicious {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "stopped as suspicious after {} denials", self.0)
-    }
-}
-
-impl std::error::Error for Suspicious {}
 
 /// What a plugin may reach and attach: worked out once when it loads,
 /// shared by its calls.
@@ -99,14 +85,6 @@ pub(crate) struct CallFacts {
 pub(crate) struct Network {
     pub(crate) resolver: Arc<dyn Resolver>,
     pub(crate) tls: Tls,
-}
-
-/// What one call's requests have done so far.
-#[derive(Default)]
-struct Tally {
-    requests: u32,
-    denials: u32,
-    records: Vec<EgressRecord>,
 }
 
 /// The egress state of one call, shared by both HTTP interfaces (a
@@ -154,11 +132,6 @@ impl CallEgress {
         }
     }
 
-    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
-        // Nothing panics while holding it; a poisoned tally is still right.
-        self.tally.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The granted secret injected into request header `lower`, if any: a
     /// header the plugin may not set.
     pub(crate) fn injected_into(&self, lower: &str) -> Option<&str> {
@@ -180,17 +153,6 @@ impl CallEgress {
         self.call_deadline
     }
 
-    /// Every attempt so far, allowed or not, taken out (for the audit log
-    /// at the call's end).
-    pub(crate) fn take_records(&self) -> Vec<EgressRecord> {
-        std::mem::take(&mut self.tally().records)
-    }
-
-    /// Cancelled once the call exceeded its denials; the number of denials.
-    pub(crate) fn stopped(&self) -> (&CancellationToken, u32) {
-        (&self.stopped, self.tally().denials)
-    }
-
     /// The scrubber for this call: the host's, grown by any secret value
     /// fetched for this call that the host did not know at load.
     pub(crate) fn scrubber(&self) -> Arc<Scrubber> {
@@ -208,36 +170,6 @@ impl CallEgress {
     /// way end with the store, which aborts their tasks.
     pub(crate) fn close(&self) {
         self.in_flight.close();
-    }
-
-    /// Counts one more request of this call, before anything of it is read
-    /// into host memory, and refuses (and records) it when the call has
-    /// made as many as it may.
-    pub(crate) fn reserve(&self, method: &str, url: &str) -> Result<Reservation, EgressError> {
-        if self.in_flight.is_closed() {
-            return Err(EgressError::TooManyRequests("the call is over".into()));
-        }
-        let mut tally = self.tally();
-        tally.requests += 1;
-        if tally.requests > self.limits.http_requests {
-            let why = format!(
-                "this call already made {} requests; the limit is {}",
-                self.limits.http_requests, self.limits.http_requests
-            );
-            tally
-                .records
-                .push(refused_record(method, url, why.clone(), None));
-            return Err(EgressError::TooManyRequests(why));
-        }
-        Ok(Reservation(()))
-    }
-
-    /// Records a counted request that never reached the gate's checks (its
-    /// headers or body could not be read).
-    pub(crate) fn refuse(&self, _counted: Reservation, method: &str, url: &str, why: &str) {
-        self.tally()
-            .records
-            .push(refused_record(method, url, why.to_string(), None));
     }
 
     /// Counts, checks and, if allowed, sends one request.
@@ -281,48 +213,9 @@ impl CallEgress {
                 "the call was stopped after too many denials".into(),
             )));
         }
-        // Recorded before anything can leave: if the call ends while this
-        // request is under way (its deadline, a cancellation, a guest that
-        // returns without waiting for a `wasi:http` response), the audit
-        // log still shows the attempt.
-        let slot = {
-            let mut tally = self.tally();
-            tally.records.push(refused_record(
-                &method,
-                &request.url,
-                "unfinished: the call ended before the gate decided".into(),
-                secret.clone(),
-            ));
-            tally.records.len() - 1
-        };
+        let slot = self.open_record(&method, &request.url, secret.clone());
         let (destination, result) = self.attempt(request, slot, &mut secret).await;
-        let (status, bytes) = match &result {
-            Ok(response) => (Some(response.status), Some(response.body.len() as u64)),
-            Err(_) => (None, None),
-        };
-        let reason = result.as_ref().err().map(|e| e.message().to_string());
-        let denied = matches!(result, Err(EgressError::Denied(_)));
-        // An invalid request never left the host either: recorded as
-        // refused, so the log shows every attempt.
-        let refused = denied || matches!(result, Err(EgressError::InvalidRequest(_)));
-        let mut tally = self.tally();
-        tally.records[slot] = EgressRecord {
-            method,
-            destination,
-            status,
-            bytes,
-            allowed: !refused,
-            denied,
-            reason,
-            secret,
-        };
-        if denied {
-            tally.denials += 1;
-            if tally.denials > self.max_denials {
-                self.stopped.cancel();
-                return Err(Suspicious(tally.denials));
-            }
-        }
+        self.close_record(slot, method, destination, secret, &result)?;
         Ok(result)
     }
 
@@ -563,16 +456,8 @@ impl CallEgress {
         let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
             return invalid(format!("method `{method}` is not valid"));
         };
-        // From here on bytes may leave: the record shows the checked
-        // destination and the secret even if the call ends first.
-        {
-            let mut tally = self.tally();
-            let record = &mut tally.records[slot];
-            record.destination.clone_from(&destination);
-            record.allowed = true;
-            record.secret.clone_from(secret_used);
-            record.reason = Some("unfinished: the call ended before the response did".into());
-        }
+        // From here on bytes may leave.
+        self.mark_allowed(slot, &destination, secret_used);
         let outgoing = client::Outgoing {
             method,
             target: &target,
