@@ -10,7 +10,7 @@ use super::CallEgress;
 use super::gate::Refusal;
 use super::request::{EgressError, SecretChoice};
 use crate::policy::allowlist::Target;
-use crate::secrets::{Injection, SecretPolicy, SecretRequest};
+use crate::secrets::{Injection, Secret, SecretPolicy, SecretRequest};
 use tokio::time::Instant;
 
 impl CallEgress {
@@ -84,6 +84,18 @@ impl CallEgress {
                 target.path
             )));
         }
+        let value = self.fetch(policy, deadline).await?;
+        // Known before anything is sent: an echo of a rotated value is
+        // scrubbed like the value known at load.
+        self.learn(name, &value);
+        let injection = policy.inject.inject(&value).map_err(unavailable)?;
+        put(name, injection, headers, path_and_query)
+    }
+
+    /// The value of `policy`'s secret for this call, asked of its source by
+    /// `deadline`, and long enough to be scrubbed.
+    async fn fetch(&self, policy: &SecretPolicy, deadline: Instant) -> Result<Secret, Refusal> {
+        let name = &policy.name;
         let request = SecretRequest::for_call(
             name.clone(),
             self.plugin.to_string(),
@@ -108,39 +120,47 @@ impl CallEgress {
                 crate::secrets::MIN_SECRET_BYTES
             )));
         }
-        // Known before anything is sent: an echo of a rotated value is
-        // scrubbed like the value known at load.
-        self.learn(name, &value);
-        match policy.inject.inject(&value).map_err(unavailable)? {
-            Injection::Header {
-                name: header,
-                value,
-            } => {
-                let lower = header.to_ascii_lowercase();
-                let header = http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
-                    unavailable(format!(
-                        "secret `{name}`: header name `{lower}` is not valid"
-                    ))
+        Ok(value)
+    }
+}
+
+/// Puts secret `name`'s `injection` where it goes: a header (marked
+/// sensitive) or the query.
+fn put(
+    name: &str,
+    injection: Injection,
+    headers: &mut Vec<(http::HeaderName, http::HeaderValue)>,
+    path_and_query: &mut String,
+) -> Result<(), Refusal> {
+    match injection {
+        Injection::Header {
+            name: header,
+            value,
+        } => {
+            let lower = header.to_ascii_lowercase();
+            let header = http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
+                unavailable(format!(
+                    "secret `{name}`: header name `{lower}` is not valid"
+                ))
+            })?;
+            let mut value =
+                http::HeaderValue::from_str(value.expose_for_injection()).map_err(|_| {
+                    unavailable(format!("secret `{name}`: the value cannot go in a header"))
                 })?;
-                let mut value =
-                    http::HeaderValue::from_str(value.expose_for_injection()).map_err(|_| {
-                        unavailable(format!("secret `{name}`: the value cannot go in a header"))
-                    })?;
-                value.set_sensitive(true);
-                headers.push((header, value));
-            }
-            injection @ Injection::Query { .. } => {
-                let (path, query) = match path_and_query.split_once('?') {
-                    Some((path, query)) => (path.to_string(), query.to_string()),
-                    None => (path_and_query.clone(), String::new()),
-                };
-                if let Some(query) = injection.append_to_query(&query) {
-                    *path_and_query = format!("{path}?{}", query.expose_for_injection());
-                }
+            value.set_sensitive(true);
+            headers.push((header, value));
+        }
+        injection @ Injection::Query { .. } => {
+            let (path, query) = match path_and_query.split_once('?') {
+                Some((path, query)) => (path.to_string(), query.to_string()),
+                None => (path_and_query.clone(), String::new()),
+            };
+            if let Some(query) = injection.append_to_query(&query) {
+                *path_and_query = format!("{path}?{}", query.expose_for_injection());
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// The secret could not be had (its source failed) or cannot be attached:
