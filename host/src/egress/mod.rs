@@ -1,174 +1,73 @@
-//! The egress gate: every outbound request of a plugin passes here, in this
-//! order, and any step can refuse it with a reason the plugin sees:
+//! The egress gate: every outbound request of a plugin passes here, from
+//! both HTTP interfaces (`portcullis:tool/http` and `wasi:http`). Each step
+//! can refuse the request with a reason the plugin sees, and they run in
+//! this order ([`gate`] holds one function per step; the names are theirs):
 //!
-//! 1. per-call limits: requests per call, request body and header sizes;
-//! 2. headers: `Host`, hop-by-hop and framing headers are the host's, so a
-//!    plugin cannot front one domain through another;
-//! 3. secrets: a request may name one secret granted to the plugin; after
-//!    every check below passed, and only if the secret is bound to this
-//!    destination, method and path, the host fetches its value for this
-//!    call and attaches it (header or query) — the plugin never sees it,
-//!    cannot set the injected header itself, and the response it gets back
-//!    is scrubbed of every secret value;
-//! 4. the URL is parsed once (WHATWG rules: case, trailing dot, IDN and IP
-//!    literal spellings normalised) and that parsed form is what is
-//!    checked and what is used to connect;
-//! 5. the allowlist (`policy::allowlist`): scheme, host, port, path, method;
-//! 6. the host resolves the name itself ([`Resolver`]) and refuses when any
-//!    address is in a special-purpose range ([`address`]), unless the
-//!    entry opts in with `allow_private`;
-//! 7. the connection goes to exactly the checked address, with TLS
-//!    verifying the original name; the response is capped while it
-//!    streams, and the whole exchange ends by the request's deadline, which
-//!    never outlives the call's.
+//! 0. counted (`reserve`, [`tally`]): against the call's `http_requests`,
+//!    before anything of the request is read into host memory; then it
+//!    waits for the one slot in flight and is recorded, so the audit log
+//!    shows it even if the call ends while it is under way;
+//! 1. `check_sizes`: the request body, header count and header bytes
+//!    against their limits;
+//! 2. `check_headers`: `Host`, hop-by-hop and framing headers are the
+//!    host's, so a plugin cannot front one domain through another, and a
+//!    header a granted secret is injected into is never the plugin's;
+//! 3. `check_method`: a valid method, upper-cased;
+//! 4. `named_secret` ([`attach`]): a request may name one secret, which
+//!    must be granted to the plugin;
+//! 5. `parse`: the URL is parsed once (WHATWG rules: case, trailing dot,
+//!    IDN and IP literal spellings normalised) and that parsed form is what
+//!    is checked and what is used to connect;
+//! 6. `check_allowlist` (`policy::allowlist`): scheme, host, port, path,
+//!    method;
+//! 7. `bounds`: the request's deadline and connect timeout; the guest's
+//!    only shorten the host's, and none outlives the call;
+//! 8. `resolve`: the host resolves the name itself ([`Resolver`]);
+//! 9. `check_addresses`: refused when any address is in a special-purpose
+//!    range ([`address`]), unless the entry opts in with `allow_private`;
+//! 10. `chosen_secret` and `attach` ([`attach`]): the named secret, or for
+//!     `wasi:http` (whose requests cannot name one) the first granted
+//!     secret bound to the destination; only if it is bound to this
+//!     destination, method and path does the host fetch its value for this
+//!     call and attach it (header or query). The plugin never sees it;
+//! 11. `connect` ([`client`]): the record is marked allowed, then the
+//!     connection goes to exactly the checked address, with TLS verifying
+//!     the original name; the response is capped while it streams, the
+//!     whole exchange ends by the request's deadline, and what comes back
+//!     is scrubbed of every secret value before the plugin sees it.
 //!
 //! Redirects are never followed: a 3xx goes back to the plugin, whose next
-//! request is checked like any other. Each attempt, allowed or not, is kept
-//! as an [`EgressRecord`] for the audit log; denials also count towards the
-//! call's `max_denials`.
+//! request is checked like any other. Each attempt, allowed or not, ends as
+//! an [`EgressRecord`] for the audit log; denials also count towards the
+//! call's `max_denials`, and the one past it stops the call ([`Suspicious`]).
+//!
+//! Files: [`request`] (what crosses the gate), [`tally`] (counting and
+//! records), [`gate`] (the steps), [`attach`] (the secret steps),
+//! [`address`], [`resolve`] and [`client`] (the network side); this file
+//! holds the per-call state tying them together.
 
 pub(crate) mod address;
+mod attach;
 mod client;
+mod gate;
+mod request;
 mod resolve;
+mod tally;
 
 pub(crate) use client::Tls;
+pub(crate) use request::{
+    EgressError, EgressRecord, GuestRequest, GuestResponse, GuestTimeouts, SecretChoice,
+};
 pub use resolve::{ResolveFuture, Resolver, SystemResolver};
+pub(crate) use tally::{Reservation, Suspicious};
 
-use crate::policy::allowlist::{self, HttpRule};
+use crate::policy::allowlist::HttpRule;
 use crate::policy::{Limits, caps};
-use crate::secrets::{Injection, Scrubber, SecretPolicy, SecretRequest};
-use std::net::{IpAddr, SocketAddr};
+use crate::secrets::{Scrubber, SecretPolicy};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use tally::Tally;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use url::Url;
-
-/// A request as the plugin sent it.
-#[derive(Debug, Clone)]
-pub(crate) struct GuestRequest {
-    pub(crate) method: String,
-    pub(crate) url: String,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Option<Vec<u8>>,
-    pub(crate) secret: SecretChoice,
-    /// Timeouts the guest asked for; they can only shorten the host's.
-    pub(crate) timeouts: GuestTimeouts,
-}
-
-/// Which secret, if any, a request gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SecretChoice {
-    /// None.
-    None,
-    /// The one the plugin named (`portcullis:tool/http`); denied unless
-    /// granted and bound to the destination.
-    Named(String),
-    /// The first granted secret bound to the destination, if any
-    /// (`wasi:http`, whose requests cannot name one).
-    ByDestination,
-}
-
-/// Timeouts a guest supplied (`wasi:http` request options).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct GuestTimeouts {
-    pub(crate) connect: Option<Duration>,
-    /// The host hands the guest the response only once it is complete, so
-    /// the guest's first byte arrives when the whole exchange is over:
-    /// this bounds the whole exchange.
-    pub(crate) first_byte: Option<Duration>,
-}
-
-/// A response as the plugin receives it.
-#[derive(Debug, Clone)]
-pub(crate) struct GuestResponse {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
-/// Why a request failed, as the plugin sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum EgressError {
-    Denied(String),
-    InvalidRequest(String),
-    Timeout(String),
-    TooLarge(String),
-    TooManyRequests(String),
-    Upstream(String),
-}
-
-impl EgressError {
-    /// The reason, whatever the kind.
-    pub(crate) fn message(&self) -> &str {
-        match self {
-            EgressError::Denied(m)
-            | EgressError::InvalidRequest(m)
-            | EgressError::Timeout(m)
-            | EgressError::TooLarge(m)
-            | EgressError::TooManyRequests(m)
-            | EgressError::Upstream(m) => m,
-        }
-    }
-}
-
-/// One outbound attempt, for the audit log.
-#[derive(Debug, Clone)]
-pub(crate) struct EgressRecord {
-    pub(crate) method: String,
-    /// `scheme://host:port/path` as checked (no query), or the raw text cut
-    /// short when it did not parse.
-    pub(crate) destination: String,
-    pub(crate) status: Option<u16>,
-    pub(crate) bytes: Option<u64>,
-    pub(crate) allowed: bool,
-    /// Whether the policy refused it (counts towards `max_denials`).
-    pub(crate) denied: bool,
-    /// Why it was refused or failed.
-    pub(crate) reason: Option<String>,
-    /// The secret the request named, if any.
-    pub(crate) secret: Option<String>,
-}
-
-/// Proof that [`CallEgress::reserve`] counted a request.
-pub(crate) struct Reservation(());
-
-/// Why a secret was not attached.
-enum Refusal {
-    /// The request is not the secret's to make (counts as a denial).
-    Denied(String),
-    /// The secret could not be had (its source failed): nothing was sent.
-    Unavailable(String),
-}
-
-/// A record of a request that has not passed (or did not pass) the gate:
-/// `url` without its query and fragment, cut short.
-fn refused_record(method: &str, url: &str, why: String, secret: Option<String>) -> EgressRecord {
-    let url = url.split(['?', '#']).next().unwrap_or_default();
-    EgressRecord {
-        method: method.to_string(),
-        destination: crate::text::cut(url, 256).0.to_string(),
-        status: None,
-        bytes: None,
-        allowed: false,
-        denied: false,
-        reason: Some(why),
-        secret,
-    }
-}
-
-/// The call was stopped: it piled up more denials than allowed. Returned as
-/// a trap from the host function so the instance ends at once.
-#[derive(Debug)]
-pub(crate) struct Suspicious(pub(crate) u32);
-
-impl std::fmt::Display for Suspicious {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "stopped as suspicious after {} denials", self.0)
-    }
-}
-
-impl std::error::Error for Suspicious {}
 
 /// What a plugin may reach and attach: worked out once when it loads,
 /// shared by its calls.
@@ -197,14 +96,6 @@ pub(crate) struct CallFacts {
 pub(crate) struct Network {
     pub(crate) resolver: Arc<dyn Resolver>,
     pub(crate) tls: Tls,
-}
-
-/// What one call's requests have done so far.
-#[derive(Default)]
-struct Tally {
-    requests: u32,
-    denials: u32,
-    records: Vec<EgressRecord>,
 }
 
 /// The egress state of one call, shared by both HTTP interfaces (a
@@ -252,11 +143,6 @@ impl CallEgress {
         }
     }
 
-    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
-        // Nothing panics while holding it; a poisoned tally is still right.
-        self.tally.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The granted secret injected into request header `lower`, if any: a
     /// header the plugin may not set.
     pub(crate) fn injected_into(&self, lower: &str) -> Option<&str> {
@@ -278,23 +164,13 @@ impl CallEgress {
         self.call_deadline
     }
 
-    /// Every attempt so far, allowed or not, taken out (for the audit log
-    /// at the call's end).
-    pub(crate) fn take_records(&self) -> Vec<EgressRecord> {
-        std::mem::take(&mut self.tally().records)
-    }
-
-    /// Cancelled once the call exceeded its denials; the number of denials.
-    pub(crate) fn stopped(&self) -> (&CancellationToken, u32) {
-        (&self.stopped, self.tally().denials)
-    }
-
     /// The scrubber for this call: the host's, grown by any secret value
     /// fetched for this call that the host did not know at load.
     pub(crate) fn scrubber(&self) -> Arc<Scrubber> {
         Arc::clone(&self.scrubber.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Teaches the call's scrubber a secret value fetched for it.
     fn learn(&self, name: &str, value: &crate::secrets::Secret) {
         let mut current = self.scrubber.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(grown) = current.with_value(name, value) {
@@ -306,36 +182,6 @@ impl CallEgress {
     /// way end with the store, which aborts their tasks.
     pub(crate) fn close(&self) {
         self.in_flight.close();
-    }
-
-    /// Counts one more request of this call, before anything of it is read
-    /// into host memory, and refuses (and records) it when the call has
-    /// made as many as it may.
-    pub(crate) fn reserve(&self, method: &str, url: &str) -> Result<Reservation, EgressError> {
-        if self.in_flight.is_closed() {
-            return Err(EgressError::TooManyRequests("the call is over".into()));
-        }
-        let mut tally = self.tally();
-        tally.requests += 1;
-        if tally.requests > self.limits.http_requests {
-            let why = format!(
-                "this call already made {} requests; the limit is {}",
-                self.limits.http_requests, self.limits.http_requests
-            );
-            tally
-                .records
-                .push(refused_record(method, url, why.clone(), None));
-            return Err(EgressError::TooManyRequests(why));
-        }
-        Ok(Reservation(()))
-    }
-
-    /// Records a counted request that never reached the gate's checks (its
-    /// headers or body could not be read).
-    pub(crate) fn refuse(&self, _counted: Reservation, method: &str, url: &str, why: &str) {
-        self.tally()
-            .records
-            .push(refused_record(method, url, why.to_string(), None));
     }
 
     /// Counts, checks and, if allowed, sends one request.
@@ -379,440 +225,9 @@ impl CallEgress {
                 "the call was stopped after too many denials".into(),
             )));
         }
-        // Recorded before anything can leave: if the call ends while this
-        // request is under way (its deadline, a cancellation, a guest that
-        // returns without waiting for a `wasi:http` response), the audit
-        // log still shows the attempt.
-        let slot = {
-            let mut tally = self.tally();
-            tally.records.push(refused_record(
-                &method,
-                &request.url,
-                "unfinished: the call ended before the gate decided".into(),
-                secret.clone(),
-            ));
-            tally.records.len() - 1
-        };
+        let slot = self.open_record(&method, &request.url, secret.clone());
         let (destination, result) = self.attempt(request, slot, &mut secret).await;
-        let (status, bytes) = match &result {
-            Ok(response) => (Some(response.status), Some(response.body.len() as u64)),
-            Err(_) => (None, None),
-        };
-        let reason = result.as_ref().err().map(|e| e.message().to_string());
-        let denied = matches!(result, Err(EgressError::Denied(_)));
-        // An invalid request never left the host either: recorded as
-        // refused, so the log shows every attempt.
-        let refused = denied || matches!(result, Err(EgressError::InvalidRequest(_)));
-        let mut tally = self.tally();
-        tally.records[slot] = EgressRecord {
-            method,
-            destination,
-            status,
-            bytes,
-            allowed: !refused,
-            denied,
-            reason,
-            secret,
-        };
-        if denied {
-            tally.denials += 1;
-            if tally.denials > self.max_denials {
-                self.stopped.cancel();
-                return Err(Suspicious(tally.denials));
-            }
-        }
+        self.close_record(slot, method, destination, secret, &result)?;
         Ok(result)
-    }
-
-    /// The destination as checked, and the outcome. `secret` is set to
-    /// the secret a by-destination request got.
-    async fn attempt(
-        &self,
-        request: GuestRequest,
-        slot: usize,
-        secret_used: &mut Option<String>,
-    ) -> (String, Result<GuestResponse, EgressError>) {
-        let raw_destination = crate::text::cut(&request.url, 256).0.to_string();
-        let invalid = |why: String| {
-            (
-                raw_destination.clone(),
-                Err(EgressError::InvalidRequest(why)),
-            )
-        };
-        let body = request.body.unwrap_or_default();
-        if body.len() as u64 > self.limits.http_request_body {
-            return invalid(format!(
-                "the request body is over the limit of {} bytes",
-                self.limits.http_request_body
-            ));
-        }
-        if request.headers.len() > caps::HTTP_HEADERS {
-            return invalid(format!(
-                "the request has {} headers; the limit is {}",
-                request.headers.len(),
-                caps::HTTP_HEADERS
-            ));
-        }
-        let header_bytes: usize = request.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if header_bytes > caps::HTTP_HEADER_BYTES {
-            return invalid(format!(
-                "the request headers are {header_bytes} bytes; the limit is {} bytes",
-                caps::HTTP_HEADER_BYTES
-            ));
-        }
-        let mut headers = Vec::with_capacity(request.headers.len());
-        for (name, value) in &request.headers {
-            let lower = name.to_ascii_lowercase();
-            if allowlist::host_header(&lower) {
-                return self.deny(
-                    raw_destination,
-                    format!("header `{lower}` is set by the host and cannot be set by the plugin"),
-                    None,
-                );
-            }
-            // Whether or not this request gets the secret: a plugin never
-            // writes where its credentials go.
-            if let Some(secret) = self.injected_into(&lower) {
-                return self.deny(
-                    raw_destination,
-                    format!(
-                        "header `{lower}` carries secret `{secret}` and is set by the host, not the plugin"
-                    ),
-                    None,
-                );
-            }
-            let (Ok(name), Ok(value)) = (
-                http::HeaderName::from_bytes(lower.as_bytes()),
-                http::HeaderValue::from_str(value),
-            ) else {
-                return invalid(format!("header `{}` is not valid", name.escape_debug()));
-            };
-            headers.push((name, value));
-        }
-        let method = request.method.to_ascii_uppercase();
-        if !allowlist::valid_method(&method) {
-            return invalid(format!(
-                "method `{}` is not valid",
-                request.method.escape_debug()
-            ));
-        }
-        let named = match &request.secret {
-            SecretChoice::None | SecretChoice::ByDestination => None,
-            SecretChoice::Named(name) => {
-                match self.call.grants.secrets.iter().find(|p| &p.name == name) {
-                    Some(policy) => Some(policy.clone()),
-                    None => {
-                        return self.deny(
-                            raw_destination,
-                            format!(
-                                "no secret named `{}` is granted to this plugin",
-                                name.escape_debug()
-                            ),
-                            None,
-                        );
-                    }
-                }
-            }
-        };
-
-        // Parsed once: everything below uses `url` and `target`.
-        let url = match Url::parse(&request.url) {
-            Ok(url) => url,
-            Err(e) => {
-                return invalid(format!(
-                    "`{}` is not a URL: {e}",
-                    raw_destination.escape_debug()
-                ));
-            }
-        };
-        let target = match allowlist::Target::from_url(&url) {
-            Ok(target) => target,
-            Err(why) => return self.deny(raw_destination, why, None),
-        };
-        let destination = format!("{}{}", target.origin(), target.path);
-        let Some(rule) = self
-            .call
-            .grants
-            .http
-            .iter()
-            .find(|r| r.allows(&method, &target))
-        else {
-            let (why, line) = allowlist::explain(&self.call.grants.http, &method, &target);
-            return self.deny(destination, why, Some(line));
-        };
-        let allow_private = rule.allow_private();
-
-        // The guest's timeouts only ever shorten ours.
-        let now = Instant::now();
-        let mut deadline = self.call_deadline.min(now + self.limits.http_timeout);
-        if let Some(first_byte) = request.timeouts.first_byte {
-            deadline = deadline.min(now + first_byte);
-        }
-        let connect_timeout = request
-            .timeouts
-            .connect
-            .map_or(self.limits.http_connect_timeout, |guest| {
-                guest.min(self.limits.http_connect_timeout)
-            });
-        let ips: Vec<IpAddr> = match url.host() {
-            Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
-            Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
-            _ => {
-                let lookup = self.network.resolver.resolve(&target.host, target.port);
-                match tokio::time::timeout_at(deadline, lookup).await {
-                    Err(_) => {
-                        return (
-                            destination,
-                            Err(EgressError::Timeout(format!(
-                                "resolving `{}` took too long",
-                                target.host
-                            ))),
-                        );
-                    }
-                    Ok(Err(e)) => {
-                        return (
-                            destination,
-                            Err(EgressError::Upstream(format!(
-                                "cannot resolve `{}`: {e}",
-                                target.host
-                            ))),
-                        );
-                    }
-                    Ok(Ok(ips)) => ips,
-                }
-            }
-        };
-        let Some(&first) = ips.first() else {
-            return (
-                destination,
-                Err(EgressError::Upstream(format!(
-                    "`{}` has no addresses",
-                    target.host
-                ))),
-            );
-        };
-        if !allow_private {
-            // Any blocked address refuses the name: a resolver answering
-            // with a mix must not get a chance to pick the private one.
-            if let Some((ip, range)) = ips
-                .iter()
-                .find_map(|ip| address::blocked(*ip).map(|r| (ip, r)))
-            {
-                let why = if url
-                    .host()
-                    .is_some_and(|h| matches!(h, url::Host::Domain(_)))
-                {
-                    format!(
-                        "`{}` resolves to {ip}, in a blocked range: {range}",
-                        target.host
-                    )
-                } else {
-                    format!("address {ip} is in a blocked range: {range}")
-                };
-                return self.deny(
-                    destination,
-                    why,
-                    Some(
-                        "allow_private = true on the entry (only for local services you trust)"
-                            .into(),
-                    ),
-                );
-            }
-        }
-
-        let mut path_and_query = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        };
-        let mut headers = headers;
-        let secret = match request.secret {
-            SecretChoice::ByDestination => self
-                .call
-                .grants
-                .secrets
-                .iter()
-                .find(|p| p.allows(&method, &target))
-                .cloned(),
-            SecretChoice::Named(_) | SecretChoice::None => named,
-        };
-        if let Some(policy) = &secret {
-            *secret_used = Some(policy.name.clone());
-        }
-        if let Some(policy) = &secret {
-            let attached = self
-                .attach(
-                    policy,
-                    &method,
-                    &target,
-                    deadline,
-                    &mut headers,
-                    &mut path_and_query,
-                )
-                .await;
-            match attached {
-                Ok(()) => {}
-                Err(Refusal::Denied(why)) => return self.deny(destination, why, None),
-                // The source's failure, not the plugin's: not a denial.
-                Err(Refusal::Unavailable(why)) => {
-                    return (destination, Err(EgressError::Upstream(why)));
-                }
-            }
-        }
-        let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
-            return invalid(format!("method `{method}` is not valid"));
-        };
-        // From here on bytes may leave: the record shows the checked
-        // destination and the secret even if the call ends first.
-        {
-            let mut tally = self.tally();
-            let record = &mut tally.records[slot];
-            record.destination.clone_from(&destination);
-            record.allowed = true;
-            record.secret.clone_from(secret_used);
-            record.reason = Some("unfinished: the call ended before the response did".into());
-        }
-        let outgoing = client::Outgoing {
-            method,
-            target: &target,
-            path_and_query,
-            addr: SocketAddr::new(first, target.port),
-            headers,
-            body,
-        };
-        let bounds = client::Bounds {
-            connect_timeout,
-            deadline,
-            max_response: self.limits.http_response,
-        };
-        let result = client::send(outgoing, bounds, &self.network.tls)
-            .await
-            .map(|incoming| {
-                // Whatever comes back (an echo, an error page) loses every
-                // secret value, including one fetched for this call, before
-                // the plugin sees it.
-                let scrubber = self.scrubber();
-                GuestResponse {
-                    status: incoming.status,
-                    headers: incoming
-                        .headers
-                        .into_iter()
-                        .map(|(k, v)| {
-                            (
-                                scrubber.scrub_str(&k).into_owned(),
-                                scrubber.scrub_str(&v).into_owned(),
-                            )
-                        })
-                        .collect(),
-                    body: scrubber.scrub_bytes(&incoming.body).into_owned(),
-                }
-            })
-            .map_err(|e| match e {
-                client::ClientError::Timeout(m) => EgressError::Timeout(m),
-                client::ClientError::TooLarge(m) => EgressError::TooLarge(m),
-                client::ClientError::Upstream(m) => EgressError::Upstream(m),
-            });
-        (destination, result)
-    }
-
-    /// Checks that `policy` is bound to this request, fetches its value for
-    /// this call and attaches it.
-    async fn attach(
-        &self,
-        policy: &SecretPolicy,
-        method: &str,
-        target: &allowlist::Target,
-        deadline: Instant,
-        headers: &mut Vec<(http::HeaderName, http::HeaderValue)>,
-        path_and_query: &mut String,
-    ) -> Result<(), Refusal> {
-        let name = &policy.name;
-        if !policy.allows(method, target) {
-            return Err(Refusal::Denied(format!(
-                "secret `{name}` is not bound to {method} {}{}",
-                target.origin(),
-                target.path
-            )));
-        }
-        let request = SecretRequest::for_call(
-            name.clone(),
-            self.plugin.to_string(),
-            self.call.tool.clone(),
-            self.call.call_id,
-            self.call.caller.clone(),
-        );
-        let value = match tokio::time::timeout_at(deadline, policy.source.fetch(&request)).await {
-            Err(_) => {
-                return Err(Refusal::Unavailable(format!(
-                    "secret `{name}` is unavailable: its source did not answer in time"
-                )));
-            }
-            Ok(Err(e)) => {
-                return Err(Refusal::Unavailable(format!(
-                    "secret `{name}` is unavailable: {e}"
-                )));
-            }
-            Ok(Ok(value)) => value,
-        };
-        if value.len() < crate::secrets::MIN_SECRET_BYTES {
-            return Err(Refusal::Unavailable(format!(
-                "secret `{name}` is shorter than {} bytes, too short to scrub reliably",
-                crate::secrets::MIN_SECRET_BYTES
-            )));
-        }
-        // Known before anything is sent: an echo of a rotated value is
-        // scrubbed like the value known at load.
-        self.learn(name, &value);
-        match policy.inject.inject(&value).map_err(Refusal::Unavailable)? {
-            Injection::Header {
-                name: header,
-                value,
-            } => {
-                let lower = header.to_ascii_lowercase();
-                let header = http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
-                    Refusal::Unavailable(format!(
-                        "secret `{name}`: header name `{lower}` is not valid"
-                    ))
-                })?;
-                let mut value =
-                    http::HeaderValue::from_str(value.expose_for_injection()).map_err(|_| {
-                        Refusal::Unavailable(format!(
-                            "secret `{name}`: the value cannot go in a header"
-                        ))
-                    })?;
-                value.set_sensitive(true);
-                headers.push((header, value));
-            }
-            injection @ Injection::Query { .. } => {
-                let (path, query) = match path_and_query.split_once('?') {
-                    Some((path, query)) => (path.to_string(), query.to_string()),
-                    None => (path_and_query.clone(), String::new()),
-                };
-                if let Some(query) = injection.append_to_query(&query) {
-                    *path_and_query = format!("{path}?{}", query.expose_for_injection());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn deny(
-        &self,
-        destination: String,
-        why: String,
-        line: Option<String>,
-    ) -> (String, Result<GuestResponse, EgressError>) {
-        match &line {
-            Some(line) => tracing::warn!(
-                plugin = %self.plugin,
-                destination = %destination,
-                reason = %why,
-                "egress denied; to allow it, add to [plugins.{}]: {line}",
-                self.plugin
-            ),
-            None => {
-                tracing::warn!(plugin = %self.plugin, destination = %destination, reason = %why, "egress denied")
-            }
-        }
-        (destination, Err(EgressError::Denied(why)))
     }
 }
