@@ -26,7 +26,7 @@ impl CallEgress {
         match choice {
             SecretChoice::None | SecretChoice::ByDestination => Ok(None),
             SecretChoice::Named(name) => {
-                match self.call.grants.secrets.iter().find(|p| &p.name == name) {
+                match self.grants.secrets.iter().find(|p| &p.name == name) {
                     Some(policy) => Ok(Some(policy.clone())),
                     None => Err(Refusal::denied(format!(
                         "no secret named `{}` is granted to this plugin",
@@ -49,7 +49,6 @@ impl CallEgress {
     ) -> Option<SecretPolicy> {
         match choice {
             SecretChoice::ByDestination => self
-                .call
                 .grants
                 .secrets
                 .iter()
@@ -98,7 +97,7 @@ impl CallEgress {
         let name = &policy.name;
         let request = SecretRequest::for_call(
             name.clone(),
-            self.plugin.to_string(),
+            self.grants.plugin.to_string(),
             self.call.tool.clone(),
             self.call.call_id,
             self.call.caller.clone(),

@@ -153,17 +153,17 @@ impl CallEgress {
         let bounds = client::Bounds {
             connect_timeout,
             deadline,
-            max_response: self.limits.http_response,
+            max_response: self.grants.limits.http_response,
         };
         self.connect(outgoing, bounds).await
     }
 
     /// Step 1: the per-call limits on the request's size.
     fn check_sizes(&self, body: &[u8], headers: &[(String, String)]) -> Result<(), Refusal> {
-        if body.len() as u64 > self.limits.http_request_body {
+        if body.len() as u64 > self.grants.limits.http_request_body {
             return Err(Refusal::Invalid(format!(
                 "the request body is over the limit of {} bytes",
-                self.limits.http_request_body
+                self.grants.limits.http_request_body
             )));
         }
         if headers.len() > caps::HTTP_HEADERS {
@@ -222,7 +222,7 @@ impl CallEgress {
     /// Step 6: the allowlist. Returns whether the entry that allows the
     /// request lets it reach special-purpose addresses.
     fn check_allowlist(&self, method: &str, target: &Target) -> Result<bool, Refusal> {
-        let rules = &self.call.grants.http;
+        let rules = &self.grants.http;
         match rules.iter().find(|r| r.allows(method, target)) {
             Some(rule) => Ok(rule.allow_private()),
             None => {
@@ -239,14 +239,16 @@ impl CallEgress {
     /// timeouts only ever shorten ours, and nothing outlives the call.
     fn bounds(&self, timeouts: GuestTimeouts) -> (Instant, Duration) {
         let now = Instant::now();
-        let mut deadline = self.call_deadline.min(now + self.limits.http_timeout);
+        let mut deadline = self
+            .call_deadline
+            .min(now + self.grants.limits.http_timeout);
         if let Some(first_byte) = timeouts.first_byte {
             deadline = deadline.min(now + first_byte);
         }
         let connect_timeout = timeouts
             .connect
-            .map_or(self.limits.http_connect_timeout, |guest| {
-                guest.min(self.limits.http_connect_timeout)
+            .map_or(self.grants.limits.http_connect_timeout, |guest| {
+                guest.min(self.grants.limits.http_connect_timeout)
             });
         (deadline, connect_timeout)
     }
@@ -263,7 +265,11 @@ impl CallEgress {
             Some(url::Host::Ipv4(ip)) => Ok(vec![IpAddr::V4(ip)]),
             Some(url::Host::Ipv6(ip)) => Ok(vec![IpAddr::V6(ip)]),
             _ => {
-                let lookup = self.network.resolver.resolve(&target.host, target.port);
+                let lookup = self
+                    .grants
+                    .network
+                    .resolver
+                    .resolve(&target.host, target.port);
                 match tokio::time::timeout_at(deadline, lookup).await {
                     Err(_) => Err(Refusal::Failed(EgressError::Timeout(format!(
                         "resolving `{}` took too long",
@@ -286,7 +292,7 @@ impl CallEgress {
         outgoing: client::Outgoing<'_>,
         bounds: client::Bounds,
     ) -> Result<GuestResponse, Refusal> {
-        let incoming = client::send(outgoing, bounds, &self.network.tls)
+        let incoming = client::send(outgoing, bounds, &self.grants.network.tls)
             .await
             .map_err(|e| {
                 Refusal::Failed(match e {
@@ -334,14 +340,14 @@ impl CallEgress {
             Refusal::Denied { why, line } => {
                 match &line {
                     Some(line) => tracing::warn!(
-                        plugin = %self.plugin,
+                        plugin = %self.grants.plugin,
                         destination = %destination,
                         reason = %why,
                         "egress denied; to allow it, add to [plugins.{}]: {line}",
-                        self.plugin
+                        self.grants.plugin
                     ),
                     None => {
-                        tracing::warn!(plugin = %self.plugin, destination = %destination, reason = %why, "egress denied")
+                        tracing::warn!(plugin = %self.grants.plugin, destination = %destination, reason = %why, "egress denied")
                     }
                 }
                 (destination, Err(EgressError::Denied(why)))

@@ -69,22 +69,48 @@ use tally::Tally;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// What a plugin may reach and attach: worked out once when it loads,
-/// shared by its calls.
+/// A plugin's egress, prepared once when it loads and shared by its calls:
+/// its name, allowlist, granted secrets and limits, with the host's network
+/// and scrubber. Plugins without HTTP grants have none.
 #[derive(Clone)]
-pub(crate) struct PluginGrants {
+pub(crate) struct PluginEgress {
+    pub(crate) plugin: Arc<str>,
     /// Its allowlist.
     pub(crate) http: Arc<[HttpRule]>,
     /// The secrets granted to it.
     pub(crate) secrets: Arc<[SecretPolicy]>,
+    pub(crate) limits: Limits,
+    pub(crate) network: Network,
+    /// Every secret value known at load, for scrubbing responses.
+    pub(crate) scrubber: Arc<Scrubber>,
+}
+
+impl PluginEgress {
+    /// The gate of one call, handed to the sandbox ready to use:
+    /// `call_deadline` is the call's own deadline (no request may outlive
+    /// it), `max_denials` what the call may still pile up.
+    pub(crate) fn call(
+        &self,
+        call_deadline: Instant,
+        max_denials: u32,
+        call: CallFacts,
+    ) -> CallEgress {
+        CallEgress {
+            scrubber: Mutex::new(Arc::clone(&self.scrubber)),
+            grants: self.clone(),
+            call,
+            call_deadline,
+            max_denials,
+            tally: Mutex::new(Tally::default()),
+            in_flight: tokio::sync::Semaphore::new(caps::HTTP_IN_FLIGHT),
+            stopped: CancellationToken::new(),
+        }
+    }
 }
 
 /// Who is calling and what with (secret sources are asked per call, with
 /// these facts).
 pub(crate) struct CallFacts {
-    pub(crate) grants: PluginGrants,
-    /// Every secret value known at load, for scrubbing responses.
-    pub(crate) scrubber: Arc<Scrubber>,
     pub(crate) tool: String,
     pub(crate) call_id: u64,
     pub(crate) caller: Option<String>,
@@ -102,14 +128,12 @@ pub(crate) struct Network {
 /// `wasi:http` request runs in its own task, so this is used through
 /// `&self`).
 pub(crate) struct CallEgress {
+    grants: PluginEgress,
     call: CallFacts,
     /// Every value known at load plus any value a source gave out for this
     /// call: what responses, and finally the call's results, are scrubbed
     /// with.
     scrubber: Mutex<Arc<Scrubber>>,
-    plugin: Arc<str>,
-    limits: Limits,
-    network: Network,
     /// The call's own deadline: no request may outlive it.
     call_deadline: Instant,
     max_denials: u32,
@@ -121,33 +145,10 @@ pub(crate) struct CallEgress {
 }
 
 impl CallEgress {
-    pub(crate) fn new(
-        plugin: Arc<str>,
-        limits: Limits,
-        network: Network,
-        call_deadline: Instant,
-        max_denials: u32,
-        call: CallFacts,
-    ) -> CallEgress {
-        CallEgress {
-            scrubber: Mutex::new(Arc::clone(&call.scrubber)),
-            call,
-            plugin,
-            limits,
-            network,
-            call_deadline,
-            max_denials,
-            tally: Mutex::new(Tally::default()),
-            in_flight: tokio::sync::Semaphore::new(caps::HTTP_IN_FLIGHT),
-            stopped: CancellationToken::new(),
-        }
-    }
-
     /// The granted secret injected into request header `lower`, if any: a
     /// header the plugin may not set.
     pub(crate) fn injected_into(&self, lower: &str) -> Option<&str> {
-        self.call
-            .grants
+        self.grants
             .secrets
             .iter()
             .find(|p| p.inject.header().as_deref() == Some(lower))
@@ -156,7 +157,7 @@ impl CallEgress {
 
     /// The biggest request body allowed.
     pub(crate) fn request_body_limit(&self) -> u64 {
-        self.limits.http_request_body
+        self.grants.limits.http_request_body
     }
 
     /// The call's deadline: nothing of a request may outlive it.

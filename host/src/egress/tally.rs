@@ -59,10 +59,10 @@ impl CallEgress {
         }
         let mut tally = self.tally();
         tally.requests += 1;
-        if tally.requests > self.limits.http_requests {
+        if tally.requests > self.grants.limits.http_requests {
             let why = format!(
                 "this call already made {} requests; the limit is {}",
-                self.limits.http_requests, self.limits.http_requests
+                self.grants.limits.http_requests, self.grants.limits.http_requests
             );
             tally
                 .records

@@ -7,10 +7,11 @@ use super::Host;
 use crate::approval::ApprovalRequest;
 use crate::arguments;
 use crate::audit::{self, AuditEvent, AuditLog, MAX_RECORDED_ARGUMENTS};
+use crate::egress::{CallEgress, CallFacts, EgressRecord};
 use crate::error::Error;
 use crate::hash::sha256_hex;
 use crate::provenance::{self, InjectionFlag, Provenance, Trust};
-use crate::sandbox::{CallGrants, Captured, Failure, LogRecord, Request, Response, Run};
+use crate::sandbox::{Captured, Failure, LogRecord, Request, Response, Run};
 use crate::secrets::Scrubber;
 use serde_json::Value;
 use std::sync::Arc;
@@ -113,7 +114,7 @@ impl Host {
     ///
     /// The arguments are parsed once (duplicate keys refused) and validated
     /// against the tool's input schema. If the tool's approval setting says
-    /// so, the host then asks its [`Approver`] and runs the plugin only on
+    /// so, the host then asks its [`Approver`](crate::Approver) and runs the plugin only on
     /// an approval bound to this exact request. The plugin receives exactly
     /// the validated bytes, in a fresh instance. The call's start, approval,
     /// denials and end are recorded before this returns.
@@ -226,6 +227,19 @@ impl Host {
         let mut denials = DenialCounter::new(inner.max_denials);
         self.approve(call, &mut denials).await?;
 
+        // The call's egress gate, handed to the sandbox ready to use: the
+        // call's deadline, the denials it may still pile up, who is calling.
+        let egress = inner.egress[call.p].as_ref().map(|grants| {
+            Arc::new(grants.call(
+                tokio::time::Instant::now() + plugin.policy.limits.timeout,
+                inner.max_denials.saturating_sub(denials.count()),
+                CallFacts {
+                    tool: def.name.clone(),
+                    call_id: call.call_id,
+                    caller: call.ctx.caller.clone(),
+                },
+            ))
+        });
         let mut run = inner
             .sandbox
             .run(
@@ -234,13 +248,7 @@ impl Host {
                 Request::Call {
                     tool: &def.name,
                     arguments: call.arguments,
-                    network: &inner.network,
-                    max_denials: inner.max_denials.saturating_sub(denials.count()),
-                    grants: CallGrants {
-                        grants: &inner.grants[call.p],
-                        call_id: call.call_id,
-                        caller: call.ctx.caller.as_deref(),
-                    },
+                    egress: egress.clone(),
                 },
                 &call.ctx.cancel,
             )
@@ -249,7 +257,12 @@ impl Host {
         stats.stdout_bytes = run.stdout.total();
         stats.stderr_bytes = run.stderr.total();
         stats.log_messages = run.logs.len() as u64 + run.logs_dropped;
-        let suspicious = self.record_egress(call, &run, &mut denials)?;
+        // The gate is closed and the store dropped: the records are complete.
+        let records = egress
+            .as_deref()
+            .map(CallEgress::take_records)
+            .unwrap_or_default();
+        let suspicious = self.record_egress(call, &records, &mut denials)?;
         if suspicious || matches!(run.result, Err(Failure::Suspicious(_))) {
             return Err(Error::Suspicious {
                 tool: call.tool.to_string(),
@@ -265,10 +278,9 @@ impl Host {
         };
         // The host's scrubber, grown by any secret value a source gave out
         // for this call only.
-        let scrubber = run
-            .scrubber
-            .clone()
-            .unwrap_or_else(|| Arc::clone(&inner.scrubber));
+        let scrubber = egress
+            .as_deref()
+            .map_or_else(|| Arc::clone(&inner.scrubber), CallEgress::scrubber);
         let Run {
             result,
             stdout,
@@ -384,12 +396,12 @@ impl Host {
     fn record_egress(
         &self,
         call: &Call<'_>,
-        run: &Run,
+        records: &[EgressRecord],
         denials: &mut DenialCounter,
     ) -> Result<bool, Error> {
         let inner = &*self.inner;
         let mut suspicious = false;
-        for record in &run.egress {
+        for record in records {
             inner.audit.record(AuditEvent::Egress {
                 call_id: call.call_id,
                 tool: call.tool.to_string(),

@@ -17,7 +17,7 @@ pub use call::{CallContext, ToolOutput};
 use crate::approval::{Approver, Gate};
 use crate::audit::{AuditEvent, AuditHead, AuditLog, DirRecord};
 use crate::descriptor::ToolDescriptor;
-use crate::egress::{Network, PluginGrants};
+use crate::egress::PluginEgress;
 use crate::error::Error;
 use crate::plugin::LoadedPlugin;
 use crate::policy::{ApprovalSetting, PluginPolicy};
@@ -54,12 +54,11 @@ struct Inner {
     max_denials: u32,
     screen: bool,
     secrets: Vec<SecretPolicy>,
-    /// What each plugin may reach and attach, by plugin index (worked out once,
-    /// not per call).
-    grants: Vec<PluginGrants>,
+    /// Each plugin's egress, by plugin index (worked out once, not per
+    /// call); `None` without HTTP grants.
+    egress: Vec<Option<PluginEgress>>,
     /// Every secret value, for scrubbing everything a call returns.
     scrubber: Arc<Scrubber>,
-    network: Network,
     /// Where core dumps of trapped calls go, if anywhere.
     core_dumps: Option<CoreDumps>,
 }
@@ -129,21 +128,29 @@ impl Host {
             }
             plugins.push(plugin);
         }
-        let grants = plugins
+        // A plugin's egress, prepared once (none without HTTP grants: its
+        // calls get no gate, and every request is denied).
+        let egress = plugins
             .iter()
-            .map(|p| PluginGrants {
-                http: p.policy.http.iter().cloned().collect(),
-                secrets: settings
-                    .secrets
-                    .iter()
-                    .filter(|s| p.policy.secrets.contains(&s.name))
-                    .cloned()
-                    .collect(),
+            .map(|p| {
+                (!p.policy.http.is_empty()).then(|| PluginEgress {
+                    plugin: Arc::from(p.policy.name.as_str()),
+                    http: p.policy.http.iter().cloned().collect(),
+                    secrets: settings
+                        .secrets
+                        .iter()
+                        .filter(|s| p.policy.secrets.contains(&s.name))
+                        .cloned()
+                        .collect(),
+                    limits: p.policy.limits,
+                    network: settings.network.clone(),
+                    scrubber: Arc::clone(&settings.scrubber),
+                })
             })
             .collect();
         Ok(Host {
             inner: Arc::new(Inner {
-                grants,
+                egress,
                 sandbox,
                 plugins,
                 index,
@@ -156,7 +163,6 @@ impl Host {
                 screen: settings.screen,
                 secrets: settings.secrets,
                 scrubber: settings.scrubber,
-                network: settings.network,
                 core_dumps: settings.core_dumps,
             }),
         })

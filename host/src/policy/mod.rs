@@ -11,13 +11,13 @@
 //! Every grant (a directory, an environment variable, an HTTP destination,
 //! a secret) goes through the same steps, each with one home:
 //!
-//! 1. **validated** once, here: [`PluginConfig::validate`](config) turns
+//! 1. **validated** once, here: `PluginConfig::validate` (in `config`) turns
 //!    the raw entries into a [`PluginPolicy`]; secrets are checked against
 //!    the plugins that name them when the host is built (`host::builder`);
-//! 2. **prepared once per plugin** at load (`egress::PluginGrants`: the
-//!    rules and secrets of one plugin, worked out once);
-//! 3. **prepared per call** (`egress::CallEgress`, the WASI context of
-//!    `sandbox`);
+//! 2. **prepared once per plugin** at load (`egress::PluginEgress`: the
+//!    rules, secrets and limits of one plugin, worked out once by `host`);
+//! 3. **prepared per call** (`egress::CallEgress`, made by `host` and
+//!    handed to the sandbox ready to use; the WASI context of `sandbox`);
 //! 4. **linked** by the sandbox (`sandbox::linker`'s `INTERFACES` table);
 //! 5. **described** by one projection, [`PluginPolicy::grants`], used by
 //!    tool descriptors, approval requests and the audit log's load record.

@@ -15,8 +15,10 @@
 //!    explicit env, nothing else (no args, no stdin, no sockets). Listing
 //!    tools gets no grants at all. A granted directory that cannot be
 //!    opened ends the call here, as a setup failure.
-//! 2. The call's egress gate, when it is a tool call with HTTP grants;
-//!    without one every HTTP request of the call is denied.
+//! 2. The call's egress gate, handed over ready by the host with the
+//!    request (the way wasmtime-wasi-http is handed its hooks), when the
+//!    plugin has HTTP grants; without one every HTTP request of the call is
+//!    denied.
 //! 3. A fresh `Store` holding the call's [`StoreData`] (memory limiter,
 //!    bounded resource table, log buffer, both HTTP interfaces pointed at
 //!    the gate), then its fuel and epoch deadline.
@@ -29,9 +31,10 @@
 //!    (never from message text) as a [`Response`] or a [`Failure`], with a
 //!    core dump when the guest trapped and the host captures them.
 //! 6. The gate closes and the store is dropped, so nothing survives to the
-//!    next call and a trap killed only this instance; stdio, logs and
-//!    egress records are gathered into a [`Run`], scrubbed once more if the
-//!    call fetched a secret value the host did not know at load.
+//!    next call and a trap killed only this instance; stdio and logs are
+//!    gathered into a [`Run`], scrubbed once more if the call fetched a
+//!    secret value the host did not know at load. The egress records stay
+//!    with the gate, whose owner (the host) reads them.
 //!
 //! Time is bounded three ways: fuel for CPU, an epoch deadline that
 //! interrupts running guest code (yielding to the executor every tick so one
@@ -66,7 +69,7 @@ pub(crate) use core_dump::CoreDumps;
 pub(crate) use linker::needs_http_grant;
 pub use log::{LogLevel, LogRecord};
 pub(crate) use run::Run;
-pub(crate) use run::{CallGrants, Failure, Request, Response};
+pub(crate) use run::{Failure, Request, Response};
 pub use stdio::Captured;
 pub(crate) use store::StoreData;
 

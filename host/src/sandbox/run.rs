@@ -1,8 +1,7 @@
 //! One call in the sandbox, from a fresh store to the collected [`Run`].
 //!
 //! [`Sandbox::run`] reads as the steps listed in `mod.rs`, each a function
-//! here: [`wasi_ctx`] (the call's WASI context), [`Sandbox::call_egress`]
-//! (its gate), [`Sandbox::new_store`] and [`bound`] (the store, its fuel and
+//! here: [`wasi_ctx`] (the call's WASI context), [`Sandbox::new_store`] and [`bound`] (the store, its fuel and
 //! deadline), [`call_with_deadline`] (instantiate and call, racing
 //! cancellation, the gate and the clock), [`settle`] with [`classify`] (the
 //! typed outcome), and [`Collector::finish`] (what the call leaves behind).
@@ -12,7 +11,7 @@
 use super::stdio::{CappedPipe, Captured};
 use super::store::StoreData;
 use super::{LogRecord, PluginPre, Sandbox, WitToolError, WitToolSpec};
-use crate::egress::{CallEgress, CallFacts, EgressRecord, Network, PluginGrants, Suspicious};
+use crate::egress::{CallEgress, Suspicious};
 use crate::error::{Error, Limit, ToolError};
 use crate::policy::{DirMode, Limits, PluginPolicy, caps};
 use crate::secrets::Scrubber;
@@ -26,28 +25,17 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 /// How often the engine's epoch advances: the granularity of deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// What one call may reach and attach, and who is calling, borrowed from
-/// the host.
-#[derive(Clone, Copy)]
-pub(crate) struct CallGrants<'a> {
-    pub(crate) grants: &'a PluginGrants,
-    pub(crate) call_id: u64,
-    pub(crate) caller: Option<&'a str>,
-}
-
 /// What the sandbox is asked to run.
 pub(crate) enum Request<'a> {
     /// `list-tools`, run without any grants.
     ListTools,
-    /// `call(name, arguments)`, with the host's network (resolver, TLS roots) and the call's
-    /// denial budget for the egress gate.
+    /// `call(name, arguments)`, with the call's egress gate, prepared by
+    /// the host (`None` for a plugin without HTTP grants: every request of
+    /// the call is then denied).
     Call {
         tool: &'a str,
         arguments: &'a str,
-        network: &'a Network,
-        max_denials: u32,
-        /// What the call may reach and attach, and who is calling.
-        grants: CallGrants<'a>,
+        egress: Option<Arc<CallEgress>>,
     },
 }
 
@@ -126,14 +114,9 @@ pub(crate) struct Run {
     pub(crate) stderr: Captured,
     pub(crate) logs: Vec<LogRecord>,
     pub(crate) logs_dropped: u64,
-    /// Every outbound request attempted, allowed or not.
-    pub(crate) egress: Vec<EgressRecord>,
     /// A standard WebAssembly core dump of the store, when the guest
     /// trapped and the host captures them.
     pub(crate) core_dump: Option<Vec<u8>>,
-    /// The call's scrubber when a secret source gave out a value the host
-    /// did not know at load (a rotated or per-caller token).
-    pub(crate) scrubber: Option<Arc<Scrubber>>,
     pub(crate) fuel_used: u64,
     pub(crate) duration: Duration,
 }
@@ -190,7 +173,10 @@ impl Sandbox {
         };
         let deadline = started + limits.timeout;
         let plugin: Arc<str> = Arc::from(policy.name.as_str());
-        let egress = self.call_egress(&request, &plugin, limits, deadline);
+        let egress = match &request {
+            Request::Call { egress, .. } => egress.clone(),
+            Request::ListTools => None,
+        };
         let stopped = egress.as_ref().map(|e| e.stopped().0.clone());
         let mut store = self.new_store(wasi, plugin, egress, limits);
         if let Err(e) = bound(&mut store, limits.fuel, deadline) {
@@ -199,40 +185,6 @@ impl Sandbox {
         let outcome = call_with_deadline(pre, &mut store, request, cancel, stopped, deadline).await;
         let (result, core_dump) = settle(outcome, &mut store, policy);
         collector.finish(result, Some(store), core_dump)
-    }
-
-    /// The call's egress gate: only for a tool call whose plugin has HTTP
-    /// grants. Without one, every request of the call is denied.
-    fn call_egress(
-        &self,
-        request: &Request<'_>,
-        plugin: &Arc<str>,
-        limits: Limits,
-        deadline: Instant,
-    ) -> Option<Arc<CallEgress>> {
-        match request {
-            Request::Call {
-                tool,
-                network,
-                max_denials,
-                grants,
-                ..
-            } if !grants.grants.http.is_empty() => Some(Arc::new(CallEgress::new(
-                Arc::clone(plugin),
-                limits,
-                (*network).clone(),
-                deadline.into(),
-                *max_denials,
-                CallFacts {
-                    grants: grants.grants.clone(),
-                    scrubber: Arc::clone(&self.scrubber),
-                    tool: (*tool).to_string(),
-                    call_id: grants.call_id,
-                    caller: grants.caller.map(str::to_string),
-                },
-            ))),
-            _ => None,
-        }
     }
 
     /// A fresh store for one call, its memory bounded by the limiter.
@@ -512,12 +464,7 @@ impl Collector<'_> {
             stderr,
             logs,
             logs_dropped,
-            egress: egress
-                .as_deref()
-                .map(CallEgress::take_records)
-                .unwrap_or_default(),
             core_dump,
-            scrubber,
             fuel_used: self.limits.fuel.saturating_sub(fuel_left),
             duration: self.started.elapsed(),
         }

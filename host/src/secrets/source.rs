@@ -66,7 +66,7 @@ pub type SecretFuture<'a> = Pin<Box<dyn Future<Output = Result<Secret, String>> 
 /// rotation and per-caller credentials need nothing more.
 ///
 /// `env:VAR` ([`EnvSource`]) and `file:PATH` ([`FileSource`]) are built in;
-/// configure your own with [`SecretConfig::new`].
+/// configure your own with [`SecretConfig::new`](crate::SecretConfig::new).
 pub trait SecretSource: Send + Sync + 'static {
     /// The value, synchronously. The default says the source has none.
     ///
