@@ -3,6 +3,7 @@
 //! of each attempt kept for the audit log. Plain data, shared by both HTTP
 //! interfaces (`portcullis:tool/http` and `wasi:http`) and the gate.
 
+use crate::audit::AuditEvent;
 use std::time::Duration;
 
 /// A request as the plugin sent it.
@@ -89,6 +90,24 @@ pub(crate) struct EgressRecord {
     pub(crate) reason: Option<String>,
     /// The secret the request named, if any.
     pub(crate) secret: Option<String>,
+}
+
+impl EgressRecord {
+    /// The audit log's `egress` record of this attempt, made by call
+    /// `call_id` of `tool` (`plugin.tool`).
+    pub(crate) fn event(&self, call_id: u64, tool: &str) -> AuditEvent {
+        AuditEvent::Egress {
+            call_id,
+            tool: tool.to_string(),
+            method: self.method.clone(),
+            destination: self.destination.clone(),
+            allowed: self.allowed,
+            status: self.status,
+            bytes: self.bytes,
+            reason: self.reason.clone(),
+            secret: self.secret.clone(),
+        }
+    }
 }
 
 /// A record of a request that has not passed (or did not pass) the gate:

@@ -11,7 +11,7 @@ use crate::egress::{CallEgress, CallFacts, EgressRecord};
 use crate::error::Error;
 use crate::hash::sha256_hex;
 use crate::provenance::{self, InjectionFlag, Provenance, Trust};
-use crate::sandbox::{Captured, Failure, LogRecord, Request, Response, Run};
+use crate::sandbox::{Captured, Failure, Invocation, LogRecord, Returned, Run};
 use crate::secrets::Scrubber;
 use serde_json::Value;
 use std::sync::Arc;
@@ -245,7 +245,7 @@ impl Host {
             .run(
                 &plugin.pre,
                 &plugin.policy,
-                Request::Call {
+                Invocation::Call {
                     tool: &def.name,
                     arguments: call.arguments,
                     egress: egress.clone(),
@@ -293,7 +293,7 @@ impl Host {
         } = run;
         let tool = call.tool.to_string();
         let result = match result {
-            Ok(Response::Output(text)) => {
+            Ok(Returned::Output(text)) => {
                 stats.output_bytes = Some(text.len());
                 self.checked_output(call, &text, &scrubber)
                     .map(|(value, flags)| ToolOutput {
@@ -319,11 +319,11 @@ impl Host {
                         scrubber: Arc::clone(&scrubber),
                     })
             }
-            Ok(Response::ToolError(e)) => Err(Error::Tool {
+            Ok(Returned::ToolError(e)) => Err(Error::Tool {
                 tool,
                 error: e.into(),
             }),
-            Ok(Response::Tools(_)) => Err(Error::Internal(format!(
+            Ok(Returned::Tools(_)) => Err(Error::Internal(format!(
                 "`{tool}`: the sandbox returned a tool list for a call"
             ))),
             Err(failure) => Err(failure.into_error(tool, &dumped)),
@@ -402,17 +402,7 @@ impl Host {
         let inner = &*self.inner;
         let mut suspicious = false;
         for record in records {
-            inner.audit.record(AuditEvent::Egress {
-                call_id: call.call_id,
-                tool: call.tool.to_string(),
-                method: record.method.clone(),
-                destination: record.destination.clone(),
-                allowed: record.allowed,
-                status: record.status,
-                bytes: record.bytes,
-                reason: record.reason.clone(),
-                secret: record.secret.clone(),
-            })?;
+            inner.audit.record(record.event(call.call_id, call.tool))?;
             if record.denied
                 && let Some(reason) = &record.reason
                 && !suspicious

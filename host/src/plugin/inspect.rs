@@ -5,7 +5,7 @@ use super::{check_tools, tool_list_sha256};
 use crate::error::Error;
 use crate::hash::sha256_hex;
 use crate::policy::{self, Effect, PluginPolicy};
-use crate::sandbox::{Request, Response, Sandbox};
+use crate::sandbox::{Invocation, Returned, Sandbox};
 use tokio_util::sync::CancellationToken;
 
 /// What a component declares, read without a manifest: see [`inspect`].
@@ -118,10 +118,15 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
             Err(reason) => Err(format!("not a portcullis plugin: {reason}")),
             Ok(pre) => {
                 let run = sandbox
-                    .run(&pre, &policy, Request::ListTools, &CancellationToken::new())
+                    .run(
+                        &pre,
+                        &policy,
+                        Invocation::ListTools,
+                        &CancellationToken::new(),
+                    )
                     .await;
                 match run.result {
-                    Ok(Response::Tools(specs)) => {
+                    Ok(Returned::Tools(specs)) => {
                         tool_list = Some(tool_list_sha256(&specs));
                         check_tools(&name, specs)
                             .map(|defs| {

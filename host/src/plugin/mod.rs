@@ -13,7 +13,7 @@ use crate::arguments::Schema;
 use crate::error::Error;
 use crate::hash::sha256_hex;
 use crate::policy::{self, Effect, PluginPolicy};
-use crate::sandbox::{PluginPre, Request, Response, Sandbox, StoreData, WitEffect};
+use crate::sandbox::{Invocation, PluginPre, Returned, Sandbox, StoreData, WitEffect};
 use crate::text::sanitize_text;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -122,10 +122,15 @@ impl LoadedPlugin {
             })?;
 
         let run = sandbox
-            .run(&pre, &policy, Request::ListTools, &CancellationToken::new())
+            .run(
+                &pre,
+                &policy,
+                Invocation::ListTools,
+                &CancellationToken::new(),
+            )
             .await;
         let specs = match run.result {
-            Ok(Response::Tools(specs)) => specs,
+            Ok(Returned::Tools(specs)) => specs,
             Ok(_) => {
                 return Err(Error::Internal(format!(
                     "plugin `{name}`: `list-tools` produced a call response"

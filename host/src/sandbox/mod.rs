@@ -28,7 +28,7 @@
 //!    `portcullis:tool/http` and `wasi:http` through the gate,
 //!    `portcullis:tool/log` into the store.
 //! 5. The outcome, typed from trap codes and the limiter's own record
-//!    (never from message text) as a [`Response`] or a [`Failure`], with a
+//!    (never from message text) as a [`Returned`] or a [`Failure`], with a
 //!    core dump when the guest trapped and the host captures them.
 //! 6. The gate closes and the store is dropped, so nothing survives to the
 //!    next call and a trap killed only this instance; stdio and logs are
@@ -69,7 +69,7 @@ pub(crate) use core_dump::CoreDumps;
 pub(crate) use linker::needs_http_grant;
 pub use log::{LogLevel, LogRecord};
 pub(crate) use run::Run;
-pub(crate) use run::{Failure, Request, Response};
+pub(crate) use run::{Failure, Invocation, Returned};
 pub use stdio::Captured;
 pub(crate) use store::StoreData;
 

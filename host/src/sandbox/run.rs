@@ -26,7 +26,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// What the sandbox is asked to run.
-pub(crate) enum Request<'a> {
+pub(crate) enum Invocation<'a> {
     /// `list-tools`, run without any grants.
     ListTools,
     /// `call(name, arguments)`, with the call's egress gate, prepared by
@@ -40,7 +40,7 @@ pub(crate) enum Request<'a> {
 }
 
 /// What a completed guest function returned.
-pub(crate) enum Response {
+pub(crate) enum Returned {
     Tools(Vec<WitToolSpec>),
     Output(String),
     ToolError(WitToolError),
@@ -109,7 +109,7 @@ impl Failure {
 
 /// Everything a run produced, whether or not it completed.
 pub(crate) struct Run {
-    pub(crate) result: Result<Response, Failure>,
+    pub(crate) result: Result<Returned, Failure>,
     pub(crate) stdout: Captured,
     pub(crate) stderr: Captured,
     pub(crate) logs: Vec<LogRecord>,
@@ -154,7 +154,7 @@ impl Sandbox {
         &self,
         pre: &PluginPre<StoreData>,
         policy: &PluginPolicy,
-        request: Request<'_>,
+        request: Invocation<'_>,
         cancel: &CancellationToken,
     ) -> Run {
         let started = Instant::now();
@@ -166,7 +166,7 @@ impl Sandbox {
             stderr: CappedPipe::new(limits.stdio, &self.scrubber),
             scrubber: &self.scrubber,
         };
-        let grants = matches!(request, Request::Call { .. });
+        let grants = matches!(request, Invocation::Call { .. });
         let wasi = match wasi_ctx(policy, grants, &collector.stdout, &collector.stderr) {
             Ok(wasi) => wasi,
             Err(e) => return collector.finish(Err(Failure::Setup(e)), None, None),
@@ -174,8 +174,8 @@ impl Sandbox {
         let deadline = started + limits.timeout;
         let plugin: Arc<str> = Arc::from(policy.name.as_str());
         let egress = match &request {
-            Request::Call { egress, .. } => egress.clone(),
-            Request::ListTools => None,
+            Invocation::Call { egress, .. } => egress.clone(),
+            Invocation::ListTools => None,
         };
         let stopped = egress.as_ref().map(|e| e.stopped().0.clone());
         let mut store = self.new_store(wasi, plugin, egress, limits);
@@ -226,7 +226,7 @@ fn bound(store: &mut Store<StoreData>, fuel: u64, deadline: Instant) -> wasmtime
 
 /// How the guest's part of a call ended.
 enum Interrupted {
-    No(Response),
+    No(Returned),
     Trap(wasmtime::Error),
     Deadline,
     Cancelled,
@@ -239,7 +239,7 @@ enum Interrupted {
 async fn call_with_deadline(
     pre: &PluginPre<StoreData>,
     store: &mut Store<StoreData>,
-    request: Request<'_>,
+    request: Invocation<'_>,
     cancel: &CancellationToken,
     stopped: Option<CancellationToken>,
     deadline: Instant,
@@ -269,13 +269,13 @@ async fn call_with_deadline(
 async fn instantiate_and_call(
     pre: &PluginPre<StoreData>,
     store: &mut Store<StoreData>,
-    request: Request<'_>,
-) -> wasmtime::Result<Response> {
+    request: Invocation<'_>,
+) -> wasmtime::Result<Returned> {
     let plugin = pre.instantiate_async(&mut *store).await?;
     let tool = plugin.portcullis_tool_tool();
     match request {
-        Request::ListTools => tool.call_list_tools(&mut *store).await.map(Response::Tools),
-        Request::Call {
+        Invocation::ListTools => tool.call_list_tools(&mut *store).await.map(Returned::Tools),
+        Invocation::Call {
             tool: name,
             arguments,
             ..
@@ -283,8 +283,8 @@ async fn instantiate_and_call(
             .call_call(&mut *store, name, arguments)
             .await
             .map(|r| match r {
-                Ok(output) => Response::Output(output),
-                Err(e) => Response::ToolError(e),
+                Ok(output) => Returned::Output(output),
+                Err(e) => Returned::ToolError(e),
             }),
     }
 }
@@ -295,11 +295,11 @@ fn settle(
     outcome: Interrupted,
     store: &mut Store<StoreData>,
     policy: &PluginPolicy,
-) -> (Result<Response, Failure>, Option<Vec<u8>>) {
+) -> (Result<Returned, Failure>, Option<Vec<u8>>) {
     let limits = &policy.limits;
     let mut core_dump = None;
     let result = match outcome {
-        Interrupted::No(Response::Output(output)) if output.len() as u64 > limits.output => {
+        Interrupted::No(Returned::Output(output)) if output.len() as u64 > limits.output => {
             Err(Failure::Limit(
                 Limit::Output,
                 format!(
@@ -425,7 +425,7 @@ impl Collector<'_> {
     /// fetched that the host did not know at load.
     fn finish(
         self,
-        result: Result<Response, Failure>,
+        result: Result<Returned, Failure>,
         store: Option<Store<StoreData>>,
         core_dump: Option<Vec<u8>>,
     ) -> Run {
