@@ -477,8 +477,8 @@ fn close(mut store: Store<StoreData>) -> Leftovers {
     let fuel_left = store.get_fuel().unwrap_or(0);
     let data = store.data_mut();
     let leftovers = Leftovers {
-        logs: std::mem::take(&mut data.logs),
-        logs_dropped: data.logs_dropped,
+        logs: std::mem::take(&mut data.logs.records),
+        logs_dropped: data.logs.dropped,
         egress: data.egress.clone(),
         fuel_left,
     };

@@ -7,8 +7,9 @@
 //! pointed at the call's egress gate. The host functions that read and fill
 //! it live beside their interfaces: `http.rs`, `log.rs`, `wasi_http.rs`.
 
+use super::bindings::portcullis::tool::log::{Host as LogHost, Level};
 use super::limits::Limiter;
-use super::log::LogRecord;
+use super::log::Logs;
 use super::wasi_http;
 use crate::egress::CallEgress;
 use crate::policy::caps;
@@ -24,8 +25,7 @@ pub(crate) struct StoreData {
     pub(super) wasi: WasiCtx,
     table: ResourceTable,
     pub(super) limiter: Limiter,
-    pub(super) logs: Vec<LogRecord>,
-    pub(super) logs_dropped: u64,
+    pub(super) logs: Logs,
     pub(super) plugin: Arc<str>,
     pub(super) scrubber: Arc<Scrubber>,
     /// The call's egress gate; `None` without HTTP grants (and while
@@ -53,8 +53,7 @@ impl StoreData {
             wasi,
             table,
             limiter: Limiter::new(memory),
-            logs: Vec::new(),
-            logs_dropped: 0,
+            logs: Logs::default(),
             plugin,
             scrubber,
             http: {
@@ -86,5 +85,12 @@ impl WasiHttpView for StoreData {
             table: &mut self.table,
             hooks: &mut self.http_hooks,
         }
+    }
+}
+
+/// `portcullis:tool/log`: kept in the store's [`Logs`].
+impl LogHost for StoreData {
+    fn log(&mut self, level: Level, message: String) {
+        self.logs.push(level, message, &self.plugin, &self.scrubber);
     }
 }
