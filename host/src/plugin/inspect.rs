@@ -5,8 +5,7 @@ use super::{check_tools, tool_list_sha256};
 use crate::error::Error;
 use crate::hash::sha256_hex;
 use crate::policy::{self, Effect, PluginPolicy};
-use crate::sandbox::{Invocation, Returned, Sandbox};
-use tokio_util::sync::CancellationToken;
+use crate::sandbox::Sandbox;
 
 /// What a component declares, read without a manifest: see [`inspect`].
 #[derive(Debug, Clone)]
@@ -116,37 +115,23 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
         };
         match sandbox.prepare(&component) {
             Err(reason) => Err(format!("not a portcullis plugin: {reason}")),
-            Ok(pre) => {
-                let run = sandbox
-                    .run(
-                        &pre,
-                        &policy,
-                        Invocation::ListTools,
-                        &CancellationToken::new(),
-                    )
-                    .await;
-                match run.result {
-                    Ok(Returned::Tools(specs)) => {
-                        tool_list = Some(tool_list_sha256(&specs));
-                        check_tools(&name, specs)
-                            .map(|defs| {
-                                defs.into_iter()
-                                    .map(|d| InspectedTool {
-                                        name: d.name,
-                                        title: d.title,
-                                        description: d.description,
-                                        input_schema: d.input_schema,
-                                        output_schema: d.output_schema,
-                                        effect: d.effect,
-                                    })
-                                    .collect()
+            Ok(pre) => sandbox.list_tools(&pre, &policy).await.and_then(|specs| {
+                tool_list = Some(tool_list_sha256(&specs));
+                check_tools(&name, specs)
+                    .map(|defs| {
+                        defs.into_iter()
+                            .map(|d| InspectedTool {
+                                name: d.name,
+                                title: d.title,
+                                description: d.description,
+                                input_schema: d.input_schema,
+                                output_schema: d.output_schema,
+                                effect: d.effect,
                             })
-                            .map_err(|e| e.to_string())
-                    }
-                    Ok(_) => Err("`list-tools` produced a call response".into()),
-                    Err(failure) => Err(format!("`list-tools` failed: {failure}")),
-                }
-            }
+                            .collect()
+                    })
+                    .map_err(|e| e.to_string())
+            }),
         }
     } else {
         Err(format!(

@@ -13,10 +13,9 @@ use crate::arguments::Schema;
 use crate::error::Error;
 use crate::hash::sha256_hex;
 use crate::policy::{self, Effect, PluginPolicy};
-use crate::sandbox::{Invocation, PluginPre, Returned, Sandbox, StoreData, WitEffect};
+use crate::sandbox::{PluginPre, Sandbox, StoreData, WitEffect};
 use crate::text::sanitize_text;
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 /// Longest tool description the host accepts from a plugin.
 const MAX_DESCRIPTION_BYTES: usize = 8 * 1024;
@@ -121,28 +120,14 @@ impl LoadedPlugin {
                 reason,
             })?;
 
-        let run = sandbox
-            .run(
-                &pre,
-                &policy,
-                Invocation::ListTools,
-                &CancellationToken::new(),
-            )
-            .await;
-        let specs = match run.result {
-            Ok(Returned::Tools(specs)) => specs,
-            Ok(_) => {
-                return Err(Error::Internal(format!(
-                    "plugin `{name}`: `list-tools` produced a call response"
-                )));
-            }
-            Err(failure) => {
-                return Err(Error::InvalidPlugin {
-                    plugin: name,
-                    reason: format!("`list-tools` failed: {failure}"),
-                });
-            }
-        };
+        let specs =
+            sandbox
+                .list_tools(&pre, &policy)
+                .await
+                .map_err(|reason| Error::InvalidPlugin {
+                    plugin: name.clone(),
+                    reason,
+                })?;
         let tool_list_sha256 = tool_list_sha256(&specs);
         let tools = check_tools(&name, specs)?;
         Ok(LoadedPlugin {

@@ -187,6 +187,28 @@ impl Sandbox {
         collector.finish(result, Some(store), core_dump)
     }
 
+    /// Runs `list-tools` in a fresh instance with no grants: the tool list
+    /// as the plugin declares it, or why it could not be read.
+    pub(crate) async fn list_tools(
+        &self,
+        pre: &PluginPre<StoreData>,
+        policy: &PluginPolicy,
+    ) -> Result<Vec<WitToolSpec>, String> {
+        let run = self
+            .run(
+                pre,
+                policy,
+                Invocation::ListTools,
+                &CancellationToken::new(),
+            )
+            .await;
+        match run.result {
+            Ok(Returned::Tools(specs)) => Ok(specs),
+            Ok(_) => Err("`list-tools` produced a call response".into()),
+            Err(failure) => Err(format!("`list-tools` failed: {failure}")),
+        }
+    }
+
     /// A fresh store for one call, its memory bounded by the limiter.
     fn new_store(
         &self,
