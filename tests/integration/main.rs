@@ -11,6 +11,7 @@ mod egress;
 mod egress_limits;
 mod egress_secrets;
 mod escapes;
+mod grants;
 mod imports;
 mod isolation;
 mod limits;

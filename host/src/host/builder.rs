@@ -10,7 +10,7 @@ use crate::egress::{Network, Resolver, SystemResolver, Tls};
 use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::plugin::CompileCache;
-use crate::policy::{self, PluginConfig, PluginPolicy};
+use crate::policy::{self, PluginConfig, PluginPolicy, reach};
 use crate::sandbox::CoreDumps;
 use crate::secrets::{self, Scrubber, SecretConfig, SecretPolicy};
 use std::path::{Path, PathBuf};
@@ -213,15 +213,34 @@ impl HostBuilder {
             }
             secret_policies.push(secret);
         }
+        let entry = audit_entry.unwrap_or_default();
+        let audit_path = match (&self.audit, &entry.path) {
+            (None, Some(file)) => Some(crate::fs::folder_of(&origin).join(file)),
+            _ => None,
+        };
+        let state = reach::HostState {
+            manifest: self.manifest.clone(),
+            cache: self.cache_dir.clone(),
+            audit: audit_path.clone(),
+            core_dumps: self.core_dumps.clone(),
+            secret_files: secret_policies
+                .iter()
+                .filter_map(|s| {
+                    let from = s.source.describe();
+                    let file = from.strip_prefix("file:")?;
+                    Some((s.name.clone(), PathBuf::from(file)))
+                })
+                .collect(),
+        };
+        reach::check(&policies, &state)
+            .map_err(|(message, hint)| Error::manifest(&origin, message).with_hint(hint))?;
         let scrubber = Arc::new(secrets::load(&secret_policies, &origin).await?);
         for policy in &policies {
             check_secrets(policy, &secret_policies, &scrubber, &origin)?;
         }
-        let entry = audit_entry.unwrap_or_default();
-        let sink = match (self.audit, &entry.path) {
+        let sink = match (self.audit, audit_path) {
             (Some(sink), _) => Some(sink),
-            (None, Some(file)) => {
-                let path = crate::fs::folder_of(&origin).join(file);
+            (None, Some(path)) => {
                 let sink = FileSink::open(&path).map_err(|e| {
                     Error::manifest(
                         &origin,

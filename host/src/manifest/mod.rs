@@ -387,6 +387,10 @@ pub struct DirEntry {
     /// `read-only` (default) or `read-write`.
     #[serde(default)]
     pub mode: DirMode,
+    /// Why a dangerous folder (`/`, the home folder, `/etc`, `/proc`,
+    /// `/sys`, `/dev`, `/run`, `/boot`) is granted anyway; without it such
+    /// a grant is refused.
+    pub unsafe_allow: Option<String>,
 }
 
 /// Access mode of a directory grant.

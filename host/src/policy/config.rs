@@ -24,7 +24,7 @@ pub struct PluginConfig {
     name: String,
     source: PathBuf,
     sha256: Option<String>,
-    dirs: Vec<(PathBuf, String, DirMode)>,
+    dirs: Vec<DirSpec>,
     env: Vec<(String, String)>,
     http: Vec<HttpEntry>,
     limits: LimitsEntry,
@@ -99,7 +99,23 @@ impl PluginConfig {
         guest: impl Into<String>,
         mode: DirMode,
     ) -> Self {
-        self.dirs.push((host.into(), guest.into(), mode));
+        self.dirs.push((host.into(), guest.into(), mode, None));
+        self
+    }
+
+    /// Grants a dangerous folder (`/`, the home folder, `/etc`, `/proc`,
+    /// ...), which [`dir`](Self::dir) refuses, saying `why` (shown by
+    /// `portcullis check` as a warning). The host's own state stays out
+    /// of reach regardless.
+    pub fn unsafe_dir(
+        mut self,
+        host: impl Into<PathBuf>,
+        guest: impl Into<String>,
+        mode: DirMode,
+        why: impl Into<String>,
+    ) -> Self {
+        self.dirs
+            .push((host.into(), guest.into(), mode, Some(why.into())));
         self
     }
 
@@ -167,6 +183,9 @@ impl PluginConfig {
     }
 }
 
+/// A directory grant as configured: host, guest, mode, `unsafe_allow`.
+type DirSpec = (PathBuf, String, DirMode, Option<String>);
+
 /// What a validation step found wrong: the message and, when the user can
 /// act, a hint. The caller adds the manifest's path.
 type Invalid = (String, Option<&'static str>);
@@ -201,13 +220,23 @@ fn pin(name: &str, sha256: Option<String>) -> Result<String, Invalid> {
 
 /// Directory grants: existing directories, canonical, at plain guest paths
 /// that do not overlap.
-fn dirs(
-    name: &str,
-    base: &Path,
-    entries: Vec<(PathBuf, String, DirMode)>,
-) -> Result<Vec<DirGrant>, Invalid> {
+fn dirs(name: &str, base: &Path, entries: Vec<DirSpec>) -> Result<Vec<DirGrant>, Invalid> {
     let mut dirs: Vec<DirGrant> = Vec::new();
-    for (host, guest, mode) in entries {
+    for (host, guest, mode, unsafe_allow) in entries {
+        if unsafe_allow
+            .as_deref()
+            .is_some_and(|why| why.trim().is_empty())
+        {
+            return Err((
+                format!(
+                    "plugin `{name}`: `dirs` entry `{}`: `unsafe_allow` is empty",
+                    host.display()
+                ),
+                Some(
+                    "say why the folder must be granted, e.g. `unsafe_allow = \"reads /proc/cpuinfo\"`",
+                ),
+            ));
+        }
         let joined = resolve(base, &host);
         let canonical = std::fs::canonicalize(&joined).map_err(|e| {
             (
@@ -244,6 +273,7 @@ fn dirs(
             host: canonical,
             guest,
             mode,
+            unsafe_allow,
         });
     }
     Ok(dirs)
@@ -356,7 +386,7 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
                 dirs: entry
                     .dirs
                     .iter()
-                    .map(|d| (d.host.clone(), d.guest.clone(), d.mode))
+                    .map(|d| (d.host.clone(), d.guest.clone(), d.mode, d.unsafe_allow.clone()))
                     .collect(),
                 env: entry.env.clone().into_iter().collect(),
                 http: entry.http.clone(),

@@ -24,12 +24,14 @@
 //!
 //! Files: `limits` (limits and fixed caps), `config` (validation),
 //! `approval` (effects, approval settings and rules), `allowlist` (the
-//! egress allowlist's grammar).
+//! egress allowlist's grammar), `reach` (what grants may reach, checked
+//! across all plugins: the host's own state, dangerous folders, aliasing).
 
 pub(crate) mod allowlist;
 mod approval;
 mod config;
 mod limits;
+pub(crate) mod reach;
 
 pub use allowlist::HttpRule;
 pub(crate) use approval::approval_settings;
@@ -51,6 +53,9 @@ pub struct DirGrant {
     pub guest: String,
     /// Read-only or read-write.
     pub mode: DirMode,
+    /// Why a dangerous folder (`/`, the home folder, `/etc`, `/proc`, ...)
+    /// is granted anyway: without it such a grant is refused.
+    pub unsafe_allow: Option<String>,
 }
 
 /// Everything a plugin may do, validated.
