@@ -82,9 +82,12 @@ impl HostBuilder {
     /// Keeps compiled plugins in `dir`, keyed by the sha256 of their pinned
     /// bytes and the engine's settings, so that later hosts load them
     /// instead of compiling again (default: no cache). The directory is
-    /// created private; one that other users can write is not used (a
-    /// warning says so), since compiled code from it would run in the
-    /// host. Entries are checksummed; a bad entry is recompiled.
+    /// created private; one that is a symlink, belongs to another user or
+    /// that other users can write is not used (a warning says so), since
+    /// compiled code from it would run in the host. Entries are
+    /// authenticated with an HMAC under a key kept in `dir` (created 0600);
+    /// a bad or planted entry is recompiled. No directory grant may contain
+    /// `dir` or lie inside it.
     pub fn compile_cache(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
         self
