@@ -244,3 +244,29 @@ fn check_warns_about_a_dangerous_folder_granted_with_unsafe_allow() {
         "{out}"
     );
 }
+
+#[test]
+fn check_warns_about_a_secret_of_fewer_than_16_bytes() {
+    let dir = project("");
+    let hash = run_in(dir.path(), &["hash", "files.wasm"]);
+    let sha = hash
+        .split_whitespace()
+        .find(|w| w.len() == 64)
+        .expect("a hash");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        SECRET_MANIFEST.replace(PIN, sha).replace(
+            "secrets = [",
+            "http = [\"https://api.example.com\"]\nsecrets = [",
+        ),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("api.token"), "abcdef123456\n").expect("write");
+    let out = run_in(dir.path(), &["check", "portcullis.toml"]);
+    assert!(out.contains("exit: Some(0)"), "{out}");
+    assert!(
+        out.contains("secret `api`") && out.contains("only 12 bytes"),
+        "{out}"
+    );
+    assert!(!out.contains("abcdef123456"), "{out}");
+}

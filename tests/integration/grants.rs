@@ -263,3 +263,39 @@ async fn aliased_grants_are_refused_when_either_writes() {
         .await
         .expect("read-only aliases load");
 }
+
+fn api_secret(dir: &Path, destination: &str) -> portcullis::SecretConfig {
+    std::fs::write(dir.join("api.token"), "an-api-token-value-long").expect("write");
+    portcullis::SecretConfig::file("api", dir.join("api.token"))
+        .destination(portcullis::manifest::DestinationEntry::url(destination))
+        .inject(portcullis::manifest::InjectEntry::header(
+            "Authorization",
+            "Bearer {}",
+        ))
+}
+
+#[tokio::test]
+async fn a_secret_destination_the_allowlist_never_reaches_is_refused() {
+    // Reproduction 4: a destination outside the plugin's allowlist was
+    // accepted silently.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fetcher = || files().http("https://api.example.com/v1/").secret("api");
+    let why = refused(
+        Host::builder()
+            .secret(api_secret(dir.path(), "https://api.exmaple.com"))
+            .plugin(fetcher()),
+    )
+    .await;
+    assert!(
+        why.contains("destination `https://api.exmaple.com:443`")
+            && why.contains("outside the `http` allowlist of plugin `files`"),
+        "{why}"
+    );
+    // A destination the allowlist reaches (here: a wider prefix) loads.
+    Host::builder()
+        .secret(api_secret(dir.path(), "https://api.example.com"))
+        .plugin(fetcher())
+        .build()
+        .await
+        .expect("a reachable destination loads");
+}

@@ -241,6 +241,7 @@ impl HostBuilder {
         for policy in &policies {
             check_secrets(policy, &secret_policies, &scrubber, &origin)?;
         }
+        check_destinations(&policies, &secret_policies, &origin)?;
         let sink = match (self.audit, audit_path) {
             (Some(sink), _) => Some(sink),
             (None, Some(path)) => {
@@ -360,6 +361,44 @@ fn check_secrets(
             .with_hint(format!(
                 "the plugin can read its environment; remove the value from `env` and list the secret in `secrets = [\"{secret}\"]` so the host attaches it for the plugin"
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Every destination of a secret is one that a plugin naming the secret
+/// could send a request to: a destination outside every such allowlist
+/// is a typo or a mistake, never a working binding.
+fn check_destinations(
+    policies: &[PluginPolicy],
+    secrets: &[SecretPolicy],
+    origin: &Path,
+) -> Result<(), Error> {
+    for secret in secrets {
+        let users: Vec<&PluginPolicy> = policies
+            .iter()
+            .filter(|p| p.secrets.contains(&secret.name))
+            .collect();
+        if users.is_empty() {
+            continue;
+        }
+        for destination in &secret.destinations {
+            if !users.iter().any(|p| destination.reachable_by(&p.http)) {
+                let names: Vec<&str> = users.iter().map(|p| p.name.as_str()).collect();
+                return Err(Error::manifest(
+                    origin,
+                    format!(
+                        "secret `{}`: destination `{destination}` is outside the `http` allowlist of {}: the secret could never be sent there",
+                        secret.name,
+                        names
+                            .iter()
+                            .map(|n| format!("plugin `{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .with_hint("fix the destination (a typo?), or add it to the plugin's `http` list"));
+            }
         }
     }
     Ok(())
