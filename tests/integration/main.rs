@@ -24,4 +24,5 @@ mod plugin_issues;
 mod plugin_json;
 mod secrets;
 mod tls;
+mod tool_pins;
 mod wasi_http;

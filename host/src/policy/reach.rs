@@ -266,6 +266,8 @@ mod tests {
             name: name.into(),
             source: PathBuf::from("/nonexistent/p.wasm"),
             sha256: "0".repeat(64),
+            tools_sha256: None,
+            pinned_tools: None,
             dirs: dirs
                 .into_iter()
                 .enumerate()
