@@ -112,6 +112,22 @@ pub enum Error {
         actual: String,
     },
 
+    /// The plugin's tool list (names, descriptions, schemas, effects) no
+    /// longer hashes to its `tools_sha256` pin.
+    #[error(
+        "plugin `{plugin}`: its tool list changed since it was pinned\n  expected: {expected}\n  actual:   {actual}\n{diff}"
+    )]
+    ToolListChanged {
+        /// The plugin's name in the manifest.
+        plugin: String,
+        /// The `tools_sha256` in the manifest.
+        expected: String,
+        /// The sha256 of the tool list the plugin declares now.
+        actual: String,
+        /// What changed, one line per tool or field.
+        diff: String,
+    },
+
     /// The file is not a WebAssembly component wasmtime can compile.
     #[error("plugin `{plugin}`: `{path}` is not a valid WebAssembly component: {reason}")]
     InvalidComponent {
@@ -277,6 +293,10 @@ impl Error {
             ),
             Error::ForbiddenImports { .. } => Some(
                 "plugins may import `portcullis:tool/log` and the WASI 0.2 cli, clocks, filesystem, io and random interfaces; `portcullis:tool/http` and `wasi:http` (types, outgoing-handler) need `http` entries in the plugin's manifest entry; `wasi:sockets` is never granted"
+                    .into(),
+            ),
+            Error::ToolListChanged { .. } => Some(
+                "review the changes; if you trust them, run `portcullis pin --accept-tool-changes MANIFEST`"
                     .into(),
             ),
             Error::InvalidPlugin { .. } => Some(

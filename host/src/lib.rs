@@ -82,7 +82,7 @@ pub use error::{Error, Limit, ToolError};
 pub use formats::{ExportedTools, ToolFormat, ToolNames, export_tools};
 pub use hash::sha256_hex;
 pub use host::{CallContext, Host, HostBuilder, ToolOutput};
-pub use plugin::{ImportStatus, InspectedTool, Inspection, inspect};
+pub use plugin::{ImportStatus, InspectedTool, Inspection, inspect, tool_diff, tool_list_hash};
 pub use policy::{
     ApprovalRule, ApprovalSetting, DirGrant, DirMode, Effect, Grants, HttpRule, Limits,
     PluginConfig, PluginPolicy,

@@ -7,10 +7,12 @@
 mod approvals;
 mod arguments;
 mod audit;
+mod cache;
 mod egress;
 mod egress_limits;
 mod egress_secrets;
 mod escapes;
+mod grants;
 mod imports;
 mod isolation;
 mod limits;
@@ -22,4 +24,5 @@ mod plugin_issues;
 mod plugin_json;
 mod secrets;
 mod tls;
+mod tool_pins;
 mod wasi_http;

@@ -30,6 +30,14 @@ pub(crate) async fn run(host: HostBuilder) -> Result<ExitCode, Failure> {
                 dir.host.display(),
                 dir.guest
             );
+            if let Some(why) = &dir.unsafe_allow {
+                eprintln!(
+                    "warning: plugin `{}` is granted the dangerous folder `{}` ({}): `unsafe_allow = {why:?}`\nhint: grant a narrower folder if you can",
+                    policy.name,
+                    dir.host.display(),
+                    dir.mode.as_str()
+                );
+            }
         }
         if policy.env.is_empty() {
             outln!("  env       none");

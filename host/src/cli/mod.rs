@@ -165,6 +165,7 @@ fn exit_code(e: &Error) -> u8 {
         | Error::Manifest { .. }
         | Error::PluginRead { .. }
         | Error::PinMismatch { .. }
+        | Error::ToolListChanged { .. }
         | Error::InvalidComponent { .. }
         | Error::ForbiddenImports { .. }
         | Error::InvalidPlugin { .. }
@@ -207,7 +208,7 @@ fn cache_dir() -> Option<PathBuf> {
         .or_else(|| var("HOME").map(|h| h.join(".cache").join("portcullis")))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -10,7 +10,7 @@ use crate::egress::{Network, Resolver, SystemResolver, Tls};
 use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::plugin::CompileCache;
-use crate::policy::{self, PluginConfig, PluginPolicy};
+use crate::policy::{self, PluginConfig, PluginPolicy, reach};
 use crate::sandbox::CoreDumps;
 use crate::secrets::{self, Scrubber, SecretConfig, SecretPolicy};
 use std::path::{Path, PathBuf};
@@ -82,9 +82,12 @@ impl HostBuilder {
     /// Keeps compiled plugins in `dir`, keyed by the sha256 of their pinned
     /// bytes and the engine's settings, so that later hosts load them
     /// instead of compiling again (default: no cache). The directory is
-    /// created private; one that other users can write is not used (a
-    /// warning says so), since compiled code from it would run in the
-    /// host. Entries are checksummed; a bad entry is recompiled.
+    /// created private; one that is a symlink, belongs to another user or
+    /// that other users can write is not used (a warning says so), since
+    /// compiled code from it would run in the host. Entries are
+    /// authenticated with an HMAC under a key kept in `dir` (created 0600);
+    /// a bad or planted entry is recompiled. No directory grant may contain
+    /// `dir` or lie inside it.
     pub fn compile_cache(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
         self
@@ -213,15 +216,35 @@ impl HostBuilder {
             }
             secret_policies.push(secret);
         }
+        let entry = audit_entry.unwrap_or_default();
+        let audit_path = match (&self.audit, &entry.path) {
+            (None, Some(file)) => Some(crate::fs::folder_of(&origin).join(file)),
+            _ => None,
+        };
+        let state = reach::HostState {
+            manifest: self.manifest.clone(),
+            cache: self.cache_dir.clone(),
+            audit: audit_path.clone(),
+            core_dumps: self.core_dumps.clone(),
+            secret_files: secret_policies
+                .iter()
+                .filter_map(|s| {
+                    let from = s.source.describe();
+                    let file = from.strip_prefix("file:")?;
+                    Some((s.name.clone(), PathBuf::from(file)))
+                })
+                .collect(),
+        };
+        reach::check(&policies, &state)
+            .map_err(|(message, hint)| Error::manifest(&origin, message).with_hint(hint))?;
         let scrubber = Arc::new(secrets::load(&secret_policies, &origin).await?);
         for policy in &policies {
             check_secrets(policy, &secret_policies, &scrubber, &origin)?;
         }
-        let entry = audit_entry.unwrap_or_default();
-        let sink = match (self.audit, &entry.path) {
+        check_destinations(&policies, &secret_policies, &origin)?;
+        let sink = match (self.audit, audit_path) {
             (Some(sink), _) => Some(sink),
-            (None, Some(file)) => {
-                let path = crate::fs::folder_of(&origin).join(file);
+            (None, Some(path)) => {
                 let sink = FileSink::open(&path).map_err(|e| {
                     Error::manifest(
                         &origin,
@@ -338,6 +361,44 @@ fn check_secrets(
             .with_hint(format!(
                 "the plugin can read its environment; remove the value from `env` and list the secret in `secrets = [\"{secret}\"]` so the host attaches it for the plugin"
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Every destination of a secret is one that a plugin naming the secret
+/// could send a request to: a destination outside every such allowlist
+/// is a typo or a mistake, never a working binding.
+fn check_destinations(
+    policies: &[PluginPolicy],
+    secrets: &[SecretPolicy],
+    origin: &Path,
+) -> Result<(), Error> {
+    for secret in secrets {
+        let users: Vec<&PluginPolicy> = policies
+            .iter()
+            .filter(|p| p.secrets.contains(&secret.name))
+            .collect();
+        if users.is_empty() {
+            continue;
+        }
+        for destination in &secret.destinations {
+            if !users.iter().any(|p| destination.reachable_by(&p.http)) {
+                let names: Vec<&str> = users.iter().map(|p| p.name.as_str()).collect();
+                return Err(Error::manifest(
+                    origin,
+                    format!(
+                        "secret `{}`: destination `{destination}` is outside the `http` allowlist of {}: the secret could never be sent there",
+                        secret.name,
+                        names
+                            .iter()
+                            .map(|n| format!("plugin `{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .with_hint("fix the destination (a typo?), or add it to the plugin's `http` list"));
+            }
         }
     }
     Ok(())

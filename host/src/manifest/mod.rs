@@ -5,6 +5,7 @@
 //! [plugins.files]
 //! source = "dist/files.wasm"          # relative to the manifest's folder
 //! sha256 = "3db4739c…"                # `portcullis pin` writes it
+//! tools_sha256 = "9f86d081…"          # the tool list's pin, also by `pin`
 //! dirs = [
 //!   { host = "../docs", guest = "/docs" },                     # read-only
 //!   { host = "out", guest = "/out", mode = "read-write" },
@@ -47,7 +48,7 @@
 mod pin;
 mod units;
 
-pub use pin::{Pin, Repin, RepinError};
+pub use pin::{Pin, Repin, RepinError, read_tool_lock, tool_lock_path, write_tool_lock};
 
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
 
@@ -278,6 +279,10 @@ pub struct PluginEntry {
     pub source: PathBuf,
     /// The sha256 of the component's bytes, as 64 hex digits.
     pub sha256: Option<String>,
+    /// The sha256 of the plugin's declared tool list (names, descriptions,
+    /// schemas, effects), as `portcullis pin` writes it; a plugin whose
+    /// tool list no longer matches is refused.
+    pub tools_sha256: Option<String>,
     /// Directory grants.
     #[serde(default)]
     pub dirs: Vec<DirEntry>,
@@ -387,6 +392,10 @@ pub struct DirEntry {
     /// `read-only` (default) or `read-write`.
     #[serde(default)]
     pub mode: DirMode,
+    /// Why a dangerous folder (`/`, the home folder, `/etc`, `/proc`,
+    /// `/sys`, `/dev`, `/run`, `/boot`) is granted anyway; without it such
+    /// a grant is refused.
+    pub unsafe_allow: Option<String>,
 }
 
 /// Access mode of a directory grant.

@@ -1,7 +1,7 @@
 //! Reading a component without a manifest or pin: what it imports,
 //! exports and declares, for tool authors (`portcullis inspect`).
 
-use super::{check_tools, tool_list_sha256};
+use super::check_tools;
 use crate::error::Error;
 use crate::hash::sha256_hex;
 use crate::policy::{self, Effect, PluginPolicy};
@@ -23,6 +23,9 @@ pub struct Inspection {
     pub tools: Result<Vec<InspectedTool>, String>,
     /// sha256 of the canonical tool list, when it could be read.
     pub tool_list_sha256: Option<String>,
+    /// The tool list as declared (what `tool_list_sha256` hashes), for
+    /// `portcullis pin`'s diff.
+    pub tool_list: Option<serde_json::Value>,
 }
 
 /// Whether the host links an import.
@@ -106,6 +109,8 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
             name: name.clone(),
             source: path.to_path_buf(),
             sha256: sha256.clone(),
+            tools_sha256: None,
+            pinned_tools: None,
             dirs: Vec::new(),
             env: Vec::new(),
             http: Vec::new(),
@@ -116,7 +121,7 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
         match sandbox.prepare(&component) {
             Err(reason) => Err(format!("not a portcullis plugin: {reason}")),
             Ok(pre) => sandbox.list_tools(&pre, &policy).await.and_then(|specs| {
-                tool_list = Some(tool_list_sha256(&specs));
+                tool_list = Some(super::tool_pin::tool_list(&specs));
                 check_tools(&name, specs)
                     .map(|defs| {
                         defs.into_iter()
@@ -145,6 +150,7 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
         imports,
         exports,
         tools,
-        tool_list_sha256: tool_list,
+        tool_list_sha256: tool_list.as_ref().map(super::tool_pin::tool_list_sha256),
+        tool_list,
     })
 }

@@ -5,9 +5,11 @@
 
 mod cache;
 mod inspect;
+mod tool_pin;
 
 pub(crate) use cache::CompileCache;
 pub use inspect::{ImportStatus, InspectedTool, Inspection, inspect};
+pub use tool_pin::{tool_diff, tool_list_sha256 as tool_list_hash};
 
 use crate::arguments::Schema;
 use crate::error::Error;
@@ -128,7 +130,24 @@ impl LoadedPlugin {
                     plugin: name.clone(),
                     reason,
                 })?;
-        let tool_list_sha256 = tool_list_sha256(&specs);
+        let declared = tool_pin::tool_list(&specs);
+        let tool_list_sha256 = tool_pin::tool_list_sha256(&declared);
+        // Tool lists are pinned like bytes: a changed name, description,
+        // schema or effect is refused until the operator re-pins it.
+        if let Some(pinned) = &policy.tools_sha256
+            && *pinned != tool_list_sha256
+        {
+            let before = policy
+                .pinned_tools
+                .as_ref()
+                .filter(|list| tool_pin::tool_list_sha256(list) == *pinned);
+            return Err(Error::ToolListChanged {
+                plugin: name,
+                expected: pinned.clone(),
+                actual: tool_list_sha256,
+                diff: tool_pin::tool_diff(before, &declared),
+            });
+        }
         let tools = check_tools(&name, specs)?;
         Ok(LoadedPlugin {
             policy,
@@ -217,23 +236,11 @@ pub(super) fn effect_of(effect: &WitEffect) -> Effect {
     }
 }
 
-/// The sha256 of the tool list as declared, in canonical JSON (keys sorted,
-/// no whitespace; schemas as the plugin's text).
+/// The sha256 of the tool list as declared, in canonical JSON (see
+/// `tool_pin`).
+#[cfg(test)]
 pub(super) fn tool_list_sha256(specs: &[crate::sandbox::WitToolSpec]) -> String {
-    let list: Vec<serde_json::Value> = specs
-        .iter()
-        .map(|spec| {
-            serde_json::json!({
-                "name": spec.name,
-                "title": spec.title,
-                "description": spec.description,
-                "input_schema": spec.input_schema,
-                "output_schema": spec.output_schema,
-                "effect": effect_of(&spec.effect).as_str(),
-            })
-        })
-        .collect();
-    sha256_hex(crate::arguments::canonical(&serde_json::Value::Array(list)).as_bytes())
+    tool_pin::tool_list_sha256(&tool_pin::tool_list(specs))
 }
 
 #[cfg(test)]

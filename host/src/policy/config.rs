@@ -3,8 +3,9 @@
 //! first step of a grant's life cycle.
 
 use super::approval::{ApprovalRule, ApprovalSetting};
+use super::dirs::dirs;
 use super::limits::{Limits, validate_limits};
-use super::{DirGrant, DirMode, HttpRule, PluginPolicy, resolve, valid_name};
+use super::{DirMode, HttpRule, PluginPolicy, resolve, valid_name};
 use crate::error::Error;
 use crate::manifest::{ApprovalEntry, HttpEntry, LimitsEntry, Manifest};
 use std::collections::BTreeMap;
@@ -24,7 +25,9 @@ pub struct PluginConfig {
     name: String,
     source: PathBuf,
     sha256: Option<String>,
-    dirs: Vec<(PathBuf, String, DirMode)>,
+    tools_sha256: Option<String>,
+    pinned_tools: Option<serde_json::Value>,
+    dirs: Vec<DirSpec>,
     env: Vec<(String, String)>,
     http: Vec<HttpEntry>,
     limits: LimitsEntry,
@@ -40,6 +43,8 @@ impl PluginConfig {
             name: name.into(),
             source: source.into(),
             sha256: None,
+            tools_sha256: None,
+            pinned_tools: None,
             dirs: Vec::new(),
             env: Vec::new(),
             http: Vec::new(),
@@ -92,6 +97,14 @@ impl PluginConfig {
         self
     }
 
+    /// Pins the sha256 of the plugin's tool list (see
+    /// [`tool_list_hash`](crate::tool_list_hash)): a plugin declaring any
+    /// other list is refused at load.
+    pub fn tools_sha256(mut self, hex: impl Into<String>) -> Self {
+        self.tools_sha256 = Some(hex.into());
+        self
+    }
+
     /// Grants the host directory `host` at guest path `guest`.
     pub fn dir(
         mut self,
@@ -99,7 +112,23 @@ impl PluginConfig {
         guest: impl Into<String>,
         mode: DirMode,
     ) -> Self {
-        self.dirs.push((host.into(), guest.into(), mode));
+        self.dirs.push((host.into(), guest.into(), mode, None));
+        self
+    }
+
+    /// Grants a dangerous folder (`/`, the home folder, `/etc`, `/proc`,
+    /// ...), which [`dir`](Self::dir) refuses, saying `why` (shown by
+    /// `portcullis check` as a warning). The host's own state stays out
+    /// of reach regardless.
+    pub fn unsafe_dir(
+        mut self,
+        host: impl Into<PathBuf>,
+        guest: impl Into<String>,
+        mode: DirMode,
+        why: impl Into<String>,
+    ) -> Self {
+        self.dirs
+            .push((host.into(), guest.into(), mode, Some(why.into())));
         self
     }
 
@@ -137,6 +166,18 @@ impl PluginConfig {
             ));
         }
         let sha256 = pin(&name, self.sha256).map_err(err_with(origin))?;
+        let tools_sha256 = self
+            .tools_sha256
+            .map(|hex| {
+                pin(&name, Some(hex)).map_err(|(m, _)| {
+                    (
+                        m.replace("`sha256`", "`tools_sha256`"),
+                        Some("run `portcullis pin MANIFEST` to pin the plugin's current tool list"),
+                    )
+                })
+            })
+            .transpose()
+            .map_err(err_with(origin))?;
         let dirs = dirs(&name, base, self.dirs).map_err(err_with(origin))?;
         let env = env(&name, self.env).map_err(err_with(origin))?;
         let limits =
@@ -157,6 +198,8 @@ impl PluginConfig {
             name,
             source: resolve(base, &self.source),
             sha256,
+            tools_sha256,
+            pinned_tools: self.pinned_tools,
             dirs,
             env,
             http,
@@ -167,9 +210,12 @@ impl PluginConfig {
     }
 }
 
+/// A directory grant as configured: host, guest, mode, `unsafe_allow`.
+pub(super) type DirSpec = (PathBuf, String, DirMode, Option<String>);
+
 /// What a validation step found wrong: the message and, when the user can
 /// act, a hint. The caller adds the manifest's path.
-type Invalid = (String, Option<&'static str>);
+pub(super) type Invalid = (String, Option<&'static str>);
 
 /// Turns a step's [`Invalid`] into the manifest error naming `origin`.
 fn err_with(origin: &Path) -> impl Fn(Invalid) -> Error + '_ {
@@ -197,56 +243,6 @@ fn pin(name: &str, sha256: Option<String>) -> Result<String, Invalid> {
             Some("run `portcullis hash FILE` to print a component's sha256"),
         )),
     }
-}
-
-/// Directory grants: existing directories, canonical, at plain guest paths
-/// that do not overlap.
-fn dirs(
-    name: &str,
-    base: &Path,
-    entries: Vec<(PathBuf, String, DirMode)>,
-) -> Result<Vec<DirGrant>, Invalid> {
-    let mut dirs: Vec<DirGrant> = Vec::new();
-    for (host, guest, mode) in entries {
-        let joined = resolve(base, &host);
-        let canonical = std::fs::canonicalize(&joined).map_err(|e| {
-            (
-                format!("plugin `{name}`: `dirs` entry `{}`: {e}", joined.display()),
-                Some("directory grants must name existing directories"),
-            )
-        })?;
-        if !canonical.is_dir() {
-            return Err((
-                format!(
-                    "plugin `{name}`: `dirs` entry `{}` is not a directory",
-                    joined.display()
-                ),
-                None,
-            ));
-        }
-        check_guest_path(&guest).map_err(|why| {
-            (
-                format!("plugin `{name}`: `dirs` guest path `{guest}` {why}"),
-                Some("guest paths are absolute and plain, e.g. `/docs`"),
-            )
-        })?;
-        let guest = normalise_guest(&guest);
-        if let Some(other) = dirs.iter().find(|d| overlaps(&d.guest, &guest)) {
-            return Err((
-                format!(
-                    "plugin `{name}`: guest paths `{}` and `{guest}` overlap",
-                    other.guest
-                ),
-                Some("give each directory grant its own guest path"),
-            ));
-        }
-        dirs.push(DirGrant {
-            host: canonical,
-            guest,
-            mode,
-        });
-    }
-    Ok(dirs)
 }
 
 /// Environment variables: valid names and values, each set once, sorted.
@@ -333,6 +329,7 @@ fn approvals(
 /// [`Error::Manifest`] naming the plugin and field.
 pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolicy>, Error> {
     let base = crate::fs::folder_of(path);
+    let pinned_tools = crate::manifest::read_tool_lock(path);
     manifest
         .plugins
         .iter()
@@ -353,10 +350,12 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
                 name: name.clone(),
                 source: entry.source.clone(),
                 sha256: entry.sha256.clone(),
+                tools_sha256: entry.tools_sha256.clone(),
+                pinned_tools: pinned_tools.get(name).cloned(),
                 dirs: entry
                     .dirs
                     .iter()
-                    .map(|d| (d.host.clone(), d.guest.clone(), d.mode))
+                    .map(|d| (d.host.clone(), d.guest.clone(), d.mode, d.unsafe_allow.clone()))
                     .collect(),
                 env: entry.env.clone().into_iter().collect(),
                 http: entry.http.clone(),
@@ -371,41 +370,6 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
             .validate(base, path)
         })
         .collect()
-}
-
-fn check_guest_path(guest: &str) -> Result<(), &'static str> {
-    if !guest.starts_with('/') {
-        return Err("must be absolute");
-    }
-    if guest.contains('\0') || guest.contains('\\') {
-        return Err("contains a forbidden character");
-    }
-    // Checked on the text: `Path::components` would quietly drop `.`.
-    let inner = guest.trim_start_matches('/').trim_end_matches('/');
-    if !inner.is_empty()
-        && inner
-            .split('/')
-            .any(|segment| segment.is_empty() || segment == "." || segment == "..")
-    {
-        return Err("must not contain `.`, `..` or empty segments");
-    }
-    Ok(())
-}
-
-fn normalise_guest(guest: &str) -> String {
-    let trimmed = guest.trim_end_matches('/');
-    if trimmed.is_empty() {
-        "/".to_string()
-    } else {
-        trimmed.to_string()
-    }
-}
-
-fn overlaps(a: &str, b: &str) -> bool {
-    let inside = |outer: &str, inner: &str| {
-        outer == "/" || inner == outer || inner.starts_with(&format!("{outer}/"))
-    };
-    inside(a, b) || inside(b, a)
 }
 
 #[cfg(test)]

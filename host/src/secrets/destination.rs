@@ -68,6 +68,19 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// Whether some request a plugin with `rules` as its allowlist may
+    /// send could go to this destination (a secret bound only to
+    /// destinations no rule reaches is a mistake).
+    pub(crate) fn reachable_by(&self, rules: &[HttpRule]) -> bool {
+        rules.iter().any(|rule| {
+            rule.overlaps(&self.pattern)
+                && (self.methods.is_empty()
+                    || rule.methods().iter().any(|m| self.methods.contains(m)))
+        })
+    }
+}
+
 /// No encoded `.`, `/` or `\`, no backslash.
 fn plain_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
