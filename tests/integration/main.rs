@@ -7,6 +7,7 @@
 mod approvals;
 mod arguments;
 mod audit;
+mod audit_trail;
 mod egress;
 mod egress_limits;
 mod egress_secrets;
