@@ -291,6 +291,9 @@ async fn a_call_returns_only_after_its_records_are_written() {
         .build()
         .await
         .expect("loads");
+    // Dropped before the host, so a failing test cannot leave the writer
+    // waiting for a release while the host joins it.
+    let release = release;
     let ctx = CallContext::new();
     let call = host.call(
         "refunds.refund",
