@@ -248,6 +248,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// Nobody decided on the call's approval within the host's approval
+    /// deadline (`HostBuilder::approval_timeout`, default 5 minutes). The
+    /// plugin did not run.
+    #[error("`{tool}` was not approved: approval timed out after {after:?}")]
+    ApprovalTimedOut {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+        /// How long the host waited.
+        after: std::time::Duration,
+    },
+
     /// The call piled up more policy denials than allowed
     /// (`audit.max_denials`) and was stopped.
     #[error("`{tool}` was stopped as suspicious after {denials} denials")]
@@ -320,6 +331,10 @@ impl Error {
             ),
             Error::ApprovalDenied { .. } => Some(
                 "approvals are set per tool in the manifest (`[plugins.NAME.tools.TOOL] approval`); on the command line, answer the prompt or pass `--approve`"
+                    .into(),
+            ),
+            Error::ApprovalTimedOut { .. } => Some(
+                "the approver did not answer in time; embedders set the deadline with `HostBuilder::approval_timeout`"
                     .into(),
             ),
             Error::Audit(_) => Some(

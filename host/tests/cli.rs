@@ -342,10 +342,15 @@ fn audit_verify_reports_tampering_and_truncation() {
     let out = portcullis(&["audit", "verify", log_arg, "--write-head", head_arg]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
+    // Two processes, one chain: the second continued the file's chain.
     assert!(
-        stdout.contains("is intact") && stdout.contains("2 writer(s)"),
+        stdout.contains("is intact") && stdout.contains("1 chain(s)"),
         "{stdout}"
     );
+    let out = portcullis(&["audit", "head", log_arg]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let checkpoint = text(&out.stdout).trim().to_string();
+    assert_eq!(checkpoint.split(':').count(), 3, "{checkpoint}");
 
     let original = std::fs::read_to_string(&log).expect("read");
     let edited = original.replacen("\"amount\\\": 1", "\"amount\\\": 9", 1);
@@ -359,6 +364,36 @@ fn audit_verify_reports_tampering_and_truncation() {
         text(&out.stderr)
     );
 
+    // A whole invocation's lines removed (the first `call`: its loads,
+    // start and end, half of the log) no longer verify clean.
+    let lines: Vec<&str> = original.lines().collect();
+    let half = lines.len() / 2;
+    assert!(
+        lines[half].contains(r#""event":"plugin_loaded""#),
+        "{original}"
+    );
+    std::fs::write(&log, lines[half..].join("\n") + "\n").expect("write");
+    let out = portcullis(&["audit", "verify", log_arg]);
+    assert_eq!(out.status.code(), Some(1), "stdout: {}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("deleted"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The last invocation removed: only the checkpoint sees it, inline or
+    // from the file.
+    std::fs::write(&log, lines[..half].join("\n") + "\n").expect("write");
+    assert_eq!(
+        portcullis(&["audit", "verify", log_arg]).status.code(),
+        Some(0)
+    );
+    let out = portcullis(&["audit", "verify", log_arg, "--head", &checkpoint]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("truncated"),
+        "{}",
+        text(&out.stderr)
+    );
     let mut cut: Vec<&str> = original.lines().collect();
     cut.pop();
     std::fs::write(&log, cut.join("\n") + "\n").expect("write");

@@ -8,6 +8,7 @@ mod approvals;
 mod arguments;
 mod audit;
 mod cache;
+mod audit_trail;
 mod egress;
 mod egress_limits;
 mod egress_secrets;

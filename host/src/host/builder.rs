@@ -15,6 +15,10 @@ use crate::sandbox::CoreDumps;
 use crate::secrets::{self, Scrubber, SecretConfig, SecretPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a call waits for its approver by default.
+pub(crate) const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// Denials one call may pile up before it is stopped (`audit.max_denials`).
 const DEFAULT_MAX_DENIALS: u32 = 3;
@@ -49,6 +53,7 @@ pub struct HostBuilder {
     /// Extra HTTPS roots, as PEM.
     roots: Vec<Vec<u8>>,
     core_dumps: Option<PathBuf>,
+    approval_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -104,6 +109,14 @@ impl HostBuilder {
     /// [`DenyAll`](crate::DenyAll)).
     pub fn approver(mut self, approver: impl Approver) -> Self {
         self.approver = Some(Arc::new(approver));
+        self
+    }
+
+    /// How long a call waits for its approver before it fails with
+    /// [`Error::ApprovalTimedOut`] (default 5 minutes; audited like a
+    /// refusal).
+    pub fn approval_timeout(mut self, timeout: Duration) -> Self {
+        self.approval_timeout = Some(timeout);
         self
     }
 
@@ -193,8 +206,18 @@ impl HostBuilder {
         let mut policies = Vec::new();
         let mut audit_entry = None;
         let mut secret_policies = Vec::new();
+        let mut manifest_sha256 = None;
         if let Some(path) = &self.manifest {
-            let manifest = Manifest::load(path)?;
+            // Read once: what is parsed is what is hashed for the records.
+            let read_error = |source| Error::ManifestRead {
+                path: path.clone(),
+                source,
+            };
+            let bytes = std::fs::read(path).map_err(read_error)?;
+            manifest_sha256 = Some(crate::hash::sha256_hex(&bytes));
+            let text = String::from_utf8(bytes)
+                .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+            let manifest = Manifest::parse(&text, path)?;
             policies = policy::from_manifest(&manifest, path)?;
             secret_policies = secrets::from_manifest(&manifest, path)?;
             audit_entry = manifest.audit;
@@ -238,10 +261,6 @@ impl HostBuilder {
         reach::check(&policies, &state)
             .map_err(|(message, hint)| Error::manifest(&origin, message).with_hint(hint))?;
         let scrubber = Arc::new(secrets::load(&secret_policies, &origin).await?);
-        for policy in &policies {
-            check_secrets(policy, &secret_policies, &scrubber, &origin)?;
-        }
-        check_destinations(&policies, &secret_policies, &origin)?;
         let sink = match (self.audit, audit_path) {
             (Some(sink), _) => Some(sink),
             (None, Some(path)) => {
@@ -255,6 +274,13 @@ impl HostBuilder {
             }
             (None, None) => None,
         };
+        let audit = AuditLog::new(sink)?.scrubbing(Arc::clone(&scrubber));
+        for policy in &policies {
+            if let Err(e) = check_secrets(policy, &secret_policies, &scrubber, &origin) {
+                return Err(refused(&audit, policy, manifest_sha256.as_ref(), e).await);
+            }
+        }
+        check_destinations(&policies, &secret_policies, &origin)?;
         let cache = self.cache_dir.and_then(|dir| {
             CompileCache::open(&dir)
                 .inspect_err(|e| tracing::warn!("compile cache disabled: {e}"))
@@ -270,7 +296,9 @@ impl HostBuilder {
         let settings = Settings {
             core_dumps,
             cache,
-            audit: AuditLog::new(sink).scrubbing(Arc::clone(&scrubber)),
+            audit: Arc::new(audit),
+            manifest_sha256,
+            approval_timeout: self.approval_timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT),
             approver: self.approver.unwrap_or_else(|| Arc::new(DenyAll)),
             max_denials: self
                 .max_denials
@@ -292,13 +320,37 @@ impl HostBuilder {
 pub(crate) struct Settings {
     pub(super) core_dumps: Option<CoreDumps>,
     pub(super) cache: Option<CompileCache>,
-    pub(super) audit: AuditLog,
+    pub(super) audit: Arc<AuditLog>,
+    /// sha256 of the manifest's bytes, for the load records.
+    pub(super) manifest_sha256: Option<String>,
+    pub(super) approval_timeout: Duration,
     pub(super) approver: Arc<dyn Approver>,
     pub(super) max_denials: u32,
     pub(super) screen: bool,
     pub(super) secrets: Vec<SecretPolicy>,
     pub(super) scrubber: Arc<Scrubber>,
     pub(super) network: Network,
+}
+
+/// Records that `policy`'s plugin was refused at load with `error`, and
+/// returns the error (or the audit error, if the record failed).
+pub(super) async fn refused(
+    audit: &AuditLog,
+    policy: &PluginPolicy,
+    manifest_sha256: Option<&String>,
+    error: Error,
+) -> Error {
+    let record = crate::audit::AuditEvent::PluginRefused {
+        plugin: policy.name.clone(),
+        source: policy.source.clone(),
+        pinned_sha256: Some(policy.sha256.clone()).filter(|s| !s.is_empty()),
+        manifest_sha256: manifest_sha256.cloned(),
+        reason: error.to_string(),
+    };
+    match audit.record(record).await {
+        Ok(()) => error,
+        Err(audit_error) => audit_error,
+    }
 }
 
 /// The HTTPS trust: the Mozilla roots and the certificates of `pems`.
