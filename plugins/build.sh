@@ -10,7 +10,9 @@
 #   js      app.js (+ world.txt): componentize-js, from npm
 # world.txt names the WIT world a Python or JavaScript plugin targets
 # (`plugin-no-http` or `plugin`, see wit/README.md); Rust plugins get theirs
-# from the SDK.
+# from the SDK. Python and JavaScript builds are not byte-reproducible
+# (see wit/README.md), so their manifest entries (NAME/manifest.toml) are
+# gathered into plugins/dist/languages.toml, pinned to what was just built.
 #
 # The build is reproducible: the Rust toolchain is pinned
 # (rust-toolchain.toml), dependencies are locked (--locked), and machine
@@ -74,6 +76,19 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 toolchains="$target_dir/toolchains"
 dist="$plugins/dist"
 mkdir -p "$dist"
+
+# The pinned manifest of the Python and JavaScript plugins built here.
+languages="$dist/languages.toml"
+languages_tmp="$dist/.languages.toml.tmp"
+printf '# Written by plugins/build.sh: the Python and JavaScript plugins, pinned\n# to the components it built. Paths are relative to this folder.\n' >"$languages_tmp"
+pin_entry() {
+    local sha
+    sha=$(sha256sum "$dist/$1.wasm" | cut -d' ' -f1)
+    {
+        echo
+        sed "/^\[plugins\.$1\]\$/a sha256 = \"$sha\"" "$2/manifest.toml"
+    } >>"$languages_tmp"
+}
 
 # Copy then rename, so a reader never sees a half-written component.
 publish() {
@@ -142,9 +157,10 @@ if ((${#python[@]})); then
         read -r name dir <<<"$entry"
         out="$target_dir/python-plugins/$name"
         mkdir -p "$out"
-        (cd "$dir" && "$venv/bin/componentize-py" -d "$root/wit" -w "$(world_of "$dir")" \
+        (cd "$dir" && PYTHONDONTWRITEBYTECODE=1 "$venv/bin/componentize-py" -d "$root/wit" -w "$(world_of "$dir")" \
             componentize app -o "$out/$name.wasm" >&2)
         publish "$name" "$out/$name.wasm"
+        pin_entry "$name" "$dir"
     done
 fi
 
@@ -164,5 +180,13 @@ if ((${#js[@]})); then
         (cd "$dir" && "$bin" app.js --wit "$root/wit" --world-name "$(world_of "$dir")" \
             --out "$out/$name.wasm" >&2)
         publish "$name" "$out/$name.wasm"
+        pin_entry "$name" "$dir"
     done
+fi
+
+if [[ "$only" == all ]]; then
+    mv "$languages_tmp" "$languages"
+    echo "wrote plugins/dist/languages.toml" >&2
+else
+    rm -f "$languages_tmp"
 fi

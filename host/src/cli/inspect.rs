@@ -31,6 +31,7 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
         let mark = match status {
             ImportStatus::Granted => "ok",
             ImportStatus::NeedsHttpGrant => "needs http grant",
+            ImportStatus::DenyIfOptedIn => "deny_imports",
             _ => "REFUSED",
         };
         outln!("    {mark:<16} {name}");
