@@ -159,6 +159,8 @@ if ((${#python[@]})); then
         mkdir -p "$out"
         (cd "$dir" && PYTHONDONTWRITEBYTECODE=1 "$venv/bin/componentize-py" -d "$root/wit" -w "$(world_of "$dir")" \
             componentize app -o "$out/$name.wasm" >&2)
+        # The interpreter's pre-initialisation writes bytecode next to app.py.
+        rm -rf "$dir/__pycache__"
         publish "$name" "$out/$name.wasm"
         pin_entry "$name" "$dir"
     done
