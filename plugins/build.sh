@@ -83,6 +83,10 @@ languages_tmp="$dist/.languages.toml.tmp"
 printf '# Written by plugins/build.sh: the Python and JavaScript plugins, pinned\n# to the components it built. Paths are relative to this folder.\n' >"$languages_tmp"
 pin_entry() {
     local sha
+    if [[ -f "$2/tests.toml" ]]; then
+        mkdir -p "$dist/tests"
+        cp "$2/tests.toml" "$dist/tests/$1.toml"
+    fi
     sha=$(sha256sum "$dist/$1.wasm" | cut -d' ' -f1)
     {
         echo

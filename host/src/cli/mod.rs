@@ -28,6 +28,7 @@ mod call;
 mod check;
 mod inspect;
 mod pin;
+mod test;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -86,6 +87,9 @@ enum Command {
     /// Call one tool and print its output (JSON) on stdout.
     #[command(after_help = EXIT_CODES)]
     Call(call::Args),
+    /// Run each plugin's tests file (`tests/PLUGIN.toml` beside the
+    /// manifest); exits with 1 if a case fails.
+    Test(test::Args),
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -104,6 +108,9 @@ pub(crate) fn main() -> ExitCode {
         }
         Command::Call(args) => {
             runtime().and_then(|rt| rt.block_on(call::run(&args, host(&args.manifest, &cache))))
+        }
+        Command::Test(args) => {
+            runtime().and_then(|rt| rt.block_on(test::run(&args, host(&args.manifest, &cache))))
         }
         Command::Inspect(args) => runtime().and_then(|rt| rt.block_on(inspect::run(&args))),
         Command::Tools(args) => {
