@@ -303,7 +303,7 @@ impl Error {
                     .into(),
             ),
             Error::ForbiddenImports { .. } => Some(
-                "plugins may import `portcullis:tool/log` and the WASI 0.2 cli, clocks, filesystem, io and random interfaces; `portcullis:tool/http` and `wasi:http` (types, outgoing-handler) need `http` entries in the plugin's manifest entry; `wasi:sockets` is never granted"
+                "plugins may import `portcullis:tool/log` and the WASI 0.2 cli, clocks, filesystem, io and random interfaces; `portcullis:tool/http` and `wasi:http` (types, outgoing-handler) need `http` entries in the plugin's manifest entry; `wasi:sockets` is never granted (a plugin whose language runtime imports it without using it may set `deny_imports = [\"wasi:sockets/*\"]`: every socket operation then fails with access-denied)"
                     .into(),
             ),
             Error::ToolListChanged { .. } => Some(

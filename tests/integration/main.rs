@@ -7,8 +7,9 @@
 mod approvals;
 mod arguments;
 mod audit;
-mod cache;
 mod audit_trail;
+mod cache;
+mod deny_imports;
 mod egress;
 mod egress_limits;
 mod egress_secrets;
@@ -23,6 +24,7 @@ mod plugin_fetch;
 mod plugin_files;
 mod plugin_issues;
 mod plugin_json;
+mod plugin_languages;
 mod secrets;
 mod tls;
 mod tool_pins;

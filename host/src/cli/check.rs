@@ -53,6 +53,12 @@ pub(crate) async fn run(host: HostBuilder) -> Result<ExitCode, Failure> {
         if policy.http.is_empty() {
             outln!("  network   none");
         }
+        if !policy.deny_imports.is_empty() {
+            outln!(
+                "  denied    {} (linked deny-everything: every operation fails with access-denied)",
+                policy.deny_imports.join(", ")
+            );
+        }
         for rule in &policy.http {
             outln!("  network   {rule}");
         }

@@ -27,7 +27,9 @@ mod audit;
 mod call;
 mod check;
 mod inspect;
+mod new;
 mod pin;
+mod test;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -87,6 +89,12 @@ enum Command {
     /// Call one tool and print its output (JSON) on stdout.
     #[command(after_help = EXIT_CODES)]
     Call(call::Args),
+    /// Run each plugin's tests file (`tests/PLUGIN.toml` beside the
+    /// manifest); exits with 1 if a case fails.
+    Test(test::Args),
+    /// Create a plugin folder (Rust, Python or JavaScript) that builds,
+    /// pins, tests and runs on its own.
+    New(new::Args),
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -105,6 +113,10 @@ pub(crate) fn main() -> ExitCode {
         }
         Command::Call(args) => {
             runtime().and_then(|rt| rt.block_on(call::run(&args, host(&args.manifest, &cache))))
+        }
+        Command::New(args) => new::run(&args),
+        Command::Test(args) => {
+            runtime().and_then(|rt| rt.block_on(test::run(&args, host(&args.manifest, &cache))))
         }
         Command::Inspect(args) => runtime().and_then(|rt| rt.block_on(inspect::run(&args))),
         Command::Tools(args) => {

@@ -301,6 +301,11 @@ pub struct PluginEntry {
     /// Names of the `[secrets]` the plugin may ask the host to attach.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Interfaces the plugin's runtime imports but may never use, linked as
+    /// deny-everything implementations (`"wasi:sockets/*"` or one
+    /// interface such as `"wasi:sockets/tcp"`).
+    #[serde(default)]
+    pub deny_imports: Vec<String>,
 }
 
 /// One egress allowlist entry: `"scheme://host[:port][/path]"`, or a

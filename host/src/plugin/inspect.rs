@@ -39,6 +39,10 @@ pub enum ImportStatus {
     NeedsHttpGrant,
     /// Never linked: a component importing it is refused.
     Refused,
+    /// Refused unless the plugin's manifest entry opts in with
+    /// `deny_imports`, which links a deny-everything implementation (every
+    /// operation returns the interface's access-denied error).
+    DenyIfOptedIn,
 }
 
 /// One tool as a component declares it (texts sanitised).
@@ -85,10 +89,14 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
         })?;
     let sha256 = sha256_hex(&bytes);
     let imports: Vec<(String, ImportStatus)> = sandbox
-        .imports(&component, true)
+        .imports(&component, true, &[])
         .into_iter()
         .map(|(name, linked)| {
+            let interface = name.split_once('@').map_or(name.as_str(), |(i, _)| i);
             let status = match (linked, crate::sandbox::needs_http_grant(&name)) {
+                (false, _) if crate::sandbox::deny_expand(interface).is_some() => {
+                    ImportStatus::DenyIfOptedIn
+                }
                 (false, _) => ImportStatus::Refused,
                 (true, true) => ImportStatus::NeedsHttpGrant,
                 (true, false) => ImportStatus::Granted,
@@ -117,6 +125,8 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
             limits: policy::Limits::default(),
             approvals: Default::default(),
             secrets: Vec::new(),
+            // As a plugin that opted in would run.
+            deny_imports: vec!["wasi:sockets/*".into()],
         };
         match sandbox.prepare(&component) {
             Err(reason) => Err(format!("not a portcullis plugin: {reason}")),

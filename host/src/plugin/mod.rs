@@ -108,7 +108,8 @@ impl LoadedPlugin {
         })?;
         drop(bytes);
 
-        let forbidden = sandbox.forbidden_imports(&component, !policy.http.is_empty());
+        let forbidden =
+            sandbox.forbidden_imports(&component, !policy.http.is_empty(), &policy.deny_imports);
         if !forbidden.is_empty() {
             return Err(Error::ForbiddenImports {
                 plugin: name,

@@ -33,6 +33,7 @@ pub struct PluginConfig {
     limits: LimitsEntry,
     approvals: BTreeMap<String, ApprovalEntry>,
     secrets: Vec<String>,
+    deny_imports: Vec<String>,
 }
 
 impl PluginConfig {
@@ -51,7 +52,18 @@ impl PluginConfig {
             limits: LimitsEntry::default(),
             approvals: BTreeMap::new(),
             secrets: Vec::new(),
+            deny_imports: Vec::new(),
         }
+    }
+
+    /// Links the interfaces `pattern` names (`"wasi:sockets/*"` or e.g.
+    /// `"wasi:sockets/tcp"`) as deny-everything implementations, for a
+    /// plugin whose language runtime imports them although its tools never
+    /// use them (every operation returns the interface's access-denied
+    /// error; the real implementation is never linked).
+    pub fn deny_import(mut self, pattern: impl Into<String>) -> Self {
+        self.deny_imports.push(pattern.into());
+        self
     }
 
     /// Lets the plugin name the secret `name` (configured on the host with
@@ -193,6 +205,14 @@ impl PluginConfig {
             }
             secrets.push(secret);
         }
+        for pattern in &self.deny_imports {
+            if !pattern.starts_with("wasi:sockets/") {
+                return Err(err(format!(
+                    "plugin `{name}`: `deny_imports` entry `{pattern}` cannot be linked deny-everything"
+                ))
+                .with_hint("only `wasi:sockets` interfaces can: `\"wasi:sockets/*\"` or one, e.g. `\"wasi:sockets/tcp\"`"));
+            }
+        }
 
         Ok(PluginPolicy {
             name,
@@ -206,6 +226,7 @@ impl PluginConfig {
             limits,
             approvals,
             secrets,
+            deny_imports: self.deny_imports,
         })
     }
 }
@@ -366,6 +387,7 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
                     .filter_map(|(tool, t)| Some((tool.clone(), t.approval.clone()?)))
                     .collect(),
                 secrets: entry.secrets.clone(),
+                deny_imports: entry.deny_imports.clone(),
             }
             .validate(base, path)
         })

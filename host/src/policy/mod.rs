@@ -90,6 +90,11 @@ pub struct PluginPolicy {
     /// (each must be configured on the host). The plugin never holds their
     /// values.
     pub secrets: Vec<String>,
+    /// Interfaces linked as deny-everything implementations for this
+    /// plugin (every operation returns the interface's access-denied
+    /// error), as the manifest names them: `wasi:sockets/*` or
+    /// `wasi:sockets/INTERFACE`.
+    pub deny_imports: Vec<String>,
 }
 
 /// `path` relative to `base`, without a `./` prefix when `base` is the

@@ -46,6 +46,7 @@
 //! - `mod.rs`: the engine ([`Sandbox`]: compile, compile-cache artifacts,
 //!   imports and exports, prepare) and the WIT bindings;
 //! - `linker.rs`: the one list of interfaces a plugin may import;
+//! - `deny.rs`: deny-everything `wasi:sockets`, for plugins that opt in;
 //! - `run.rs`: one call, steps 1 to 6, with the epoch ticker and the
 //!   classification of failures;
 //! - `stdio.rs`: the capped, scrubbing stdout and stderr sinks;
@@ -56,6 +57,7 @@
 //! - `log.rs`: `portcullis:tool/log`, scrubbed and capped.
 
 mod core_dump;
+mod deny;
 mod http;
 mod limits;
 mod linker;
@@ -66,6 +68,7 @@ mod store;
 mod wasi_http;
 
 pub(crate) use core_dump::CoreDumps;
+pub(crate) use deny::expand as deny_expand;
 pub(crate) use linker::needs_http_grant;
 pub use log::{LogLevel, LogRecord};
 pub(crate) use run::Run;
@@ -179,9 +182,14 @@ impl Sandbox {
     }
 
     /// The component's imports that the host does not provide to a plugin
-    /// with (or without) HTTP grants.
-    pub(crate) fn forbidden_imports(&self, component: &Component, http: bool) -> Vec<String> {
-        self.imports(component, http)
+    /// with (or without) HTTP grants and with these `deny_imports`.
+    pub(crate) fn forbidden_imports(
+        &self,
+        component: &Component,
+        http: bool,
+        deny_imports: &[String],
+    ) -> Vec<String> {
+        self.imports(component, http, deny_imports)
             .into_iter()
             .filter(|(_, allowed)| !allowed)
             .map(|(name, _)| name)
@@ -189,12 +197,18 @@ impl Sandbox {
     }
 
     /// Every import of the component, and whether the host provides it to
-    /// a plugin with (or without) HTTP grants.
-    pub(crate) fn imports(&self, component: &Component, http: bool) -> Vec<(String, bool)> {
+    /// a plugin with (or without) HTTP grants and with these `deny_imports`.
+    pub(crate) fn imports(
+        &self,
+        component: &Component,
+        http: bool,
+        deny_imports: &[String],
+    ) -> Vec<(String, bool)> {
+        let denied = deny::interfaces(deny_imports);
         component
             .component_type()
             .imports(&self.engine)
-            .map(|(name, _)| (name.to_string(), linker::is_allowed(name, http)))
+            .map(|(name, _)| (name.to_string(), linker::is_allowed(name, http, &denied)))
             .collect()
     }
 
