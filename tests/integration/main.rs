@@ -21,5 +21,6 @@ mod plugin_files;
 mod plugin_issues;
 mod plugin_json;
 mod secrets;
+mod side_doors;
 mod tls;
 mod wasi_http;

@@ -30,6 +30,7 @@ pub(crate) mod allowlist;
 mod approval;
 mod config;
 mod limits;
+mod spelling;
 
 pub use allowlist::HttpRule;
 pub(crate) use approval::approval_settings;
