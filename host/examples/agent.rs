@@ -67,9 +67,10 @@ pub async fn run(manifest: &Path) -> Result<Value, Box<dyn std::error::Error>> {
                 "type": "tool_result", "tool_use_id": id,
                 "content": output.render_for_model(),
             }),
+            // So is an error: its message can carry text the plugin wrote.
             Err(e) => json!({
                 "type": "tool_result", "tool_use_id": id, "is_error": true,
-                "content": e.to_string(),
+                "content": e.render_for_model(),
             }),
         };
         results.push(result);

@@ -322,6 +322,46 @@ impl Error {
         }
     }
 
+    /// A short, stable name for what went wrong, as agent runtimes and
+    /// the rendering for models use it: `unknown_tool`,
+    /// `invalid_arguments`, `approval_denied`, `suspicious`, `limit`,
+    /// `tool_error`, `crashed`, `cancelled`, `invalid_output`, `audit`,
+    /// `internal`, or `load` for everything that happens while loading.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::UnknownTool { .. } => "unknown_tool",
+            Error::InvalidArguments { .. } => "invalid_arguments",
+            Error::ApprovalDenied { .. } => "approval_denied",
+            Error::Suspicious { .. } => "suspicious",
+            Error::LimitExceeded { .. } => "limit",
+            Error::Tool { .. } => "tool_error",
+            Error::Crashed { .. } => "crashed",
+            Error::Cancelled { .. } => "cancelled",
+            Error::InvalidOutput { .. } => "invalid_output",
+            Error::Audit(_) => "audit",
+            Error::Internal(_) => "internal",
+            _ => "load",
+        }
+    }
+
+    /// The qualified name (`plugin.tool`) of the tool whose call failed,
+    /// for the errors of a call to a tool that exists. (The name in
+    /// [`Error::UnknownTool`] is whatever the caller asked for, so it is not
+    /// one.)
+    pub fn tool(&self) -> Option<&str> {
+        match self {
+            Error::InvalidArguments { tool, .. }
+            | Error::LimitExceeded { tool, .. }
+            | Error::Tool { tool, .. }
+            | Error::Crashed { tool, .. }
+            | Error::Cancelled { tool }
+            | Error::InvalidOutput { tool, .. }
+            | Error::ApprovalDenied { tool, .. }
+            | Error::Suspicious { tool, .. } => Some(tool),
+            _ => None,
+        }
+    }
+
     /// The limit this error reports, if it is a limit error.
     pub fn limit(&self) -> Option<Limit> {
         match self {

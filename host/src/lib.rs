@@ -96,4 +96,5 @@ pub use secrets::{
     Destination, EnvSource, FileSource, InjectRule, Injection, MIN_SECRET_BYTES, Scrubber, Secret,
     SecretConfig, SecretFuture, SecretPolicy, SecretRequest, SecretSource, StreamScrubber,
 };
+pub use text::{escape_controls, json_for_terminal};
 pub use tokio_util::sync::CancellationToken;

@@ -530,18 +530,7 @@ fn check_warns_when_a_plugin_reads_local_data_and_has_egress() {
 #[test]
 fn call_writes_a_core_dump_when_asked_and_the_plugin_traps() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let component = root().join("plugins/dist/hostile.wasm");
-    assert!(component.is_file(), "run `plugins/build.sh` first");
-    let sha = portcullis::sha256_hex(&std::fs::read(&component).expect("read"));
-    let manifest = dir.path().join("portcullis.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "[plugins.hostile]\nsource = {:?}\nsha256 = \"{sha}\"\n",
-            component.to_str().expect("utf-8")
-        ),
-    )
-    .expect("write");
+    let manifest = hostile_manifest(dir.path());
     let dumps = dir.path().join("dumps");
     let out = portcullis(&[
         "call",
@@ -584,4 +573,84 @@ fn call_writes_a_core_dump_when_asked_and_the_plugin_traps() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A manifest in `dir` for the `hostile` test plugin, with no grants.
+fn hostile_manifest(dir: &Path) -> PathBuf {
+    let component = root().join("plugins/dist/hostile.wasm");
+    assert!(component.is_file(), "run `plugins/build.sh` first");
+    let sha = portcullis::sha256_hex(&std::fs::read(&component).expect("read"));
+    let manifest = dir.join("portcullis.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[plugins.hostile]\nsource = {:?}\nsha256 = \"{sha}\"\n",
+            component.to_str().expect("utf-8")
+        ),
+    )
+    .expect("write");
+    manifest
+}
+
+/// Characters that must never reach an operator's terminal raw: escape
+/// (ANSI/OSC), bell, DEL, C1 CSI, a bidirectional override.
+const RAW_CONTROLS: [char; 5] = ['\u{1b}', '\u{7}', '\u{7f}', '\u{9b}', '\u{202e}'];
+
+fn has_raw_controls(text: &str) -> bool {
+    text.chars().any(|c| RAW_CONTROLS.contains(&c))
+}
+
+#[test]
+fn errors_reach_the_terminal_with_control_characters_escaped() {
+    let manifest = bundled();
+    let tool = "\u{1b}]8;;http://evil.example\u{7}click\u{1b}]8;;\u{7}\u{9b}2J\u{202e}";
+    let out = portcullis(&["call", manifest.to_str().expect("utf-8"), tool]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = text(&out.stderr);
+    assert!(!has_raw_controls(&stderr), "{stderr:?}");
+    // Escaped, not removed: the operator sees what was there.
+    assert!(
+        stderr.contains("\\u{1b}]8;;http://evil.example"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn outputs_on_stdout_are_the_same_json_without_raw_control_characters() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = hostile_manifest(dir.path());
+    let arguments = serde_json::json!({"text": "a\u{7f}b\u{9b}31mc\u{202e}d\u{1b}[2J"}).to_string();
+    let out = portcullis(&[
+        "call",
+        manifest.to_str().expect("utf-8"),
+        "hostile.echo",
+        &arguments,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!has_raw_controls(&stdout), "{stdout:?}");
+    // The same value: `echo` returns its arguments' text as a string.
+    let value: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(value, serde_json::Value::String(arguments));
+}
+
+#[test]
+fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let manifest = bundled();
+    for verbosity in ["-v", "-vv"] {
+        let out = portcullis(&[
+            verbosity,
+            "call",
+            manifest.to_str().expect("utf-8"),
+            "files.list_dir",
+            r#"{"path": "/sample"}"#,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("DEBUG"),
+            "{verbosity} shows debug lines: {stderr}"
+        );
+        assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    }
 }

@@ -12,7 +12,7 @@
 use super::Failure;
 use portcullis::{
     ApprovalRequest, Approver, CallContext, CancellationToken, Captured, Decision, FileSink,
-    HostBuilder,
+    HostBuilder, escape_controls, json_for_terminal,
 };
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -77,11 +77,17 @@ impl Approver for CliApprover {
 }
 
 /// Shows the request on stderr and reads `y` or anything else from stdin.
-/// Everything that comes from the plugin or the caller is escaped, so it
-/// cannot move the cursor, clear the screen or fake a line.
+/// Everything that comes from the plugin or the caller is shown as it is
+/// (quotes included, so JSON stays readable) except control and invisible
+/// characters, which are escaped: it cannot move the cursor, clear the
+/// screen, reorder the text or fake a line.
 fn ask(request: &ApprovalRequest) -> bool {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "approval needed: {}", request.reason.escape_debug());
+    let _ = writeln!(
+        err,
+        "approval needed: {}",
+        escape_controls(&request.reason, false)
+    );
     let _ = writeln!(err, "  tool        {}", request.tool);
     let _ = writeln!(
         err,
@@ -89,7 +95,11 @@ fn ask(request: &ApprovalRequest) -> bool {
         request.plugin, request.plugin_sha256
     );
     let _ = writeln!(err, "  effect      {}", request.effect.as_str());
-    let _ = writeln!(err, "  description {}", request.description.escape_debug());
+    let _ = writeln!(
+        err,
+        "  description {}",
+        escape_controls(&request.description, false)
+    );
     for dir in &request.dirs {
         let mode = dir.mode.describe();
         let _ = writeln!(
@@ -108,7 +118,11 @@ fn ask(request: &ApprovalRequest) -> bool {
     if !request.secrets.is_empty() {
         let _ = writeln!(err, "  secrets     {}", request.secrets.join(", "));
     }
-    let _ = writeln!(err, "  arguments   {}", request.arguments.escape_debug());
+    let _ = writeln!(
+        err,
+        "  arguments   {}",
+        escape_controls(&request.arguments, false)
+    );
     let _ = write!(err, "approve this call? [y/N] ");
     let _ = err.flush();
     drop(err);
@@ -163,7 +177,9 @@ pub(crate) async fn run(args: &Args, host: HostBuilder) -> Result<ExitCode, Fail
         serde_json::to_string_pretty(&output.value)
     }
     .map_err(|e| Failure::Internal(format!("failed to print the output: {e}")))?;
-    outln!("{text}");
+    // The same JSON value, with DEL, C1 and bidirectional controls (which
+    // serde_json leaves raw) escaped: safe on a terminal, exact in a pipe.
+    outln!("{}", json_for_terminal(&text));
 
     report_stdio("stdout", &output.stdout);
     report_stdio("stderr", &output.stderr);

@@ -51,9 +51,10 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, after_help = EXIT_CODES)]
 struct Cli {
-    /// Show debug diagnostics on stderr (or set `RUST_LOG`).
-    #[arg(short, long, global = true)]
-    verbose: bool,
+    /// Show diagnostics on stderr: `-v` debug, `-vv` trace (or set
+    /// `RUST_LOG`).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     /// Compile every plugin afresh instead of using the compile cache
     /// (`$PORTCULLIS_CACHE_DIR`, else `$XDG_CACHE_HOME/portcullis`, else
     /// `~/.cache/portcullis`).
@@ -146,9 +147,11 @@ impl Failure {
             Failure::Config { message, hint } => (message, hint, 3),
             Failure::Internal(message) => (message, None, 5),
         };
-        eprintln!("error: {message}");
+        // Messages can carry a plugin's text (a tool error, a crash
+        // reason): control characters never reach the terminal raw.
+        eprintln!("error: {}", portcullis::escape_controls(&message, true));
         if let Some(hint) = hint {
-            eprintln!("hint: {hint}");
+            eprintln!("hint: {}", portcullis::escape_controls(&hint, true));
         }
         ExitCode::from(code)
     }
@@ -211,13 +214,20 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::Internal(format!("failed to start the async runtime: {e}")))
 }
 
-fn init_tracing(verbose: bool) {
+fn init_tracing(verbose: u8) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let default = if verbose { "portcullis=debug" } else { "warn" };
+    let default = match verbose {
+        0 => "warn",
+        1 => "portcullis=debug",
+        _ => "portcullis=trace",
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a person: `2>file` gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
