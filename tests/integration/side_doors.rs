@@ -1,13 +1,15 @@
 //! The gate's side doors (issue 13, B and C): paths compared in the form a
 //! server will read them, every checked address tried in turn, denials
 //! that do not map the internal network, and secrets kept out of slices,
-//! cookies, compressed framing, error texts and the plugin's own requests.
-//! Shared claims run through both interfaces (see `egress.rs`).
+//! cookies, compressed framing, error texts and the plugin's own requests;
+//! and approval rules on paths seeing every spelling the filesystem reads
+//! the same way. Shared claims run through both interfaces (see
+//! `egress.rs`).
 
-use portcullis::manifest::{HttpEntry, HttpTable, InjectEntry};
-use portcullis::{CallContext, Error, Limits};
+use portcullis::manifest::{ApprovalEntry, HttpEntry, HttpTable, InjectEntry};
+use portcullis::{CallContext, DirMode, Error, Host, Limits, PluginConfig};
 use portcullis_tests::net::{Interface, TOKEN, assert_error, destination};
-use portcullis_tests::{Net, on_both};
+use portcullis_tests::{Net, on_both, plugin_path, plugin_sha};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,6 +279,58 @@ async fn arguments_over_the_maximum_size_are_refused() {
 }
 
 /// Padded standard base64, as in Basic auth.
+#[tokio::test]
+async fn an_approval_rule_on_a_path_sees_every_spelling_of_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for folder in ["in", "out"] {
+        std::fs::create_dir(dir.path().join(folder)).expect("create");
+    }
+    // No approver: a call that asks is denied.
+    let host = Host::builder()
+        .plugin(
+            PluginConfig::new("hostile", plugin_path("hostile"))
+                .sha256(plugin_sha("hostile"))
+                .dir(dir.path().join("in"), "/in", DirMode::ReadWrite)
+                .dir(dir.path().join("out"), "/out", DirMode::ReadWrite)
+                .approval("write", ApprovalEntry::rules([r#"/path matches "/out/*""#])),
+        )
+        .build()
+        .await
+        .expect("loads");
+    let write = |path: &str| {
+        let arguments = json!({ "path": path, "data": "d" }).to_string();
+        let host = &host;
+        async move {
+            host.call("hostile.write", &arguments, &CallContext::new())
+                .await
+        }
+    };
+    write("/in/control")
+        .await
+        .expect("outside the rule, no one is asked");
+    assert!(dir.path().join("in/control").is_file());
+    for path in [
+        "//out/x",
+        "/./out/x",
+        "/out//x",
+        "out/x",
+        "/../out/x",
+        "/in/../out/x",
+    ] {
+        match write(path).await {
+            Err(Error::ApprovalDenied { .. }) => {}
+            other => panic!("{path}: expected an approval denial, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("out"))
+            .expect("list")
+            .count(),
+        0,
+        "nothing was written under /out"
+    );
+}
+
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
