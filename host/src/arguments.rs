@@ -14,6 +14,33 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
 
+/// The biggest arguments a call may have, in bytes (1 MiB): refused before
+/// they are parsed, so a caller cannot make the host build a huge value.
+pub const MAX_ARGUMENT_BYTES: usize = 1 << 20;
+
+/// Checks a call's raw arguments before anything else reads them: their
+/// size against [`MAX_ARGUMENT_BYTES`], and that they carry no known
+/// secret value in any form the scrubber knows (a model that pasted a
+/// credential, or was tricked into it, cannot hand it to a plugin).
+///
+/// # Errors
+///
+/// What is wrong, for `Error::InvalidArguments` on the whole value.
+pub(crate) fn screen(text: &str, scrubber: &crate::secrets::Scrubber) -> Result<(), String> {
+    if text.len() > MAX_ARGUMENT_BYTES {
+        return Err(format!(
+            "the arguments are {} bytes; the maximum is {MAX_ARGUMENT_BYTES} bytes",
+            text.len()
+        ));
+    }
+    if let Some(secret) = scrubber.find(text.as_bytes()) {
+        return Err(format!(
+            "the arguments carry the value of secret `{secret}`; secrets are attached by the host, never passed to a tool"
+        ));
+    }
+    Ok(())
+}
+
 /// A compiled JSON Schema: a tool's input schema, or its output schema.
 pub(crate) struct Schema {
     validator: jsonschema::Validator,

@@ -13,7 +13,9 @@
 //! [`ToolNames`] maps both ways and two tools mapping to one name are
 //! refused. Schemas are made self-contained for models: local `$ref`s into
 //! `$defs`/`definitions` are inlined (nothing is ever fetched), and every
-//! `description` and `title` inside is sanitised like the tool's own.
+//! `description` and `title` inside is sanitised like the tool's own. A
+//! schema whose inlined form would pass a node budget (refs that fan out
+//! double at each level) is exported with its `$defs` instead, not strict.
 
 use crate::descriptor::ToolDescriptor;
 use crate::error::Error;
@@ -29,6 +31,9 @@ const MAX_MODEL_NAME: usize = 64;
 const SCHEMA_TEXT_CAP: usize = 1024;
 /// Deepest `$ref` chain inlined.
 const MAX_REF_DEPTH: usize = 32;
+/// Most JSON values an inlined schema may be made of: 31 definitions each
+/// an `anyOf` of two refs to the next would otherwise inline to 2^31.
+const MAX_INLINED_NODES: usize = 10_000;
 
 /// A target format for tool definitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -228,7 +233,9 @@ fn model_schema(schema: &Value) -> Result<ModelSchema, String> {
 
 /// The schema with every local `$ref` replaced by its target and the
 /// definitions removed; `None` if a reference is recursive, too deep or
-/// points anywhere but the schema's own `$defs`/`definitions`.
+/// points anywhere but the schema's own `$defs`/`definitions`, or if the
+/// result would pass [`MAX_INLINED_NODES`] (checked as it is built, so the
+/// work stops there too).
 fn inline_refs(root: &Value) -> Option<Value> {
     fn resolve<'a>(root: &'a Value, reference: &str) -> Option<&'a Value> {
         let pointer = reference.strip_prefix('#')?;
@@ -237,7 +244,13 @@ fn inline_refs(root: &Value) -> Option<Value> {
         }
         root.pointer(pointer)
     }
-    fn walk(root: &Value, value: &Value, stack: &mut Vec<String>) -> Option<Value> {
+    fn walk(
+        root: &Value,
+        value: &Value,
+        stack: &mut Vec<String>,
+        budget: &mut usize,
+    ) -> Option<Value> {
+        *budget = budget.checked_sub(1)?;
         match value {
             Value::Object(map) => {
                 if let Some(Value::String(reference)) = map.get("$ref") {
@@ -246,7 +259,7 @@ fn inline_refs(root: &Value) -> Option<Value> {
                     }
                     let target = resolve(root, reference)?;
                     stack.push(reference.clone());
-                    let resolved = walk(root, target, stack)?;
+                    let resolved = walk(root, target, stack, budget)?;
                     stack.pop();
                     // Keywords beside `$ref` (e.g. a description) win.
                     let mut merged = match resolved {
@@ -255,26 +268,27 @@ fn inline_refs(root: &Value) -> Option<Value> {
                     };
                     for (k, v) in map {
                         if k != "$ref" {
-                            merged.insert(k.clone(), walk(root, v, stack)?);
+                            merged.insert(k.clone(), walk(root, v, stack, budget)?);
                         }
                     }
                     return Some(Value::Object(merged));
                 }
                 let mut out = Map::new();
                 for (k, v) in map {
-                    out.insert(k.clone(), walk(root, v, stack)?);
+                    out.insert(k.clone(), walk(root, v, stack, budget)?);
                 }
                 Some(Value::Object(out))
             }
             Value::Array(items) => items
                 .iter()
-                .map(|v| walk(root, v, stack))
+                .map(|v| walk(root, v, stack, budget))
                 .collect::<Option<Vec<_>>>()
                 .map(Value::Array),
             other => Some(other.clone()),
         }
     }
-    let mut inlined = walk(root, root, &mut Vec::new())?;
+    let mut budget = MAX_INLINED_NODES;
+    let mut inlined = walk(root, root, &mut Vec::new(), &mut budget)?;
     if let Value::Object(map) = &mut inlined {
         map.remove("$defs");
         map.remove("definitions");
@@ -492,6 +506,43 @@ mod tests {
         let kept = model_schema(&recursive).expect("still exported");
         assert!(!kept.strict);
         assert!(kept.schema.get("$defs").is_some());
+    }
+
+    #[test]
+    fn refs_that_fan_out_are_exported_without_inlining_past_the_budget() {
+        // 31 definitions, each an `anyOf` of two refs to the next: 2^31
+        // nodes inlined.
+        let mut defs = Map::new();
+        for i in 0..31 {
+            let next = json!({"$ref": format!("#/$defs/D{}", i + 1)});
+            defs.insert(format!("D{i}"), json!({"anyOf": [next, next]}));
+        }
+        defs.insert("D31".into(), json!({"type": "string"}));
+        let schema = json!({
+            "type": "object",
+            "properties": {"x": {"$ref": "#/$defs/D0"}},
+            "required": ["x"],
+            "additionalProperties": false,
+            "$defs": defs,
+        });
+        assert!(inline_refs(&schema).is_none());
+        let kept = model_schema(&schema).expect("still exported");
+        assert!(!kept.strict);
+        assert_eq!(kept.schema["$defs"].as_object().map(Map::len), Some(32));
+        // A few levels of the same fan-out inline.
+        let mut small = schema.clone();
+        small["properties"]["x"]["$ref"] = json!("#/$defs/D27");
+        for i in 0..27 {
+            small["$defs"]
+                .as_object_mut()
+                .expect("defs")
+                .remove(&format!("D{i}"));
+        }
+        let inlined = inline_refs(&small).expect("within the budget");
+        assert_eq!(
+            inlined["properties"]["x"]["anyOf"][1]["anyOf"][0]["anyOf"][1]["anyOf"][0]["type"],
+            "string"
+        );
     }
 
     #[test]

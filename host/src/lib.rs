@@ -72,6 +72,7 @@ mod secrets;
 mod text;
 
 pub use approval::{Approval, ApprovalFuture, ApprovalRequest, Approver, Decision, DenyAll};
+pub use arguments::MAX_ARGUMENT_BYTES;
 pub use audit::{
     AuditEvent, AuditHead, AuditReport, AuditSink, AuditTamper, DirRecord, FileSink,
     MAX_RECORDED_ARGUMENTS, StderrSink, TamperKind, verify_log,

@@ -177,20 +177,22 @@ async fn approver_sees_plugin_tool_exact_arguments_effect_and_grants() {
     assert_eq!(request.http, ["https://payments.example.com:443/v1/"]);
     assert_eq!(request.secrets, ["api"]);
 
-    // A secret value pasted into the arguments is not shown to the approver.
-    // (This replayer answers with its first approval, which is refused: the
-    // request is what matters here.)
-    let _ = host
+    // A secret value pasted into the arguments never reaches the approver:
+    // the call is refused before it is asked.
+    let err = host
         .call(
             "refunds.refund",
             r#"{"amount": 250, "order_id": "an-api-token-value"}"#,
             &CallContext::new(),
         )
-        .await;
-    let seen = replayer.seen.lock().expect("lock");
-    let shown = &seen[1].arguments;
-    assert!(!shown.contains("an-api-token-value"), "{shown}");
-    assert!(shown.contains("[redacted:api]"), "{shown}");
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, portcullis::Error::InvalidArguments { .. }),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("an-api-token-value"), "{err}");
+    assert_eq!(replayer.seen.lock().expect("lock").len(), 1);
 }
 
 #[tokio::test]

@@ -231,18 +231,18 @@ async fn name_resolving_to_a_blocked_address_is_denied() {
             .map(|name| HttpEntry::from(format!("http://{name}:{c}")))
             .collect();
         let host = net.host(entries, Limits::default()).await;
-        for (name, ip, range) in [
-            ("rebind.test", "127.0.0.1", "loopback"),
-            ("internal.test", "10.0.0.7", "private"),
-            ("metadata.test", "169.254.169.254", "cloud metadata"),
-            ("six.test", "::1", "loopback"),
+        for (name, range) in [
+            ("rebind.test", "loopback"),
+            ("internal.test", "private"),
+            ("metadata.test", "cloud metadata"),
+            ("six.test", "loopback"),
         ] {
             let out = net
                 .one(&host, json!({"url": format!("http://{name}:{c}/")}))
                 .await;
             net.assert_denied(
                 &out,
-                &format!("`{name}` resolves to {ip}, in a blocked range"),
+                &format!("`{name}` is or resolves to an address in a blocked range"),
             );
             net.assert_denied(&out, range);
         }

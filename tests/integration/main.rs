@@ -26,6 +26,7 @@ mod plugin_issues;
 mod plugin_json;
 mod plugin_languages;
 mod secrets;
+mod side_doors;
 mod tls;
 mod tool_pins;
 mod wasi_http;

@@ -1,12 +1,14 @@
 //! Secrets the plugin uses but never holds: a secret value that comes back
-//! from a call (here fed in as an argument, standing in for an upstream that
-//! echoes it) is scrubbed, raw and encoded, from the output, the text a
-//! model sees, captured stdio, logs, errors and the audit log; and a secret
-//! that is missing, empty, short, or handed to the guest through `env` fails
-//! the load.
+//! to the plugin (here read from a copy of it in a read-only granted folder,
+//! standing in for an upstream that echoes it, since the host refuses a
+//! secret in a call's arguments) is scrubbed, raw and encoded, from the
+//! output, the text a model sees, captured stdio, logs, errors and the audit
+//! log; a secret in the arguments is refused without being repeated; and a
+//! secret that is missing, empty, short, or handed to the guest through
+//! `env` fails the load.
 
 use portcullis::manifest::{DestinationEntry, InjectEntry};
-use portcullis::{CallContext, Error, FileSink, Host, PluginConfig, Secret, SecretConfig};
+use portcullis::{CallContext, DirMode, Error, FileSink, Host, PluginConfig, Secret, SecretConfig};
 use portcullis_tests::{audit_records, plugin_path, plugin_sha};
 use std::path::Path;
 
@@ -35,12 +37,35 @@ fn hostile() -> PluginConfig {
         .env("GREETING", "hello")
 }
 
+/// The guest path of the read-only folder holding [`ECHOED`] and
+/// [`COMPLAINT`].
+const DATA: &str = "/data";
+/// The token's [`forms`], one a line.
+const ECHOED: &str = "/data/echoed.txt";
+/// A complaint naming the token, for `hostile.complain` to fail with.
+const COMPLAINT: &str = "/data/complaint.txt";
+
+/// Fills the folder granted at [`DATA`]: copies of the token's value (not
+/// the `file:` secret source itself), which reach the plugin by a way the
+/// outbound argument scan does not cover.
+fn data(dir: &Path) -> std::path::PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("create data folder");
+    std::fs::write(data.join("echoed.txt"), forms().join("\n")).expect("write echoed");
+    std::fs::write(
+        data.join("complaint.txt"),
+        format!("upstream refused token {TOKEN}"),
+    )
+    .expect("write complaint");
+    data
+}
+
 async fn host(dir: &Path) -> Host {
     Host::builder()
         .secret(secret(dir, "api", TOKEN))
         .secret(secret(dir, "flood", FLOOD))
         .secret(secret(dir, "logline", LOG_LINE))
-        .plugin(hostile())
+        .plugin(hostile().dir(data(dir), DATA, DirMode::ReadOnly))
         .audit(FileSink::open(dir.join("audit.jsonl")).expect("open log"))
         .build()
         .await
@@ -77,37 +102,77 @@ fn assert_clean(what: &str, text: &str) {
     portcullis_tests::assert_no_secret(what, text.as_bytes(), TOKEN);
 }
 
+async fn call(
+    host: &Host,
+    tool: &str,
+    arguments: serde_json::Value,
+) -> Result<portcullis::ToolOutput, Error> {
+    host.call(tool, &arguments.to_string(), &CallContext::new())
+        .await
+}
+
 #[tokio::test]
-async fn secret_echoed_in_arguments_is_scrubbed_from_output_and_rendering() {
+async fn secret_read_back_is_scrubbed_from_output_and_rendering() {
     let dir = tempfile::tempdir().expect("temp dir");
     let host = host(dir.path()).await;
-    let arguments = serde_json::json!({ "echoed": forms() }).to_string();
-    let output = host
-        .call("hostile.echo", &arguments, &CallContext::new())
+    let output = call(&host, "hostile.read", serde_json::json!({ "path": ECHOED }))
         .await
-        .expect("echo runs");
-    let text = output.value.as_str().expect("echo returns a string");
+        .expect("read runs");
+    let text = output.value.as_str().expect("read returns a string");
     assert_clean("the output", text);
     assert_eq!(text.matches("[redacted:api]").count(), 5, "{text}");
     assert_clean("the rendering", &output.render_for_model());
 }
 
 #[tokio::test]
+async fn secret_in_arguments_is_refused_without_repeating_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = host(dir.path()).await;
+    for form in forms() {
+        let err = call(&host, "hostile.echo", serde_json::json!({ "echoed": form }))
+            .await
+            .expect_err("a secret in the arguments is refused");
+        assert!(matches!(err, Error::InvalidArguments { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("carry the value of secret `api`"),
+            "{form}: {err}"
+        );
+        assert_clean("the refusal", &err.to_string());
+        assert_clean("the refusal's Debug", &format!("{err:?}"));
+    }
+    // Schema errors quote the offending value: the refusal comes first.
+    let err = call(
+        &host,
+        "hostile.flood_stdout",
+        serde_json::json!({ "bytes": TOKEN }),
+    )
+    .await
+    .expect_err("refused");
+    assert!(matches!(err, Error::InvalidArguments { .. }), "{err:?}");
+    assert_clean("the argument error", &err.to_string());
+    drop(host);
+    let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("read");
+    assert_clean("the audit log", &log);
+    assert!(
+        !log.contains("call_started"),
+        "a refused call never starts: {log}"
+    );
+}
+
+#[tokio::test]
 async fn secret_is_scrubbed_from_every_audit_record() {
     let dir = tempfile::tempdir().expect("temp dir");
     let host = host(dir.path()).await;
-    let arguments = serde_json::json!({ "echoed": forms() }).to_string();
-    host.call("hostile.echo", &arguments, &CallContext::new())
+    call(&host, "hostile.read", serde_json::json!({ "path": ECHOED }))
         .await
-        .expect("echo runs");
-    let path = format!("/nowhere/{TOKEN}");
-    host.call(
-        "hostile.read",
-        &serde_json::json!({ "path": path }).to_string(),
-        &CallContext::new(),
+        .expect("read runs");
+    call(
+        &host,
+        "hostile.complain",
+        serde_json::json!({ "path": COMPLAINT }),
     )
     .await
-    .expect_err("no such file");
+    .expect_err("complain fails");
     drop(host);
     let log = dir.path().join("audit.jsonl");
     assert_clean(
@@ -116,16 +181,14 @@ async fn secret_is_scrubbed_from_every_audit_record() {
     );
     let records = audit_records(&log);
     assert_eq!(records[0]["secrets"], serde_json::json!(["api"]));
-    let started = records
+    let started: Vec<_> = records
         .iter()
-        .find(|r| r["event"] == "call_started")
-        .expect("call_started");
-    assert!(
-        started["arguments"]
-            .as_str()
-            .expect("arguments")
-            .contains("[redacted:api]"),
-        "{started}"
+        .filter(|r| r["event"] == "call_started")
+        .collect();
+    assert_eq!(started.len(), 2, "{records:?}");
+    assert_eq!(
+        started[1]["arguments"],
+        serde_json::json!({ "path": COMPLAINT }).to_string()
     );
     let failed = records
         .iter()
@@ -135,7 +198,7 @@ async fn secret_is_scrubbed_from_every_audit_record() {
         failed["error"]
             .as_str()
             .expect("error")
-            .contains("[redacted:api]"),
+            .contains("upstream refused token [redacted:api]"),
         "{failed}"
     );
 }
@@ -144,31 +207,22 @@ async fn secret_is_scrubbed_from_every_audit_record() {
 async fn secret_is_scrubbed_from_error_messages() {
     let dir = tempfile::tempdir().expect("temp dir");
     let host = host(dir.path()).await;
-    let path = format!("/nowhere/{TOKEN}");
-    let err = host
-        .call(
-            "hostile.read",
-            &serde_json::json!({ "path": path }).to_string(),
-            &CallContext::new(),
-        )
-        .await
-        .expect_err("no such file");
+    let err = call(
+        &host,
+        "hostile.complain",
+        serde_json::json!({ "path": COMPLAINT }),
+    )
+    .await
+    .expect_err("complain fails");
     assert!(matches!(err, Error::Tool { .. }), "{err:?}");
     assert_clean("the tool error", &err.to_string());
     assert_clean("the tool error's Debug", &format!("{err:?}"));
-    assert!(err.to_string().contains("[redacted:api]"), "{err}");
-
-    // Schema errors quote the offending value.
-    let err = host
-        .call(
-            "hostile.flood_stdout",
-            &serde_json::json!({ "bytes": TOKEN }).to_string(),
-            &CallContext::new(),
-        )
-        .await
-        .expect_err("not a number");
-    assert!(matches!(err, Error::InvalidArguments { .. }), "{err:?}");
-    assert_clean("the argument error", &err.to_string());
+    assert!(
+        err.to_string()
+            .contains("upstream refused token [redacted:api]"),
+        "{err}"
+    );
+    assert_clean("the model's text", &err.render_for_model());
 }
 
 #[tokio::test]

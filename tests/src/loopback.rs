@@ -109,7 +109,9 @@ impl Canary {
 ///   without one;
 /// - `/bomb`: 16 MiB of zeros, gzip-compressed to a few KiB;
 /// - `/drip`: 1000 bytes announced, one sent every 100 ms;
-/// - `/redirect?to=URL`: a 302 to `URL`.
+/// - `/redirect?to=URL`: a 302 to `URL`;
+/// - `/cookie`: `hello` with a `set-cookie` header;
+/// - `/te-gzip`: `hello`, framed `transfer-encoding: gzip, chunked`.
 #[derive(Debug)]
 pub struct Allowed {
     /// Its address.
@@ -295,6 +297,20 @@ async fn serve(mut stream: TcpStream, heads: Arc<std::sync::Mutex<Vec<String>>>)
         "/redirect" => {
             let to = query.strip_prefix("to=").unwrap_or("/hello");
             respond("302 Found", &format!("location: {to}\r\n"), b"")
+        }
+        "/cookie" => respond("200 OK", "set-cookie: session=abc123; HttpOnly\r\n", b"hello"),
+        "/te-gzip" => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(b"hello").expect("compress");
+            let gz = enc.finish().expect("compress");
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\nconnection: close\r\n\r\n{:x}\r\n",
+                gz.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(&gz);
+            out.extend_from_slice(b"\r\n0\r\n\r\n");
+            out
         }
         _ => respond("404 Not Found", "", b"not found"),
     };

@@ -77,6 +77,12 @@ impl CallEgress {
     ) -> Result<(), Refusal> {
         let name = &policy.name;
         if !policy.allows(method, target) {
+            if let Some(rule) = policy.refusing_spelling(target) {
+                return Err(Refusal::denied(format!(
+                    "secret `{name}`: path `{}` has `;`, `%25` or an encoded `.`, `/` or `\\`, which servers may read differently from its destination `{rule}`",
+                    target.path
+                )));
+            }
             return Err(Refusal::denied(format!(
                 "secret `{name}` is not bound to {method} {}{}",
                 target.origin(),
@@ -109,7 +115,9 @@ impl CallEgress {
                 )));
             }
             Ok(Err(e)) => {
-                return Err(unavailable(format!("secret `{name}` is unavailable: {e}")));
+                // The source's own words may quote what it fetched.
+                let why = format!("secret `{name}` is unavailable: {e}");
+                return Err(unavailable(self.scrubber().scrub_str(&why).into_owned()));
             }
             Ok(Ok(value)) => value,
         };

@@ -26,7 +26,8 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) target: &'a Target,
     /// Path and query, as parsed.
     pub(crate) path_and_query: String,
-    pub(crate) addr: SocketAddr,
+    /// Every address the gate checked, tried in turn.
+    pub(crate) addrs: Vec<SocketAddr>,
     pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub(crate) body: Vec<u8>,
 }
@@ -126,23 +127,7 @@ pub(crate) async fn send(
     tls: &Tls,
 ) -> Result<Incoming, ClientError> {
     let connect_by = bounds.deadline.min(Instant::now() + bounds.connect_timeout);
-    let tcp = match tokio::time::timeout_at(connect_by, TcpStream::connect(out.addr)).await {
-        Err(_) => {
-            return Err(ClientError::Timeout(format!(
-                "connecting to `{}` ({}) took too long",
-                out.target.origin(),
-                out.addr
-            )));
-        }
-        Ok(Err(e)) => {
-            return Err(ClientError::Upstream(format!(
-                "cannot connect to `{}` ({}): {e}",
-                out.target.origin(),
-                out.addr
-            )));
-        }
-        Ok(Ok(tcp)) => tcp,
-    };
+    let tcp = connect(&out, connect_by).await?;
     let _ = tcp.set_nodelay(true);
     let exchange = async {
         if out.target.scheme == "https" {
@@ -169,6 +154,52 @@ pub(crate) async fn send(
             out.target.origin()
         ))),
     }
+}
+
+/// The first of the checked addresses that accepts a connection by
+/// `connect_by`, tried in the resolver's order (a name whose first address
+/// is `::1` still reaches a server on `127.0.0.1`).
+async fn connect(out: &Outgoing<'_>, connect_by: Instant) -> Result<TcpStream, ClientError> {
+    let mut failures = Vec::new();
+    for addr in &out.addrs {
+        match tokio::time::timeout_at(connect_by, TcpStream::connect(addr)).await {
+            Err(_) => {
+                return Err(ClientError::Timeout(format!(
+                    "connecting to `{}` ({addr}) took too long",
+                    out.target.origin(),
+                )));
+            }
+            Ok(Err(e)) => failures.push(format!("{addr}: {e}")),
+            Ok(Ok(tcp)) => return Ok(tcp),
+        }
+    }
+    Err(ClientError::Upstream(format!(
+        "cannot connect to `{}` ({})",
+        out.target.origin(),
+        failures.join("; ")
+    )))
+}
+
+/// Bodies past this size are decoded and scrubbed on a blocking thread,
+/// not on the async threads that drive every other call.
+pub(crate) const BLOCKING_THRESHOLD: usize = 64 * 1024;
+
+/// Runs `work` on the blocking pool when `len` is past
+/// [`BLOCKING_THRESHOLD`], inline otherwise.
+///
+/// # Errors
+///
+/// The blocking task panicked or was cancelled.
+pub(crate) async fn off_the_runtime<T: Send + 'static>(
+    len: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    if len <= BLOCKING_THRESHOLD {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("processing the response failed: {e}"))
 }
 
 async fn exchange<IO>(io: IO, out: &Outgoing<'_>, max: u64) -> Result<Incoming, ClientError>
@@ -217,6 +248,16 @@ where
             encoding = value.trim().to_ascii_lowercase();
             continue;
         }
+        // Only `chunked` framing is understood: `gzip, chunked` would hand
+        // on a compressed body that no scrubber reads.
+        if name == http::header::TRANSFER_ENCODING && !value.trim().eq_ignore_ascii_case("chunked")
+        {
+            return Err(ClientError::Upstream(format!(
+                "`{}` answered with transfer-coding `{}`; only `chunked` is accepted",
+                out.target.origin(),
+                crate::text::cut(&value, 64).0.escape_debug()
+            )));
+        }
         if name == http::header::CONTENT_LENGTH {
             if value.trim().parse::<u64>().is_ok_and(|n| n > max) {
                 return Err(too_large(out, max));
@@ -245,7 +286,17 @@ where
         }
     }
     drop(driver);
-    let body = decode(&encoding, raw, max).map_err(|e| match e {
+    // Decompressing costs what the output does, up to `max`, whatever the
+    // input's size: any encoded body is decoded off the runtime.
+    let work = if matches!(encoding.as_str(), "" | "identity") {
+        0
+    } else {
+        usize::MAX
+    };
+    let body = off_the_runtime(work, move || decode(&encoding, raw, max))
+        .await
+        .map_err(ClientError::Upstream)?;
+    let body = body.map_err(|e| match e {
         Decode::TooLarge => ClientError::TooLarge(format!(
             "the response from `{}` decompresses to more than {max} bytes",
             out.target.origin()

@@ -82,6 +82,7 @@ impl CallEgress {
     fn admit(&self, request: GuestRequest, raw_destination: &str) -> Result<Admitted, Refusal> {
         let body = request.body.unwrap_or_default();
         self.check_sizes(&body, &request.headers)?;
+        self.check_no_secret_values(&request.url, &request.headers, &body)?;
         let headers = self.check_headers(&request.headers)?;
         let method = check_method(&request.method)?;
         let named = self.named_secret(&request.secret)?;
@@ -120,13 +121,17 @@ impl CallEgress {
         let allow_private = self.check_allowlist(&method, &target)?;
         let (deadline, connect_timeout) = self.bounds(timeouts);
         let ips = self.resolve(&url, &target, deadline).await?;
-        let first = check_addresses(&ips, &url, &target, allow_private)?;
+        let checked = check_addresses(&ips, &target, allow_private)?;
         let mut path_and_query = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
         };
         if let Some(policy) = self.chosen_secret(secret, named, &method, &target) {
             *secret_used = Some(policy.name.clone());
+            // A request that carries a secret reads the whole response: a
+            // reflected token fetched in slices would pass the scrubber.
+            headers
+                .retain(|(name, _)| name != http::header::RANGE && name != http::header::IF_RANGE);
             self.attach(
                 &policy,
                 &method,
@@ -146,7 +151,10 @@ impl CallEgress {
             method,
             target: &target,
             path_and_query,
-            addr: SocketAddr::new(first, target.port),
+            addrs: checked
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, target.port))
+                .collect(),
             headers,
             body,
         };
@@ -155,7 +163,8 @@ impl CallEgress {
             deadline,
             max_response: self.grants.limits.http_response,
         };
-        self.connect(outgoing, bounds).await
+        let carried_secret = secret_used.is_some();
+        self.connect(outgoing, bounds, carried_secret).await
     }
 
     /// Step 1: the per-call limits on the request's size.
@@ -179,6 +188,40 @@ impl CallEgress {
                 "the request headers are {header_bytes} bytes; the limit is {} bytes",
                 caps::HTTP_HEADER_BYTES
             )));
+        }
+        Ok(())
+    }
+
+    /// Step 1b: nothing the plugin sends carries a known secret value, in
+    /// any form the scrubber knows: a value a model pasted into arguments
+    /// or a plugin learned goes nowhere, not even to its bound
+    /// destination. The host's own injection comes later and is not
+    /// scanned.
+    fn check_no_secret_values(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), Refusal> {
+        let scrubber = self.scrubber();
+        let found = |part: &str, secret: &str| {
+            Err(Refusal::denied(format!(
+                "the request's {part} carries the value of secret `{secret}`; secrets are attached by the host, never sent by a plugin"
+            )))
+        };
+        if let Some(secret) = scrubber.find(url.as_bytes()) {
+            return found("URL", secret);
+        }
+        for (name, value) in headers {
+            if let Some(secret) = scrubber
+                .find(name.as_bytes())
+                .or_else(|| scrubber.find(value.as_bytes()))
+            {
+                return found("headers", secret);
+            }
+        }
+        if let Some(secret) = scrubber.find(body) {
+            return found("body", secret);
         }
         Ok(())
     }
@@ -225,6 +268,13 @@ impl CallEgress {
         let rules = &self.grants.http;
         match rules.iter().find(|r| r.allows(method, target)) {
             Some(rule) => Ok(rule.allow_private()),
+            None if let Some(rule) = rules.iter().find(|r| r.refuses_spelling(target)) => {
+                Err(Refusal::denied(format!(
+                    "path `{}` has `;`, `%25` or an encoded `.`, `/` or `\\`, which servers may read differently from the path rule `{}`",
+                    target.path,
+                    rule.pattern()
+                )))
+            }
             None => {
                 let (why, line) = allowlist::explain(rules, method, target);
                 Err(Refusal::Denied {
@@ -291,6 +341,7 @@ impl CallEgress {
         &self,
         outgoing: client::Outgoing<'_>,
         bounds: client::Bounds,
+        carried_secret: bool,
     ) -> Result<GuestResponse, Refusal> {
         let incoming = client::send(outgoing, bounds, &self.grants.network.tls)
             .await
@@ -305,19 +356,36 @@ impl CallEgress {
         // value, including one fetched for this call, before the plugin
         // sees it.
         let scrubber = self.scrubber();
+        let headers = incoming
+            .headers
+            .into_iter()
+            // A session cookie set in answer to a credential is a
+            // credential too.
+            .filter(|(k, _)| {
+                !(carried_secret
+                    && (k.eq_ignore_ascii_case("set-cookie")
+                        || k.eq_ignore_ascii_case("set-cookie2")))
+            })
+            .map(|(k, v)| {
+                (
+                    scrubber.scrub_str(&k).into_owned(),
+                    scrubber.scrub_str(&v).into_owned(),
+                )
+            })
+            .collect();
+        let body = client::off_the_runtime(incoming.body.len(), move || {
+            let body = incoming.body;
+            match scrubber.scrub_bytes(&body) {
+                std::borrow::Cow::Borrowed(_) => body,
+                std::borrow::Cow::Owned(clean) => clean,
+            }
+        })
+        .await
+        .map_err(|e| Refusal::Failed(EgressError::Upstream(e)))?;
         Ok(GuestResponse {
             status: incoming.status,
-            headers: incoming
-                .headers
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        scrubber.scrub_str(&k).into_owned(),
-                        scrubber.scrub_str(&v).into_owned(),
-                    )
-                })
-                .collect(),
-            body: scrubber.scrub_bytes(&incoming.body).into_owned(),
+            headers,
+            body,
         })
     }
 
@@ -381,46 +449,39 @@ fn parse(url: &str, raw_destination: &str) -> Result<(Url, Target), Refusal> {
     Ok((url, target))
 }
 
-/// Step 9: the address to connect to, the first one resolved. Any address
-/// in a blocked range refuses the name, unless the entry opts in with
-/// `allow_private`: a resolver answering with a mix must not get a chance
-/// to pick the private one.
+/// Step 9: the addresses to connect to, all of them checked first. Any
+/// address in a blocked range refuses the name, unless the entry opts in
+/// with `allow_private`: a resolver answering with a mix must not get a
+/// chance to pick the private one. The plugin learns the range, never the
+/// address a name resolved to (an internal network map); the log has it.
 fn check_addresses(
     ips: &[IpAddr],
-    url: &Url,
     target: &Target,
     allow_private: bool,
-) -> Result<IpAddr, Refusal> {
-    let Some(&first) = ips.first() else {
+) -> Result<Vec<IpAddr>, Refusal> {
+    if ips.is_empty() {
         return Err(Refusal::Failed(EgressError::Upstream(format!(
             "`{}` has no addresses",
             target.host
         ))));
-    };
+    }
     if allow_private {
-        return Ok(first);
+        return Ok(ips.to_vec());
     }
     if let Some((ip, range)) = ips
         .iter()
         .find_map(|ip| address::blocked(*ip).map(|r| (ip, r)))
     {
-        let why = if url
-            .host()
-            .is_some_and(|h| matches!(h, url::Host::Domain(_)))
-        {
-            format!(
-                "`{}` resolves to {ip}, in a blocked range: {range}",
-                target.host
-            )
-        } else {
-            format!("address {ip} is in a blocked range: {range}")
-        };
+        tracing::warn!(host = %target.host, address = %ip, range, "egress to a blocked address refused");
         return Err(Refusal::Denied {
-            why,
+            why: format!(
+                "`{}` is or resolves to an address in a blocked range: {range}",
+                target.host
+            ),
             line: Some(
                 "allow_private = true on the entry (only for local services you trust)".into(),
             ),
         });
     }
-    Ok(first)
+    Ok(ips.to_vec())
 }

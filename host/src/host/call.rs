@@ -160,6 +160,8 @@ impl Host {
             pointer,
             reason,
         };
+        arguments::screen(arguments, &self.inner.scrubber)
+            .map_err(|r| invalid(String::new(), r))?;
         let value = arguments::parse_object(arguments).map_err(|r| invalid(String::new(), r))?;
         def.validator
             .check(&value)

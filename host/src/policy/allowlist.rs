@@ -9,10 +9,12 @@
 //!   subdomains of `domain` only (not `domain` itself, not
 //!   `evildomain`, not `domain.evil.net`). A lone `*`, a `*` anywhere else,
 //!   and a wildcard directly under a public suffix (`*.com`, `*.co.uk`,
-//!   `*.github.io`; a built-in list of common suffixes plus every single
-//!   label) are refused;
+//!   `*.github.io`, `*.ngrok.app`: the full Public Suffix List, private
+//!   section included, plus every single label) are refused;
 //! - the path, if any, is a prefix the request's path must start with, on
-//!   a segment boundary unless it ends with `/`;
+//!   a segment boundary unless it ends with `/`; under an entry with a
+//!   path, a request path with `;`, `%25` or an encoded `.`, `/` or `\`
+//!   is refused (servers read those differently from the URL parser);
 //! - userinfo, a query or a fragment are refused.
 //!
 //! Each entry may list methods; without them it allows `GET` and `HEAD`
@@ -21,53 +23,12 @@
 //! dropped, IDN to punycode, IPv4 literals in every spelling to dotted
 //! decimal) by the WHATWG URL parser.
 
+pub(crate) use super::spelling::ambiguous_path;
+use super::spelling::public_suffix;
 use url::{Host, Url};
 
 /// Methods an entry allows when it lists none.
 pub(crate) const DEFAULT_METHODS: &[&str] = &["GET", "HEAD"];
-
-/// Public suffixes under which a wildcard is refused, beyond single labels
-/// (`*.com`): a short built-in list, not the whole Public Suffix List.
-const PUBLIC_SUFFIXES: &[&str] = &[
-    "co.uk",
-    "org.uk",
-    "ac.uk",
-    "gov.uk",
-    "me.uk",
-    "com.au",
-    "net.au",
-    "org.au",
-    "co.jp",
-    "ne.jp",
-    "or.jp",
-    "co.nz",
-    "co.in",
-    "co.za",
-    "co.kr",
-    "com.br",
-    "com.cn",
-    "com.mx",
-    "com.tr",
-    "com.tw",
-    "com.hk",
-    "com.sg",
-    "github.io",
-    "gitlab.io",
-    "herokuapp.com",
-    "vercel.app",
-    "netlify.app",
-    "pages.dev",
-    "workers.dev",
-    "appspot.com",
-    "web.app",
-    "firebaseapp.com",
-    "blogspot.com",
-    "cloudfront.net",
-    "amazonaws.com",
-    "azurewebsites.net",
-    "fly.dev",
-    "onrender.com",
-];
 
 /// The host part of an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,7 +148,7 @@ impl HttpRule {
                 return Err("puts a wildcard on an IP address".into());
             }
             let domain = target.host.clone();
-            if !domain.contains('.') || PUBLIC_SUFFIXES.contains(&domain.as_str()) {
+            if public_suffix(&domain) {
                 return Err(format!(
                     "puts a wildcard directly under the public suffix `{domain}`"
                 ));
@@ -241,6 +202,22 @@ impl HttpRule {
     }
 
     fn path_matches(&self, path: &str) -> bool {
+        self.path_prefix_matches(path) && (self.path == "/" || !ambiguous_path(path))
+    }
+
+    /// Whether the entry has a path and `path` lies under it as the URL
+    /// parser reads it, but spelled so that a server may not
+    /// ([`ambiguous_path`]).
+    pub(crate) fn refuses_spelling(&self, target: &Target) -> bool {
+        self.path != "/"
+            && self.scheme == target.scheme
+            && self.port == target.port
+            && self.host_matches(&target.host)
+            && self.path_prefix_matches(&target.path)
+            && ambiguous_path(&target.path)
+    }
+
+    fn path_prefix_matches(&self, path: &str) -> bool {
         let prefix = self.path.as_str();
         if prefix == "/" || path == prefix {
             return true;
@@ -583,6 +560,28 @@ mod tests {
     }
 
     #[test]
+    fn a_path_rule_refuses_semicolons_and_encoded_separators() {
+        let r = rule("https://api.x.test/v1/public/");
+        assert!(r.allows("GET", &target("https://api.x.test/v1/public/a")));
+        for url in [
+            "https://api.x.test/v1/public/..;/admin",
+            "https://api.x.test/v1/public/a;b",
+            "https://api.x.test/v1/public/%252e%252e/admin",
+            "https://api.x.test/v1/public/a%2fb",
+            "https://api.x.test/v1/public/a%5Cb",
+        ] {
+            assert!(!r.allows("GET", &target(url)), "{url}");
+            assert!(r.refuses_spelling(&target(url)), "{url}");
+        }
+        // An entry without a path leaves the path to the server.
+        assert!(allows(
+            "https://api.x.test",
+            "GET",
+            "https://api.x.test/a;b"
+        ));
+    }
+
+    #[test]
     fn bad_entries_are_refused() {
         for entry in [
             "*",
@@ -590,6 +589,10 @@ mod tests {
             "https://*.com",
             "https://*.co.uk",
             "https://*.github.io",
+            "https://*.ngrok.app",
+            "https://*.trycloudflare.com",
+            "https://*.r2.dev",
+            "https://*.s3.amazonaws.com",
             "https://a.*.example.com",
             "https://*example.com",
             "https://user@example.com",

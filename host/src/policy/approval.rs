@@ -17,6 +17,14 @@
 //!   `?` is one character; everything else matches itself.
 //! - `==` and `!=` compare values of the literal's type (numbers by value,
 //!   so `1 == 1.0`).
+//! - Path rules: a rule whose string literal starts with `/` compares
+//!   paths, so the field's value is first spelled as the filesystem will
+//!   read it (wasi-libc resolves a relative path against `/`): repeated
+//!   `/`, `.` segments and a trailing `/` are dropped and `..` never climbs
+//!   above `/`. A `..` that removes a segment makes the rule hold: the
+//!   segment may be a symlink, so only the filesystem knows where the path
+//!   ends. So `{"path": "//out/x"}` is asked about under
+//!   `/path matches "/out/*"`.
 //! - Fail safe: when the pointer names no field, or a field of another type
 //!   than the literal, the rule *holds* and the call asks for approval.
 //!
@@ -283,6 +291,17 @@ impl ApprovalRule {
                 },
                 None => true,
             },
+            (Value::String(want), Value::String(got)) if want.starts_with('/') => {
+                let Some(got) = normalise_path(got) else {
+                    return true;
+                };
+                match self.op {
+                    Op::Matches => glob(want, &got),
+                    Op::Eq => *want == got,
+                    Op::Ne => *want != got,
+                    _ => true,
+                }
+            }
             (Value::String(pattern), Value::String(got)) if self.op == Op::Matches => {
                 glob(pattern, got)
             }
@@ -303,6 +322,27 @@ impl fmt::Display for ApprovalRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} {}", self.pointer, self.op.as_str(), self.literal)
     }
+}
+
+/// `path` as the filesystem reads it: absolute (a relative path starts at
+/// `/`, as wasi-libc's working directory), no empty or `.` segments, no
+/// trailing `/`, a `..` at the top staying at `/`. `None` when a `..`
+/// removes a segment: that segment may be a symlink, so the lexical result
+/// may not be where the path ends.
+fn normalise_path(path: &str) -> Option<String> {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                if segments.pop().is_some() {
+                    return None;
+                }
+            }
+            other => segments.push(other),
+        }
+    }
+    Some(format!("/{}", segments.join("/")))
 }
 
 /// `~` in a JSON Pointer must be `~0` or `~1`.
@@ -402,6 +442,52 @@ mod tests {
         assert!(glob("", ""));
         assert!(glob("**", "anything"));
         assert!(!glob("a*b*c", "aXbY"));
+    }
+
+    #[test]
+    fn path_rules_see_every_spelling_of_a_path() {
+        let rule = "/path matches \"/out/*\"";
+        for path in [
+            "/out/x",
+            "//out/x",
+            "/./out/x",
+            "/out/./x",
+            "/out//x",
+            "/out/x/",
+            "out/x",
+            "./out/x",
+            "/../out/x",
+            "/../../out/x",
+            "/in/../out/x",
+            "/out/sub/../../in/x",
+        ] {
+            assert!(holds(rule, json!({ "path": path })), "{path}");
+        }
+        for path in ["/in/x", "//in/x", "/./in//x/", "/../in/x", "/outside/x"] {
+            assert!(!holds(rule, json!({ "path": path })), "{path}");
+        }
+        assert!(holds("/p == \"/a/b\"", json!({"p": "//a/./b/"})));
+        assert!(!holds("/p != \"/a/b\"", json!({"p": "/a//b"})));
+        assert!(holds("/p != \"/a/b\"", json!({"p": "/a/c/../b"})));
+        // Not a path rule: the value is compared as written.
+        assert!(!holds("/p matches \"a/*\"", json!({"p": "./a/x"})));
+    }
+
+    #[test]
+    fn paths_normalise_as_the_filesystem_reads_them() {
+        for (path, want) in [
+            ("", Some("/")),
+            ("/", Some("/")),
+            ("//", Some("/")),
+            ("/..", Some("/")),
+            ("a/b/", Some("/a/b")),
+            ("/a/./b//c/", Some("/a/b/c")),
+            ("/../../a", Some("/a")),
+            ("/a/..", None),
+            ("/a/b/../c", None),
+        ] {
+            assert_eq!(normalise_path(path).as_deref(), want, "{path}");
+        }
     }
 
     #[test]

@@ -34,6 +34,7 @@ mod config;
 mod dirs;
 mod limits;
 pub(crate) mod reach;
+mod spelling;
 
 pub use allowlist::HttpRule;
 pub(crate) use approval::approval_settings;

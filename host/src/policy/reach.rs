@@ -283,6 +283,7 @@ mod tests {
             limits: Limits::default(),
             approvals: Default::default(),
             secrets: Vec::new(),
+            deny_imports: Vec::new(),
         }
     }
 

@@ -59,16 +59,22 @@ impl Destination {
     /// Whether a request with `method` to `target` (as the egress gate
     /// parsed it) may carry the secret.
     ///
-    /// Paths with encoded dots, slashes or backslashes never match, as a
-    /// second line behind the URL parser's normalisation.
+    /// Paths with `;`, `%25` or an encoded `.`, `/` or `\\` never match
+    /// ([`allowlist::ambiguous_path`]): servers read them differently from
+    /// the URL parser.
     pub(crate) fn matches(&self, method: &str, target: &Target) -> bool {
         self.pattern.covers(target)
             && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
-            && plain_path(&target.path)
+            && !allowlist::ambiguous_path(&target.path)
     }
-}
 
-impl Destination {
+    /// Whether `target` is under this destination as the URL parser reads
+    /// it, but spelled so that a server may read it elsewhere.
+    pub(crate) fn refuses_spelling(&self, target: &Target) -> bool {
+        allowlist::ambiguous_path(&target.path)
+            && (self.pattern.covers(target) || self.pattern.refuses_spelling(target))
+    }
+
     /// Whether some request a plugin with `rules` as its allowlist may
     /// send could go to this destination (a secret bound only to
     /// destinations no rule reaches is a mistake).
@@ -79,15 +85,6 @@ impl Destination {
                     || rule.methods().iter().any(|m| self.methods.contains(m)))
         })
     }
-}
-
-/// No encoded `.`, `/` or `\`, no backslash.
-fn plain_path(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    !(path.contains('\\')
-        || lower.contains("%2e")
-        || lower.contains("%2f")
-        || lower.contains("%5c"))
 }
 
 #[cfg(test)]
@@ -179,6 +176,44 @@ mod tests {
         ));
         assert!(!sends(&d, "GET", "https://api.example.com/repos/a%2Fb"));
         assert!(!sends(&d, "GET", "https://api.example.com/repos/a%5cb"));
+    }
+
+    #[test]
+    fn a_bound_path_refuses_semicolons_and_encoded_separators() {
+        let d = parse("https://api.x.test/v1/public/").expect("valid");
+        assert!(sends(&d, "GET", "https://api.x.test/v1/public/a"));
+        for path in [
+            "/v1/public/..;/admin",
+            "/v1/public/a;b",
+            "/v1/public/%252e%252e/admin",
+            "/v1/public/a%2Fb",
+            "/v1/public/a%5Cb",
+        ] {
+            let url = format!("https://api.x.test{path}");
+            assert!(!sends(&d, "GET", &url), "{url}");
+            let target = Target::from_url(&url::Url::parse(&url).expect("url")).expect("target");
+            assert!(d.refuses_spelling(&target), "{url}");
+        }
+        // The URL parser resolves `%2e%2e` itself: outside the prefix.
+        assert!(!sends(
+            &d,
+            "GET",
+            "https://api.x.test/v1/public/%2e%2e/admin"
+        ));
+    }
+
+    #[test]
+    fn a_wildcard_under_a_private_public_suffix_is_refused() {
+        for url in [
+            "https://*.ngrok.app",
+            "https://*.trycloudflare.com",
+            "https://*.r2.dev",
+            "https://*.github.io",
+        ] {
+            let err = parse(url).expect_err(url);
+            assert!(err.contains("public suffix"), "{err}");
+        }
+        assert!(parse("https://*.mytunnel.ngrok.app").is_ok());
     }
 
     #[test]

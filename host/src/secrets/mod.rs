@@ -24,9 +24,11 @@
 //! primitive it calls (see `crate::egress`).
 
 mod destination;
+mod error_text;
 mod inject;
 mod scrub;
 mod source;
+mod view;
 
 pub use destination::Destination;
 pub use inject::{InjectRule, Injection};
@@ -243,6 +245,18 @@ impl SecretPolicy {
     /// of its destinations matches.
     pub(crate) fn allows(&self, method: &str, target: &crate::policy::allowlist::Target) -> bool {
         self.destinations.iter().any(|d| d.matches(method, target))
+    }
+
+    /// The destination `target` lies under as the URL parser reads it,
+    /// though spelled so that a server may read it elsewhere (`;`, `%25`,
+    /// an encoded `.`, `/` or `\\`).
+    pub(crate) fn refusing_spelling(
+        &self,
+        target: &crate::policy::allowlist::Target,
+    ) -> Option<&Destination> {
+        self.destinations
+            .iter()
+            .find(|d| d.refuses_spelling(target))
     }
 }
 

@@ -1,17 +1,20 @@
 //! Scrubbing: every secret value, in the forms it is likely to take on its
 //! way back (raw, base64 and base64url at any alignment, hex, percent- and
 //! JSON-encoded), replaced with `[redacted:NAME]` wherever the plugin or the
-//! agent could see it.
+//! agent could see it. A second pass reads text whose JSON escapes are
+//! decoded and line breaks dropped ([`view`](super::view)), so `\/` and
+//! `\u00XX` escapes in any mix, and base64 wrapped at 64 or 76 columns,
+//! are caught too.
 //!
 //! Scrubbing is defence in depth (design invariant 6): the host never hands
 //! a secret to the guest, but a bound server may echo it, and that echo must
 //! not reach tool output, logs, the audit log or error messages. A value
-//! transformed in some other way (hashed, split, re-encoded twice, wrapped
-//! at 76 columns) is not recognised: binding secrets narrowly is the real
+//! transformed in some other way (hashed, split, re-encoded twice) is not
+//! recognised: binding secrets narrowly is the real
 //! protection.
 
 use super::Secret;
-use crate::error::{Error, ToolError};
+use super::view;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -201,7 +204,42 @@ impl Scrubber {
         }
         let mut out = Vec::with_capacity(input.len());
         self.scrub_into(input, input.len(), &mut out);
+        if view::needed(&out) {
+            let matches = self.view_matches(&out);
+            if !matches.is_empty() {
+                let mut rewritten = Vec::with_capacity(out.len());
+                let mut copied = 0;
+                for (start, end, secret) in matches {
+                    rewritten.extend_from_slice(&out[copied..start]);
+                    rewritten.extend_from_slice(self.markers[secret].as_bytes());
+                    copied = end;
+                }
+                rewritten.extend_from_slice(&out[copied..]);
+                super::zero(&mut out);
+                out = rewritten;
+            }
+        }
         Cow::Owned(out)
+    }
+
+    /// Every form found in the decoded view of `input`, as spans of
+    /// `input` with the secret's index, in order, not overlapping.
+    fn view_matches(&self, input: &[u8]) -> Vec<(usize, usize, usize)> {
+        let mut decoded = view::decode(input);
+        let mut found = Vec::new();
+        let mut at = 0;
+        while at < decoded.bytes.len() {
+            match self.match_at(&decoded.bytes, at) {
+                Some(pattern) => {
+                    let (start, end) = decoded.original(at, at + pattern.bytes.len());
+                    found.push((start, end, pattern.secret));
+                    at += pattern.bytes.len();
+                }
+                None => at += 1,
+            }
+        }
+        super::zero(&mut decoded.bytes);
+        found
     }
 
     /// `input` with every form of every secret replaced. The forms other
@@ -251,12 +289,19 @@ impl Scrubber {
         if self.is_empty() {
             return None;
         }
-        (0..input.len())
+        let secret = (0..input.len())
             .find_map(|at| self.match_at(input, at))
-            .map(|p| {
-                let marker = &self.markers[p.secret];
-                &marker["[redacted:".len()..marker.len() - 1]
-            })
+            .map(|p| p.secret)
+            .or_else(|| {
+                if !view::needed(input) {
+                    return None;
+                }
+                self.view_matches(input)
+                    .first()
+                    .map(|&(_, _, secret)| secret)
+            })?;
+        let marker = &self.markers[secret];
+        Some(&marker["[redacted:".len()..marker.len() - 1])
     }
 
     /// A scrubber for a stream that arrives in chunks.
@@ -385,42 +430,6 @@ pub(crate) fn percent(value: &[u8], upper: bool, form: bool) -> Vec<u8> {
         }
     }
     out
-}
-
-/// Error texts are scrubbed here, beside the scrubber, so that `error`
-/// (below every step) never depends on `secrets`.
-impl Error {
-    /// The same error with `scrubber`'s secrets removed from every text
-    /// that can carry plugin, caller or upstream data.
-    pub(crate) fn scrubbed(mut self, scrubber: &Scrubber) -> Error {
-        if scrubber.is_empty() {
-            return self;
-        }
-        let texts: Vec<&mut String> = match &mut self {
-            Error::InvalidArguments {
-                pointer, reason, ..
-            } => vec![pointer, reason],
-            Error::LimitExceeded { detail, .. } => vec![detail],
-            Error::Tool { error, .. } => match error {
-                ToolError::InvalidInput(m)
-                | ToolError::NotFound(m)
-                | ToolError::Denied(m)
-                | ToolError::Internal(m) => vec![m],
-            },
-            Error::Crashed { reason, .. }
-            | Error::InvalidOutput { reason, .. }
-            | Error::ApprovalDenied { reason, .. } => vec![reason],
-            Error::UnknownTool { tool, .. } => vec![tool],
-            Error::Audit(m) | Error::Internal(m) => vec![m],
-            _ => Vec::new(),
-        };
-        for text in texts {
-            if let std::borrow::Cow::Owned(clean) = scrubber.scrub_str(text) {
-                *text = clean;
-            }
-        }
-        self
-    }
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ portcullis_sdk::export_plugin! {
     hoard: read,
     /// reads the file at `path`
     read: read,
+    /// reads the file at `path` and fails with its text as the error
+    complain: read,
     /// writes `data` to the file at `path`
     write: read,
     /// truncates the file at `path` to zero bytes
@@ -198,6 +200,11 @@ fn hoard(p: PathArg) -> Result<usize, ToolError> {
 
 fn read(p: PathArg) -> Result<String, ToolError> {
     std::fs::read_to_string(&p.path).map_err(|e| fs_error(&p.path, e))
+}
+
+fn complain(p: PathArg) -> Result<(), ToolError> {
+    let text = std::fs::read_to_string(&p.path).map_err(|e| fs_error(&p.path, e))?;
+    Err(ToolError::Internal(text))
 }
 
 fn write(w: WriteArgs) -> Result<&'static str, ToolError> {
