@@ -242,6 +242,18 @@ pub enum Error {
         denials: u32,
     },
 
+    /// Every instance slot of the host stayed taken for the whole bounded
+    /// wait: too many calls at once. The plugin did not run; retry later.
+    #[error("`{tool}` was refused: all {slots} instance slots stayed busy for {waited:?}")]
+    Busy {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+        /// The host's slots (calls running at once).
+        slots: u32,
+        /// How long the call waited for a slot.
+        waited: std::time::Duration,
+    },
+
     /// An audit record could not be written, so the call did not run or its
     /// result is withheld: nothing happens off the record.
     #[error("audit log: {0}")]
@@ -301,6 +313,9 @@ impl Error {
             Error::ApprovalDenied { .. } => Some(
                 "approvals are set per tool in the manifest (`[plugins.NAME.tools.TOOL] approval`); on the command line, answer the prompt or pass `--approve`"
                     .into(),
+            ),
+            Error::Busy { .. } => Some(
+                "retry later, or raise the host's slots (`HostBuilder::max_concurrent_calls`) or its wait (`HostBuilder::busy_wait`)".into(),
             ),
             Error::Audit(_) => Some(
                 "check that the audit destination (`[audit] path`, `--audit FILE` or the embedder's sink) is writable".into(),

@@ -7,6 +7,7 @@
 mod approvals;
 mod arguments;
 mod audit;
+mod dirs;
 mod egress;
 mod egress_limits;
 mod egress_secrets;
@@ -20,6 +21,7 @@ mod plugin_fetch;
 mod plugin_files;
 mod plugin_issues;
 mod plugin_json;
+mod pooling;
 mod secrets;
 mod tls;
 mod wasi_http;

@@ -113,7 +113,7 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
             approvals: Default::default(),
             secrets: Vec::new(),
         };
-        match sandbox.prepare(&component) {
+        match sandbox.prepare(&component, crate::sandbox::OpenDirs::default()) {
             Err(reason) => Err(format!("not a portcullis plugin: {reason}")),
             Ok(pre) => sandbox.list_tools(&pre, &policy).await.and_then(|specs| {
                 tool_list = Some(tool_list_sha256(&specs));

@@ -8,19 +8,20 @@
 //! The [`Ticker`] that advances the engine's epoch, which the deadline is
 //! counted in, is started once per engine.
 
+use super::OpenDirs;
 use super::stdio::{CappedPipe, Captured};
 use super::store::StoreData;
-use super::{LogRecord, PluginPre, Sandbox, WitToolError, WitToolSpec};
+use super::{Busy, LogRecord, PluginPre, Prepared, Sandbox, WitToolError, WitToolSpec};
 use crate::egress::{CallEgress, Suspicious};
 use crate::error::{Error, Limit, ToolError};
-use crate::policy::{DirMode, Limits, PluginPolicy, caps};
+use crate::policy::{Limits, PluginPolicy, caps};
 use crate::secrets::Scrubber;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 /// How often the engine's epoch advances: the granularity of deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -56,6 +57,8 @@ pub(crate) enum Failure {
     Suspicious(u32),
     /// The sandbox could not be set up (e.g. a granted directory vanished).
     Setup(String),
+    /// Every instance slot stayed taken for the whole bounded wait.
+    Busy(Busy),
 }
 
 impl std::fmt::Display for Failure {
@@ -70,6 +73,11 @@ impl std::fmt::Display for Failure {
                 write!(f, "stopped as suspicious after {denials} denials")
             }
             Failure::Setup(reason) => write!(f, "setup failed: {reason}"),
+            Failure::Busy(busy) => write!(
+                f,
+                "all {} instance slots stayed busy for {:?}",
+                busy.slots, busy.waited
+            ),
         }
     }
 }
@@ -103,6 +111,11 @@ impl Failure {
             Failure::Cancelled => Error::Cancelled { tool },
             Failure::Suspicious(denials) => Error::Suspicious { tool, denials },
             Failure::Setup(reason) => Error::Internal(format!("`{tool}`: {reason}")),
+            Failure::Busy(busy) => Error::Busy {
+                tool,
+                slots: busy.slots,
+                waited: busy.waited,
+            },
         }
     }
 }
@@ -152,11 +165,14 @@ impl Sandbox {
     /// Runs `request` in a fresh instance under `policy`.
     pub(crate) async fn run(
         &self,
-        pre: &PluginPre<StoreData>,
+        prepared: &Prepared,
         policy: &PluginPolicy,
         request: Invocation<'_>,
         cancel: &CancellationToken,
     ) -> Run {
+        // A slot first (held until the store is gone), so that the pool's
+        // totals are never exhausted mid-call.
+        let slot = self.slots.acquire().await;
         let started = Instant::now();
         let limits = policy.limits;
         let collector = Collector {
@@ -166,8 +182,13 @@ impl Sandbox {
             stderr: CappedPipe::new(limits.stdio, &self.scrubber),
             scrubber: &self.scrubber,
         };
+        let _slot = match slot {
+            Ok(permit) => permit,
+            Err(busy) => return collector.finish(Err(Failure::Busy(busy)), None, None),
+        };
         let grants = matches!(request, Invocation::Call { .. });
-        let wasi = match wasi_ctx(policy, grants, &collector.stdout, &collector.stderr) {
+        let dirs = grants.then_some(&prepared.dirs);
+        let wasi = match wasi_ctx(policy, dirs, &collector.stdout, &collector.stderr) {
             Ok(wasi) => wasi,
             Err(e) => return collector.finish(Err(Failure::Setup(e)), None, None),
         };
@@ -182,7 +203,15 @@ impl Sandbox {
         if let Err(e) = bound(&mut store, limits.fuel, deadline) {
             return collector.finish(Err(Failure::Setup(e.to_string())), Some(store), None);
         }
-        let outcome = call_with_deadline(pre, &mut store, request, cancel, stopped, deadline).await;
+        let outcome = call_with_deadline(
+            &prepared.pre,
+            &mut store,
+            request,
+            cancel,
+            stopped,
+            deadline,
+        )
+        .await;
         let (result, core_dump) = settle(outcome, &mut store, policy);
         collector.finish(result, Some(store), core_dump)
     }
@@ -191,12 +220,12 @@ impl Sandbox {
     /// as the plugin declares it, or why it could not be read.
     pub(crate) async fn list_tools(
         &self,
-        pre: &PluginPre<StoreData>,
+        prepared: &Prepared,
         policy: &PluginPolicy,
     ) -> Result<Vec<WitToolSpec>, String> {
         let run = self
             .run(
-                pre,
+                prepared,
                 policy,
                 Invocation::ListTools,
                 &CancellationToken::new(),
@@ -391,10 +420,11 @@ fn classify(error: &wasmtime::Error, data: &StoreData, limits: &Limits) -> Failu
 }
 
 /// The WASI context for one call: stdin empty, stdout/stderr capped sinks,
-/// no args, no network, only the manifest's env and directories.
+/// no args, no network; with `dirs` (a call, not listing tools), the
+/// manifest's env and directories, from their handles opened at load.
 fn wasi_ctx(
     policy: &PluginPolicy,
-    grants: bool,
+    dirs: Option<&OpenDirs>,
     stdout: &CappedPipe,
     stderr: &CappedPipe,
 ) -> Result<WasiCtx, String> {
@@ -405,19 +435,11 @@ fn wasi_ctx(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    if grants {
+    if let Some(dirs) = dirs {
         for (key, value) in &policy.env {
             builder.env(key, value);
         }
-        for dir in &policy.dirs {
-            let perms = match dir.mode {
-                DirMode::ReadOnly => FsPerms::ReadOnly,
-                DirMode::ReadWrite => FsPerms::ReadWrite,
-            };
-            builder
-                .preopened_dir(&dir.host, &dir.guest, perms)
-                .map_err(|e| format!("cannot open granted directory `{}`: {e}", dir.guest))?;
-        }
+        dirs.preopen(&mut builder)?;
     }
     Ok(builder.build())
 }
