@@ -416,7 +416,25 @@ fn classify(error: &wasmtime::Error, data: &StoreData, limits: &Limits) -> Failu
             format!("the plugin held more than {} open handles", caps::RESOURCES),
         );
     }
-    Failure::Crashed(error.to_string())
+    Failure::Crashed(crash_reason(error))
+}
+
+/// Why a call failed that no trap code or limit explains: usually a host
+/// function that refused the guest's request (e.g. `get-random-bytes` asked
+/// for 2^64 bytes). wasmtime's own message is only "error while executing
+/// at wasm backtrace"; the causes below it say why. The backtrace itself is
+/// left out (it names guest internals, not the cause).
+fn crash_reason(error: &wasmtime::Error) -> String {
+    let causes: Vec<String> = error
+        .chain()
+        .map(ToString::to_string)
+        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
+        .collect();
+    match causes.as_slice() {
+        [] => error.to_string(),
+        [only] if error.chain().count() == 1 => only.clone(),
+        causes => format!("a host call failed: {}", causes.join(": ")),
+    }
 }
 
 /// The WASI context for one call: stdin empty, stdout/stderr capped sinks,
@@ -534,4 +552,59 @@ fn close(mut store: Store<StoreData>) -> Leftovers {
     }
     drop(store);
     leftovers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component whose `run` asks `wasi:random` for 2^64 - 1 bytes.
+    const RANDOM_FLOOD: &str = r#"(component
+      (import "wasi:random/random@0.2.6" (instance $r
+        (export "get-random-bytes" (func (param "len" u64) (result (list u8))))))
+      (core module $libc
+        (memory (export "mem") 1)
+        (func (export "realloc") (param i32 i32 i32 i32) (result i32) i32.const 64))
+      (core instance $libc (instantiate $libc))
+      (alias export $r "get-random-bytes" (func $grb))
+      (alias core export $libc "mem" (core memory $mem))
+      (alias core export $libc "realloc" (core func $realloc))
+      (core func $get (canon lower (func $grb) (memory $mem) (realloc $realloc)))
+      (core module $m
+        (import "" "get" (func $get (param i64 i32)))
+        (func (export "run") (call $get (i64.const -1) (i32.const 0))))
+      (core instance $i (instantiate $m (with "" (instance (export "get" (func $get))))))
+      (alias core export $i "run" (core func $run))
+      (func (export "run") (canon lift (core func $run))))"#;
+
+    #[tokio::test]
+    async fn a_trap_inside_a_host_call_says_why() {
+        let sandbox = Sandbox::new().expect("sandbox");
+        let bytes = wat::parse_str(RANDOM_FLOOD).expect("wat");
+        let component = sandbox.compile(&bytes).expect("compiles");
+        let limits = Limits::default();
+        let mut store = sandbox.new_store(
+            WasiCtxBuilder::new().build(),
+            Arc::from("flood"),
+            None,
+            limits,
+        );
+        bound(&mut store, limits.fuel, Instant::now() + limits.timeout).expect("bound");
+        let instance = sandbox
+            .linker
+            .instantiate_async(&mut store, &component)
+            .await
+            .expect("instantiates");
+        let run = instance
+            .get_typed_func::<(), ()>(&mut store, "run")
+            .expect("exported");
+        let error = run.call_async(&mut store, ()).await.expect_err("traps");
+        let failure = classify(&error, store.data(), &limits);
+        let Failure::Crashed(reason) = failure else {
+            panic!("expected a crash, got {failure:?}");
+        };
+        assert!(reason.contains("exceeds limit"), "{reason}");
+        assert!(reason.starts_with("a host call failed"), "{reason}");
+        assert!(!reason.contains("wasm backtrace"), "{reason}");
+    }
 }
