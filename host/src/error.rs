@@ -269,6 +269,18 @@ pub enum Error {
         denials: u32,
     },
 
+    /// Every instance slot of the host stayed taken for the whole bounded
+    /// wait: too many calls at once. The plugin did not run; retry later.
+    #[error("`{tool}` was refused: all {slots} instance slots stayed busy for {waited:?}")]
+    Busy {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+        /// The host's slots (calls running at once).
+        slots: u32,
+        /// How long the call waited for a slot.
+        waited: std::time::Duration,
+    },
+
     /// An audit record could not be written, so the call did not run or its
     /// result is withheld: nothing happens off the record.
     #[error("audit log: {0}")]
@@ -337,6 +349,9 @@ impl Error {
                 "the approver did not answer in time; embedders set the deadline with `HostBuilder::approval_timeout`"
                     .into(),
             ),
+            Error::Busy { .. } => Some(
+                "retry later, or raise the host's slots (`HostBuilder::max_concurrent_calls`) or its wait (`HostBuilder::busy_wait`)".into(),
+            ),
             Error::Audit(_) => Some(
                 "check that the audit destination (`[audit] path`, `--audit FILE` or the embedder's sink) is writable".into(),
             ),
@@ -359,21 +374,25 @@ impl Error {
 
     /// A short, stable name for what went wrong, as agent runtimes and
     /// the rendering for models use it: `unknown_tool`,
-    /// `invalid_arguments`, `approval_denied`, `suspicious`, `limit`,
-    /// `tool_error`, `crashed`, `cancelled`, `invalid_output`, `audit`,
-    /// `internal`, or `load` for everything that happens while loading.
+    /// `invalid_arguments`, `approval_denied`, `approval_timed_out`,
+    /// `suspicious`, `busy`, `limit`, `tool_error`, `crashed`, `cancelled`,
+    /// `invalid_output`, `audit_failed`, `internal`, or `load` for
+    /// everything that happens while loading. A call's `call_ended` audit
+    /// record uses the same names for its outcome.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::UnknownTool { .. } => "unknown_tool",
             Error::InvalidArguments { .. } => "invalid_arguments",
             Error::ApprovalDenied { .. } => "approval_denied",
+            Error::ApprovalTimedOut { .. } => "approval_timed_out",
             Error::Suspicious { .. } => "suspicious",
+            Error::Busy { .. } => "busy",
             Error::LimitExceeded { .. } => "limit",
             Error::Tool { .. } => "tool_error",
             Error::Crashed { .. } => "crashed",
             Error::Cancelled { .. } => "cancelled",
             Error::InvalidOutput { .. } => "invalid_output",
-            Error::Audit(_) => "audit",
+            Error::Audit(_) => "audit_failed",
             Error::Internal(_) => "internal",
             _ => "load",
         }
@@ -392,6 +411,8 @@ impl Error {
             | Error::Cancelled { tool }
             | Error::InvalidOutput { tool, .. }
             | Error::ApprovalDenied { tool, .. }
+            | Error::ApprovalTimedOut { tool, .. }
+            | Error::Busy { tool, .. }
             | Error::Suspicious { tool, .. } => Some(tool),
             _ => None,
         }

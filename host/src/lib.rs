@@ -91,7 +91,7 @@ pub use policy::{
 pub use provenance::{
     INJECTION_PATTERNS, InjectionFlag, Provenance, Trust, render_for_model, screen,
 };
-pub use sandbox::{Captured, LogLevel, LogRecord};
+pub use sandbox::{Captured, InstanceAllocation, LogLevel, LogRecord};
 pub use secrets::{
     Destination, EnvSource, FileSource, InjectRule, Injection, MIN_SECRET_BYTES, Scrubber, Secret,
     SecretConfig, SecretFuture, SecretPolicy, SecretRequest, SecretSource, StreamScrubber,

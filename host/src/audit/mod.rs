@@ -424,16 +424,11 @@ impl AuditLog {
 pub(crate) fn outcome(error: Option<&Error>) -> (&'static str, Option<&'static str>) {
     match error {
         None => ("ok", None),
-        Some(Error::Tool { .. }) => ("tool_error", None),
-        Some(Error::LimitExceeded { limit, .. }) => ("limit", Some(limit.as_str())),
-        Some(Error::Crashed { .. }) => ("crashed", None),
-        Some(Error::Cancelled { .. }) => ("cancelled", None),
-        Some(Error::InvalidOutput { .. }) => ("invalid_output", None),
-        Some(Error::ApprovalDenied { .. }) => ("approval_denied", None),
-        Some(Error::ApprovalTimedOut { .. }) => ("approval_timed_out", None),
-        Some(Error::Suspicious { .. }) => ("suspicious", None),
-        Some(Error::Audit(_)) => ("audit_failed", None),
-        Some(_) => ("internal", None),
+        Some(e) => match e.kind() {
+            // Not a call's failure; should one end a call, it is the host's.
+            "load" => ("internal", None),
+            kind => (kind, e.limit().map(|limit| limit.as_str())),
+        },
     }
 }
 

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::plugin::CompileCache;
 use crate::policy::{self, PluginConfig, PluginPolicy, reach};
-use crate::sandbox::CoreDumps;
+use crate::sandbox::{CoreDumps, InstanceAllocation, MAX_SLOTS, PoolSettings};
 use crate::secrets::{self, Scrubber, SecretConfig, SecretPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +38,11 @@ const DEFAULT_MAX_DENIALS: u32 = 3;
 ///   output screen;
 /// - no secrets (nothing to scrub).
 /// - names in HTTP requests are resolved by [`SystemResolver`].
+/// - instances come from wasmtime's pooling allocator
+///   ([`InstanceAllocation::Pooled`]) with 64 slots: at most 64 calls run at
+///   once, a call waits at most 5 s for a slot and then fails with
+///   [`Error::Busy`]. Each memory slot is as large as the largest
+///   `limits.memory` of the plugins.
 #[derive(Default)]
 pub struct HostBuilder {
     plugins: Vec<PluginConfig>,
@@ -54,6 +59,7 @@ pub struct HostBuilder {
     roots: Vec<Vec<u8>>,
     core_dumps: Option<PathBuf>,
     approval_timeout: Option<Duration>,
+    pool: PoolSettings,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -71,6 +77,7 @@ impl std::fmt::Debug for HostBuilder {
             .field("resolver", &self.resolver.is_some())
             .field("roots", &self.roots.len())
             .field("core_dumps", &self.core_dumps)
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -170,6 +177,30 @@ impl HostBuilder {
     /// always.
     pub fn trust_root_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.roots.push(pem.into());
+        self
+    }
+
+    /// How many calls may run at once in this host (default 64, at most
+    /// 10,000): the number of instance slots. A call beyond it waits for a
+    /// slot (see [`HostBuilder::busy_wait`]).
+    pub fn max_concurrent_calls(mut self, slots: u32) -> Self {
+        self.pool.slots = slots;
+        self
+    }
+
+    /// How long a call waits for a free slot before it fails with
+    /// [`Error::Busy`] (default 5 s).
+    pub fn busy_wait(mut self, wait: std::time::Duration) -> Self {
+        self.pool.busy_wait = wait;
+        self
+    }
+
+    /// How instances are allocated (default
+    /// [`InstanceAllocation::Pooled`]). [`InstanceAllocation::OnDemand`]
+    /// reserves no address space up front, at some cost per call; the
+    /// concurrency cap applies either way.
+    pub fn instance_allocation(mut self, allocation: InstanceAllocation) -> Self {
+        self.pool.allocation = allocation;
         self
     }
 
@@ -293,7 +324,26 @@ impl HostBuilder {
             })?),
             None => None,
         };
+        if !(1..=MAX_SLOTS).contains(&self.pool.slots) {
+            return Err(Error::manifest(
+                &origin,
+                format!(
+                    "`max_concurrent_calls` must be between 1 and {MAX_SLOTS}, got `{}`",
+                    self.pool.slots
+                ),
+            ));
+        }
+        // Each memory slot holds the largest memory any plugin may use.
+        let pool = PoolSettings {
+            memory: policies
+                .iter()
+                .map(|p| p.limits.memory)
+                .max()
+                .unwrap_or(self.pool.memory),
+            ..self.pool
+        };
         let settings = Settings {
+            pool,
             core_dumps,
             cache,
             audit: Arc::new(audit),
@@ -318,6 +368,7 @@ impl HostBuilder {
 
 /// What the builder decided beyond the plugins.
 pub(crate) struct Settings {
+    pub(super) pool: PoolSettings,
     pub(super) core_dumps: Option<CoreDumps>,
     pub(super) cache: Option<CompileCache>,
     pub(super) audit: Arc<AuditLog>,

@@ -97,6 +97,7 @@ impl Host {
         let sandbox = Sandbox::scrubbing(
             Arc::clone(&settings.scrubber),
             settings.core_dumps.is_some(),
+            &settings.pool,
         )
         .map_err(Error::Internal)?;
         let mut plugins = Vec::with_capacity(policies.len());

@@ -128,7 +128,7 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
             // As a plugin that opted in would run.
             deny_imports: vec!["wasi:sockets/*".into()],
         };
-        match sandbox.prepare(&component) {
+        match sandbox.prepare(&component, crate::sandbox::OpenDirs::default()) {
             Err(reason) => Err(format!("not a portcullis plugin: {reason}")),
             Ok(pre) => sandbox.list_tools(&pre, &policy).await.and_then(|specs| {
                 tool_list = Some(super::tool_pin::tool_list(&specs));

@@ -15,7 +15,7 @@ use crate::arguments::Schema;
 use crate::error::Error;
 use crate::hash::sha256_hex;
 use crate::policy::{self, Effect, PluginPolicy};
-use crate::sandbox::{PluginPre, Sandbox, StoreData, WitEffect};
+use crate::sandbox::{OpenDirs, Prepared, Sandbox, WitEffect};
 use crate::text::sanitize_text;
 use std::sync::Arc;
 
@@ -48,7 +48,8 @@ pub(crate) struct ToolDef {
 /// A loaded, pinned, type-checked plugin, ready to instantiate per call.
 pub(crate) struct LoadedPlugin {
     pub(crate) policy: PluginPolicy,
-    pub(crate) pre: PluginPre<StoreData>,
+    /// The pre-instantiated component and the open grants.
+    pub(crate) pre: Prepared,
     pub(crate) tools: Vec<ToolDef>,
     /// sha256 of the canonical JSON of the tool list exactly as the plugin
     /// declared it: changes whenever any name, text, schema or effect does.
@@ -116,8 +117,15 @@ impl LoadedPlugin {
                 imports: forbidden,
             });
         }
+        // Each grant opened once, here, without following symlinks; calls
+        // get the same directories, whatever happens to the paths later.
+        let dirs = OpenDirs::open(&policy.dirs).map_err(|message| Error::Manifest {
+            path: policy.source.clone(),
+            message: format!("plugin `{name}`: {message}"),
+            hint: Some("grant the directory's real path, not a symlink to it".into()),
+        })?;
         let pre = sandbox
-            .prepare(&component)
+            .prepare(&component, dirs)
             .map_err(|reason| Error::InvalidPlugin {
                 plugin: name.clone(),
                 reason,
