@@ -14,6 +14,8 @@ mod escapes;
 mod imports;
 mod isolation;
 mod limits;
+mod mcp;
+mod mcp_python;
 mod output;
 mod pinning;
 mod plugin_fetch;

@@ -28,6 +28,7 @@ mod call;
 mod check;
 mod inspect;
 mod pin;
+mod serve;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -86,6 +87,8 @@ enum Command {
     /// Call one tool and print its output (JSON) on stdout.
     #[command(after_help = EXIT_CODES)]
     Call(call::Args),
+    /// Serve the manifest's tools to MCP clients (stdio).
+    Serve(serve::Args),
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -109,6 +112,14 @@ pub(crate) fn main() -> ExitCode {
         Command::Tools(args) => {
             runtime().and_then(|rt| rt.block_on(tools::run(&args, host(&args.manifest, &cache))))
         }
+        Command::Serve(args) => runtime().and_then(|rt| {
+            let outcome = rt.block_on(serve::run(&args, host(&args.manifest, &cache)));
+            // Stdin's reader thread may still be blocked in a read after a
+            // signal: do not wait for it (the host is dropped and its audit
+            // log flushed by now).
+            rt.shutdown_background();
+            outcome
+        }),
         Command::Audit(command) => audit::run(&command),
     };
     match outcome {
