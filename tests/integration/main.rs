@@ -19,6 +19,8 @@ mod grants;
 mod imports;
 mod isolation;
 mod limits;
+mod mcp;
+mod mcp_python;
 mod output;
 mod pinning;
 mod plugin_fetch;

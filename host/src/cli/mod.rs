@@ -30,6 +30,7 @@ mod inspect;
 mod new;
 mod pin;
 mod test;
+mod serve;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -95,6 +96,8 @@ enum Command {
     /// Create a plugin folder (Rust, Python or JavaScript) that builds,
     /// pins, tests and runs on its own.
     New(new::Args),
+    /// Serve the manifest's tools to MCP clients (stdio).
+    Serve(serve::Args),
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -122,6 +125,14 @@ pub(crate) fn main() -> ExitCode {
         Command::Tools(args) => {
             runtime().and_then(|rt| rt.block_on(tools::run(&args, host(&args.manifest, &cache))))
         }
+        Command::Serve(args) => runtime().and_then(|rt| {
+            let outcome = rt.block_on(serve::run(&args, host(&args.manifest, &cache)));
+            // Stdin's reader thread may still be blocked in a read after a
+            // signal: do not wait for it (the host is dropped and its audit
+            // log flushed by now).
+            rt.shutdown_background();
+            outcome
+        }),
         Command::Audit(command) => audit::run(&command),
     };
     match outcome {
