@@ -175,19 +175,9 @@ impl CallEgress {
                 self.grants.limits.http_request_body
             )));
         }
-        if headers.len() > caps::HTTP_HEADERS {
-            return Err(Refusal::Invalid(format!(
-                "the request has {} headers; the limit is {}",
-                headers.len(),
-                caps::HTTP_HEADERS
-            )));
-        }
         let header_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if header_bytes > caps::HTTP_HEADER_BYTES {
-            return Err(Refusal::Invalid(format!(
-                "the request headers are {header_bytes} bytes; the limit is {} bytes",
-                caps::HTTP_HEADER_BYTES
-            )));
+        if let Some(why) = caps::header_excess(headers.len(), header_bytes) {
+            return Err(Refusal::Invalid(why));
         }
         Ok(())
     }

@@ -82,6 +82,22 @@ pub mod caps {
     /// interface: its `send` blocks the guest until the response is
     /// complete, so there is never more than one.
     pub const HTTP_IN_FLIGHT: usize = 1;
+
+    /// Why a request with `count` headers of `bytes` bytes of names and
+    /// values is over [`HTTP_HEADERS`] or [`HTTP_HEADER_BYTES`], if it is.
+    pub(crate) fn header_excess(count: usize, bytes: usize) -> Option<String> {
+        if count > HTTP_HEADERS {
+            Some(format!(
+                "the request has {count} headers; the limit is {HTTP_HEADERS}"
+            ))
+        } else if bytes > HTTP_HEADER_BYTES {
+            Some(format!(
+                "the request headers are {bytes} bytes; the limit is {HTTP_HEADER_BYTES} bytes"
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 /// `Ok` if `value` lies in `range`, else the message: ``limits.NAME` must

@@ -18,6 +18,7 @@
 
 use crate::egress::{CallEgress, EgressError, GuestRequest, GuestTimeouts, SecretChoice};
 use crate::policy::allowlist::host_header;
+use crate::policy::caps;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::future::Future;
@@ -107,6 +108,16 @@ async fn send(
         egress.refuse(counted, &method, &url, &why);
         Error::InternalError(Some(why))
     };
+    // Sized before anything is copied: the guest's header map cannot make
+    // the host allocate past the gate's caps (the gate checks the copy too).
+    let header_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if let Some(why) = caps::header_excess(parts.headers.len(), header_bytes) {
+        return Err(refuse(counted, why));
+    }
     let mut headers = Vec::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
         if name == http::header::CONTENT_LENGTH {
