@@ -112,6 +112,22 @@ pub enum Error {
         actual: String,
     },
 
+    /// The plugin's tool list (names, descriptions, schemas, effects) no
+    /// longer hashes to its `tools_sha256` pin.
+    #[error(
+        "plugin `{plugin}`: its tool list changed since it was pinned\n  expected: {expected}\n  actual:   {actual}\n{diff}"
+    )]
+    ToolListChanged {
+        /// The plugin's name in the manifest.
+        plugin: String,
+        /// The `tools_sha256` in the manifest.
+        expected: String,
+        /// The sha256 of the tool list the plugin declares now.
+        actual: String,
+        /// What changed, one line per tool or field.
+        diff: String,
+    },
+
     /// The file is not a WebAssembly component wasmtime can compile.
     #[error("plugin `{plugin}`: `{path}` is not a valid WebAssembly component: {reason}")]
     InvalidComponent {
@@ -232,6 +248,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// Nobody decided on the call's approval within the host's approval
+    /// deadline (`HostBuilder::approval_timeout`, default 5 minutes). The
+    /// plugin did not run.
+    #[error("`{tool}` was not approved: approval timed out after {after:?}")]
+    ApprovalTimedOut {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+        /// How long the host waited.
+        after: std::time::Duration,
+    },
+
     /// The call piled up more policy denials than allowed
     /// (`audit.max_denials`) and was stopped.
     #[error("`{tool}` was stopped as suspicious after {denials} denials")]
@@ -240,6 +267,18 @@ pub enum Error {
         tool: String,
         /// How many denials it piled up.
         denials: u32,
+    },
+
+    /// Every instance slot of the host stayed taken for the whole bounded
+    /// wait: too many calls at once. The plugin did not run; retry later.
+    #[error("`{tool}` was refused: all {slots} instance slots stayed busy for {waited:?}")]
+    Busy {
+        /// The qualified tool name (`plugin.tool`).
+        tool: String,
+        /// The host's slots (calls running at once).
+        slots: u32,
+        /// How long the call waited for a slot.
+        waited: std::time::Duration,
     },
 
     /// An audit record could not be written, so the call did not run or its
@@ -276,7 +315,11 @@ impl Error {
                     .into(),
             ),
             Error::ForbiddenImports { .. } => Some(
-                "plugins may import `portcullis:tool/log` and the WASI 0.2 cli, clocks, filesystem, io and random interfaces; `portcullis:tool/http` and `wasi:http` (types, outgoing-handler) need `http` entries in the plugin's manifest entry; `wasi:sockets` is never granted"
+                "plugins may import `portcullis:tool/log` and the WASI 0.2 cli, clocks, filesystem, io and random interfaces; `portcullis:tool/http` and `wasi:http` (types, outgoing-handler) need `http` entries in the plugin's manifest entry; `wasi:sockets` is never granted (a plugin whose language runtime imports it without using it may set `deny_imports = [\"wasi:sockets/*\"]`: every socket operation then fails with access-denied)"
+                    .into(),
+            ),
+            Error::ToolListChanged { .. } => Some(
+                "review the changes; if you trust them, run `portcullis pin --accept-tool-changes MANIFEST`"
                     .into(),
             ),
             Error::InvalidPlugin { .. } => Some(
@@ -302,6 +345,13 @@ impl Error {
                 "approvals are set per tool in the manifest (`[plugins.NAME.tools.TOOL] approval`); on the command line, answer the prompt or pass `--approve`"
                     .into(),
             ),
+            Error::ApprovalTimedOut { .. } => Some(
+                "the approver did not answer in time; embedders set the deadline with `HostBuilder::approval_timeout`"
+                    .into(),
+            ),
+            Error::Busy { .. } => Some(
+                "retry later, or raise the host's slots (`HostBuilder::max_concurrent_calls`) or its wait (`HostBuilder::busy_wait`)".into(),
+            ),
             Error::Audit(_) => Some(
                 "check that the audit destination (`[audit] path`, `--audit FILE` or the embedder's sink) is writable".into(),
             ),
@@ -324,21 +374,25 @@ impl Error {
 
     /// A short, stable name for what went wrong, as agent runtimes and
     /// the rendering for models use it: `unknown_tool`,
-    /// `invalid_arguments`, `approval_denied`, `suspicious`, `limit`,
-    /// `tool_error`, `crashed`, `cancelled`, `invalid_output`, `audit`,
-    /// `internal`, or `load` for everything that happens while loading.
+    /// `invalid_arguments`, `approval_denied`, `approval_timed_out`,
+    /// `suspicious`, `busy`, `limit`, `tool_error`, `crashed`, `cancelled`,
+    /// `invalid_output`, `audit_failed`, `internal`, or `load` for
+    /// everything that happens while loading. A call's `call_ended` audit
+    /// record uses the same names for its outcome.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::UnknownTool { .. } => "unknown_tool",
             Error::InvalidArguments { .. } => "invalid_arguments",
             Error::ApprovalDenied { .. } => "approval_denied",
+            Error::ApprovalTimedOut { .. } => "approval_timed_out",
             Error::Suspicious { .. } => "suspicious",
+            Error::Busy { .. } => "busy",
             Error::LimitExceeded { .. } => "limit",
             Error::Tool { .. } => "tool_error",
             Error::Crashed { .. } => "crashed",
             Error::Cancelled { .. } => "cancelled",
             Error::InvalidOutput { .. } => "invalid_output",
-            Error::Audit(_) => "audit",
+            Error::Audit(_) => "audit_failed",
             Error::Internal(_) => "internal",
             _ => "load",
         }
@@ -357,6 +411,8 @@ impl Error {
             | Error::Cancelled { tool }
             | Error::InvalidOutput { tool, .. }
             | Error::ApprovalDenied { tool, .. }
+            | Error::ApprovalTimedOut { tool, .. }
+            | Error::Busy { tool, .. }
             | Error::Suspicious { tool, .. } => Some(tool),
             _ => None,
         }

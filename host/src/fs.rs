@@ -1,6 +1,7 @@
 //! Files the host itself writes: the folder a manifest's relative paths
-//! live in, writing a file so that readers never see half of it, and a
-//! directory only this user can write. Depends on nothing here.
+//! live in, writing a file so that readers never see half of it, a
+//! directory only this user owns and can write, and files in it opened
+//! without following symlinks. Depends on nothing here.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -42,7 +43,8 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
 }
 
 /// Creates `dir` (and missing parents) readable only by this user, or
-/// checks that an existing one is a directory other users cannot write to.
+/// checks that an existing one is a real directory (not a symlink) that
+/// this user (the effective uid) owns and other users cannot write to.
 /// An existing directory's mode is never changed.
 ///
 /// # Errors
@@ -59,18 +61,67 @@ pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
     builder
         .create(dir)
         .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-    let meta = std::fs::metadata(dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
+    // Not followed: a symlink planted in place of the directory would send
+    // the host's private files wherever it points.
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
+    if meta.file_type().is_symlink() {
+        return Err(format!("`{}` is a symlink", dir.display()));
+    }
     if !meta.is_dir() {
         return Err(format!("`{}` is not a directory", dir.display()));
     }
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(format!(
+                "`{}` belongs to user {}, not to this user ({me})",
+                dir.display(),
+                meta.uid()
+            ));
+        }
         if meta.permissions().mode() & 0o022 != 0 {
             return Err(format!("`{}` can be written by other users", dir.display()));
         }
     }
     Ok(())
+}
+
+/// Opens `path` for reading without following a symlink in its last
+/// component (a symlink is an error, never its target).
+pub(crate) fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    options.open(path)
+}
+
+/// Reads the whole file at `path` without following a symlink.
+pub(crate) fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    open_nofollow(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Creates `path` new (never replacing or following anything there),
+/// readable and writable by this user only (0600), holding `bytes`.
+pub(crate) fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -100,5 +151,57 @@ mod tests {
             1,
             "a temp file was left"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_private_dir_that_is_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).expect("mkdir");
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).expect("symlink");
+        let err = private_dir(&dir.path().join("link")).expect_err("refused");
+        assert!(err.contains("symlink"), "{err}");
+        private_dir(&real).expect("the real one is fine");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_private_dir_owned_by_another_user_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let me = rustix::process::geteuid().as_raw();
+        let other = if me == 0 { 65534 } else { 0 };
+        // Only root can give a folder away; otherwise check the message
+        // on a folder root owns.
+        let target = if me == 0 {
+            std::os::unix::fs::chown(&theirs, Some(other), None).expect("chown");
+            theirs
+        } else {
+            std::path::PathBuf::from("/root")
+        };
+        if let Err(err) = private_dir(&target) {
+            assert!(err.contains("belongs to user"), "{err}");
+        } else {
+            panic!("a folder of user {other} was accepted");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn nofollow_reads_refuse_symlinks_and_private_files_are_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = dir.path().join("key");
+        create_private(&key, b"k").expect("create");
+        let mode = std::fs::metadata(&key).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(create_private(&key, b"again").is_err(), "never replaced");
+        std::os::unix::fs::symlink(&key, dir.path().join("link")).expect("symlink");
+        assert!(read_nofollow(&dir.path().join("link")).is_err());
+        assert_eq!(read_nofollow(&key).expect("read"), b"k");
     }
 }

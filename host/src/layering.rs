@@ -26,6 +26,7 @@ const ORDER: &[&str] = &[
     "descriptor",
     "formats",
     "host",
+    "mcp",
 ];
 
 /// Longest source file the house keeps (tests included): past it, make a

@@ -38,7 +38,8 @@
 //! passes) -> `secrets` (attached inside the gate, scrubbed from what comes
 //! back). `audit` (the hash-chained record) is a sink beside both paths.
 //! What the host offers is a [`ToolDescriptor`] (`descriptor`), exported
-//! for models and MCP clients by `formats`. Outputs carry their
+//! for models and MCP clients by `formats`; `mcp` serves a [`Host`] to MCP
+//! clients (`portcullis serve`). Outputs carry their
 //! [`Provenance`] and are untrusted data. `hash`, `text` and `fs` are the
 //! small helpers every step uses.
 //!
@@ -49,7 +50,7 @@
 //! Imports only point down this list (a test reads the sources and fails on
 //! a backward `use crate::...`): `hash`, `text`, `fs`, `error`, `manifest`,
 //! `policy`, `secrets`, `audit`, `arguments`, `provenance`, `egress`,
-//! `sandbox`, `plugin`, `approval`, `descriptor`, `formats`, `host`.
+//! `sandbox`, `plugin`, `approval`, `descriptor`, `formats`, `host`, `mcp`.
 
 mod approval;
 mod arguments;
@@ -64,6 +65,7 @@ mod host;
 #[cfg(test)]
 mod layering;
 pub mod manifest;
+mod mcp;
 mod plugin;
 pub mod policy;
 mod provenance;
@@ -83,7 +85,8 @@ pub use error::{Error, Limit, ToolError};
 pub use formats::{ExportedTools, ToolFormat, ToolNames, export_tools};
 pub use hash::sha256_hex;
 pub use host::{CallContext, Host, HostBuilder, ToolOutput};
-pub use plugin::{ImportStatus, InspectedTool, Inspection, inspect};
+pub use mcp::{McpServer, Transport};
+pub use plugin::{ImportStatus, InspectedTool, Inspection, inspect, tool_diff, tool_list_hash};
 pub use policy::{
     ApprovalRule, ApprovalSetting, DirGrant, DirMode, Effect, Grants, HttpRule, Limits,
     PluginConfig, PluginPolicy,
@@ -91,7 +94,7 @@ pub use policy::{
 pub use provenance::{
     INJECTION_PATTERNS, InjectionFlag, Provenance, Trust, render_for_model, screen,
 };
-pub use sandbox::{Captured, LogLevel, LogRecord};
+pub use sandbox::{Captured, InstanceAllocation, LogLevel, LogRecord};
 pub use secrets::{
     Destination, EnvSource, FileSource, InjectRule, Injection, MIN_SECRET_BYTES, Scrubber, Secret,
     SecretConfig, SecretFuture, SecretPolicy, SecretRequest, SecretSource, StreamScrubber,

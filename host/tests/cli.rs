@@ -342,10 +342,15 @@ fn audit_verify_reports_tampering_and_truncation() {
     let out = portcullis(&["audit", "verify", log_arg, "--write-head", head_arg]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
+    // Two processes, one chain: the second continued the file's chain.
     assert!(
-        stdout.contains("is intact") && stdout.contains("2 writer(s)"),
+        stdout.contains("is intact") && stdout.contains("1 chain(s)"),
         "{stdout}"
     );
+    let out = portcullis(&["audit", "head", log_arg]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let checkpoint = text(&out.stdout).trim().to_string();
+    assert_eq!(checkpoint.split(':').count(), 3, "{checkpoint}");
 
     let original = std::fs::read_to_string(&log).expect("read");
     let edited = original.replacen("\"amount\\\": 1", "\"amount\\\": 9", 1);
@@ -359,6 +364,36 @@ fn audit_verify_reports_tampering_and_truncation() {
         text(&out.stderr)
     );
 
+    // A whole invocation's lines removed (the first `call`: its loads,
+    // start and end, half of the log) no longer verify clean.
+    let lines: Vec<&str> = original.lines().collect();
+    let half = lines.len() / 2;
+    assert!(
+        lines[half].contains(r#""event":"plugin_loaded""#),
+        "{original}"
+    );
+    std::fs::write(&log, lines[half..].join("\n") + "\n").expect("write");
+    let out = portcullis(&["audit", "verify", log_arg]);
+    assert_eq!(out.status.code(), Some(1), "stdout: {}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("deleted"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The last invocation removed: only the checkpoint sees it, inline or
+    // from the file.
+    std::fs::write(&log, lines[..half].join("\n") + "\n").expect("write");
+    assert_eq!(
+        portcullis(&["audit", "verify", log_arg]).status.code(),
+        Some(0)
+    );
+    let out = portcullis(&["audit", "verify", log_arg, "--head", &checkpoint]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("truncated"),
+        "{}",
+        text(&out.stderr)
+    );
     let mut cut: Vec<&str> = original.lines().collect();
     cut.pop();
     std::fs::write(&log, cut.join("\n") + "\n").expect("write");
@@ -388,7 +423,7 @@ fn verbose_call_never_prints_a_secret_from_plugin_text() {
     std::fs::write(
         &manifest,
         format!(
-            "[plugins.hostile]\nsource = {:?}\nsha256 = \"{sha}\"\nsecrets = [\"line\"]\n\n\
+            "[plugins.hostile]\nsource = {:?}\nsha256 = \"{sha}\"\nhttp = [\"https://api.example.com\"]\nsecrets = [\"line\"]\n\n\
              [secrets.line]\nsource = \"file:line.secret\"\ndestinations = [\"https://api.example.com\"]\n\
              inject = {{ header = \"X-Api-Key\" }}\n",
             component.to_str().expect("utf-8")
@@ -653,4 +688,64 @@ fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
         );
         assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
     }
+}
+#[test]
+fn repin_of_a_changed_tool_list_shows_the_diff_and_needs_accept_tool_changes() {
+    // Reproduction 7 of issue 12: `pin` printed only `updated <sha>` for a
+    // component whose tool description changed.
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        bundled().with_file_name("dist/files.wasm"),
+        dir.path().join("files.wasm"),
+    )
+    .expect("copy");
+    let manifest = dir.path().join("portcullis.toml");
+    std::fs::write(&manifest, "[plugins.files]\nsource = \"files.wasm\"\n").expect("write");
+    let m = manifest.to_str().expect("utf-8");
+    let out = portcullis(&["pin", m]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("tools pinned"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Pretend the pinned list said something else for `read_file`.
+    let lock_path = dir.path().join("portcullis.tools.json");
+    let mut lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&lock_path).expect("lock")).expect("json");
+    let current = portcullis::tool_list_hash(&lock["files"]);
+    for tool in lock["files"].as_array_mut().expect("list") {
+        if tool["name"] == "read_file" {
+            tool["description"] = "Reads a file you name.".into();
+        }
+    }
+    let old = portcullis::tool_list_hash(&lock["files"]);
+    std::fs::write(&lock_path, lock.to_string()).expect("write lock");
+    let pinned = std::fs::read_to_string(&manifest)
+        .expect("manifest")
+        .replace(&current, &old);
+    std::fs::write(&manifest, &pinned).expect("write");
+
+    let out = portcullis(&["pin", m]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("~ tool `read_file`: description changed")
+            && stdout.contains("Reads a file you name."),
+        "{stdout}"
+    );
+    assert!(text(&out.stderr).contains("--accept-tool-changes"));
+    assert_eq!(
+        std::fs::read_to_string(&manifest).expect("manifest"),
+        pinned,
+        "nothing written"
+    );
+
+    let out = portcullis(&["pin", "--accept-tool-changes", m]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        std::fs::read_to_string(&manifest)
+            .expect("manifest")
+            .contains(&current)
+    );
 }

@@ -222,3 +222,51 @@ fn secret_sent_over_plain_http_is_refused() {
         check(&SECRET_MANIFEST.replace("https://api", "http://api"))
     );
 }
+
+#[test]
+fn check_warns_about_a_dangerous_folder_granted_with_unsafe_allow() {
+    let dir = project("");
+    let hash = run_in(dir.path(), &["hash", "files.wasm"]);
+    let sha = hash
+        .split_whitespace()
+        .find(|w| w.len() == 64)
+        .expect("a hash");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        format!("[plugins.files]\nsource = \"files.wasm\"\nsha256 = \"{sha}\"\ndirs = [{{ host = \"/proc\", guest = \"/proc\", unsafe_allow = \"reads cpu info\" }}]\n"),
+    )
+    .expect("write");
+    let out = run_in(dir.path(), &["check", "portcullis.toml"]);
+    assert!(out.contains("exit: Some(0)"), "{out}");
+    assert!(
+        out.contains("warning: plugin `files` is granted the dangerous folder `/proc`")
+            && out.contains("reads cpu info"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_warns_about_a_secret_of_fewer_than_16_bytes() {
+    let dir = project("");
+    let hash = run_in(dir.path(), &["hash", "files.wasm"]);
+    let sha = hash
+        .split_whitespace()
+        .find(|w| w.len() == 64)
+        .expect("a hash");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        SECRET_MANIFEST.replace(PIN, sha).replace(
+            "secrets = [",
+            "http = [\"https://api.example.com\"]\nsecrets = [",
+        ),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("api.token"), "abcdef123456\n").expect("write");
+    let out = run_in(dir.path(), &["check", "portcullis.toml"]);
+    assert!(out.contains("exit: Some(0)"), "{out}");
+    assert!(
+        out.contains("secret `api`") && out.contains("only 12 bytes"),
+        "{out}"
+    );
+    assert!(!out.contains("abcdef123456"), "{out}");
+}

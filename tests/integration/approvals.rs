@@ -122,6 +122,8 @@ async fn approver_sees_plugin_tool_exact_arguments_effect_and_grants() {
     let replayer = Replayer::default();
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("api.secret"), "an-api-token-value").expect("write");
+    // The orders folder beside the secret, never around it.
+    std::fs::create_dir(dir.path().join("orders")).expect("mkdir");
     let host = Host::builder()
         .secret(
             portcullis::SecretConfig::file("api", dir.path().join("api.secret"))
@@ -135,7 +137,11 @@ async fn approver_sees_plugin_tool_exact_arguments_effect_and_grants() {
         )
         .plugin(
             refunds()
-                .dir(dir.path(), "/orders", portcullis::DirMode::ReadOnly)
+                .dir(
+                    dir.path().join("orders"),
+                    "/orders",
+                    portcullis::DirMode::ReadOnly,
+                )
                 .env("REGION", "eu")
                 .http("https://payments.example.com/v1/")
                 .secret("api"),

@@ -252,13 +252,21 @@ async fn a_request_cut_short_by_the_call_ending_is_still_audited() {
         )
         .await;
     assert!(matches!(result, Err(Error::Cancelled { .. })), "{result:?}");
-    let egress = net.egress_records();
-    assert_eq!(egress.len(), 1, "{egress:?}");
-    assert_eq!(egress[0]["destination"], net.url("/drip"));
-    assert!(
-        egress[0]["reason"]
-            .as_str()
-            .is_some_and(|r| r.starts_with("unfinished")),
-        "{egress:?}"
-    );
+    // Written before it left: `egress_sent`; its outcome never came.
+    let records: Vec<serde_json::Value> = net
+        .records()
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("a JSON record"))
+        .collect();
+    let sent: Vec<_> = records
+        .iter()
+        .filter(|r| r["event"] == "egress_sent")
+        .collect();
+    assert_eq!(sent.len(), 1, "{records:?}");
+    assert_eq!(sent[0]["destination"], net.url("/drip"));
+    assert_eq!(sent[0]["request"], 1);
+    assert!(net.egress_records().is_empty(), "{records:?}");
+    let end = records.last().expect("records");
+    assert_eq!(end["event"], "call_ended", "{records:?}");
+    assert_eq!(end["outcome"], "cancelled", "{records:?}");
 }

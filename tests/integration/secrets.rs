@@ -31,6 +31,8 @@ fn secret(dir: &Path, name: &str, value: &str) -> SecretConfig {
 fn hostile() -> PluginConfig {
     PluginConfig::new("hostile", plugin_path("hostile"))
         .sha256(plugin_sha("hostile"))
+        // A secret's destination must be one the plugin could reach.
+        .http("https://api.example.com/v1")
         .secret("api")
         .env("GREETING", "hello")
 }

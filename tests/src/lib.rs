@@ -14,6 +14,7 @@ mod loopback;
 pub mod net;
 pub mod tracker;
 
+pub use loopback::Allowed;
 pub use net::{Interface, Net, on_both};
 
 use portcullis::{

@@ -1,45 +1,54 @@
-//! The audit log: one JSON Lines record per event, hash-chained per writer.
+//! The audit log: one JSON Lines record per event, in one hash chain per
+//! sink.
 //!
 //! Every record is one line:
 //!
 //! ```text
-//! {"writer":"portcullis-4242-9f1c…","seq":7,"prev":"<sha256 of seq 6's line>","time_ms":1767225600000,"event":"call_ended",…}
+//! {"chain":"chain-9f1c…","seq":7,"prev":"<sha256 of seq 6's line>","writer":"portcullis-4242-…","time_ms":1767225600000,"event":"call_ended",…}
 //! ```
 //!
-//! - `writer` names one host instance, `seq` counts its records from 1, and
-//!   `prev` is the sha256 of the exact bytes of that writer's previous line
-//!   (64 zeros for `seq` 1). Several hosts may share one sink: each keeps
-//!   its own chain, and [`verify_log`] follows them all.
+//! - `chain` names the chain, `seq` counts its records from 1, and `prev`
+//!   is the sha256 of the exact bytes of the chain's previous line (64
+//!   zeros for `seq` 1). A file is one chain across processes: each batch
+//!   is written under a lock on the file and continues the chain its last
+//!   line ends, so deleting one process's records breaks the chain.
+//!   `writer` names the host instance that wrote the record. A sink that
+//!   is the host's alone (stderr, a custom [`AuditSink`]) gets a chain of
+//!   its own; [`verify_log`] follows every chain it finds.
 //! - Records are serialised by serde_json, which escapes every control
 //!   character: arguments with newlines, ANSI escapes or fake JSON stay
 //!   inside one string of one line.
-//! - The host writes a record (one `write(2)` for the file sink) before the
-//!   call's result is returned, and before the plugin runs for the
-//!   `call_started` and approval records. A record that cannot be written
-//!   fails the call with [`Error::Audit`](crate::Error::Audit).
-//!
+//! - Records are written by one thread per sink (`writer`), off the call
+//!   path, in batches (one write and at most one fsync each); a call waits
+//!   for the acknowledgement of its records, so each is written before the
+//!   call returns, before the plugin runs for the `call_started` and
+//!   approval records, and before a request leaves for `egress_sent`. A
+//!   record that cannot be written fails the call with
+//!   [`Error::Audit`](crate::Error::Audit).
 //! - Every string of every record is scrubbed of the host's secret values
 //!   (raw and encoded) before it is serialised: arguments, errors, reasons.
 //!
 //! A chain without a key shows edits, deletions, reorderings and insertions
 //! made by anyone who does not recompute the hashes after them; against
-//! someone who can rewrite the whole file, keep a head checkpoint
-//! ([`AuditHead`]) where they cannot, or ship the records elsewhere through
-//! an [`AuditSink`].
+//! someone who can rewrite the whole file or cut its end, keep a head
+//! checkpoint ([`AuditHead`]) where they cannot, or ship the records
+//! elsewhere through an [`AuditSink`].
 
 mod sink;
 mod verify;
+mod writer;
 
-pub use sink::{AuditSink, FileSink, StderrSink};
+pub use sink::{AuditSink, FileSink, SinkTail, StderrSink};
 pub use verify::{AuditHead, AuditReport, AuditTamper, TamperKind, verify_log};
 
 use crate::error::Error;
-use crate::hash::sha256_hex;
 use crate::secrets::Scrubber;
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+use writer::{Job, Writer};
 
 /// Bytes of a call's arguments kept in its `call_started` record; the size
 /// and the sha256 of the canonical arguments are always recorded.
@@ -70,6 +79,9 @@ pub enum AuditEvent {
         plugin: String,
         /// The pinned sha256 of its bytes.
         sha256: String,
+        /// sha256 of the bytes of the manifest it was loaded from (none
+        /// for a host built in code).
+        manifest_sha256: Option<String>,
         /// sha256 of the canonical JSON of its tool list, so a changed tool
         /// definition shows even under the same name.
         tool_list_sha256: String,
@@ -83,6 +95,21 @@ pub enum AuditEvent {
         http: Vec<String>,
         /// Names of the secrets it may have attached to its requests.
         secrets: Vec<String>,
+    },
+    /// A plugin was refused at load (its pin, its imports, its grants):
+    /// the host did not start.
+    PluginRefused {
+        /// Plugin name.
+        plugin: String,
+        /// Its source as configured.
+        source: PathBuf,
+        /// The sha256 its configuration pins, if any.
+        pinned_sha256: Option<String>,
+        /// sha256 of the bytes of the manifest (none for a host built in
+        /// code).
+        manifest_sha256: Option<String>,
+        /// Why, as the error says it.
+        reason: String,
     },
     /// A call passed argument validation and is about to be decided on.
     CallStarted {
@@ -110,8 +137,10 @@ pub enum AuditEvent {
         /// `plugin.tool`.
         tool: String,
         /// `ok`, `tool_error`, `limit`, `crashed`, `cancelled`,
-        /// `invalid_output`, `approval_denied`, `suspicious`,
-        /// `audit_failed`, `internal`.
+        /// `invalid_output`, `approval_denied`, `approval_timed_out`,
+        /// `suspicious`, `audit_failed`, `internal`, or `abandoned` (the
+        /// call's future was dropped before it ended: the other fields say
+        /// only what was known then).
         outcome: &'static str,
         /// The error message, if it failed.
         error: Option<String>,
@@ -192,12 +221,33 @@ pub enum AuditEvent {
         /// The patterns and where they matched.
         flags: Vec<String>,
     },
-    /// An outbound request, allowed or not.
+    /// An outbound request passed every check and is about to be sent:
+    /// written (and acknowledged) before any byte of it leaves. Its
+    /// outcome follows as an `egress` record with the same `request`,
+    /// unless the call ended (or was abandoned) first.
+    EgressSent {
+        /// Call id.
+        call_id: u64,
+        /// `plugin.tool`.
+        tool: String,
+        /// The request's number in the call.
+        request: u32,
+        /// HTTP method.
+        method: String,
+        /// Destination as checked (scheme, host, port, path; no query).
+        destination: String,
+        /// The name of the secret attached, if any (never the value).
+        secret: Option<String>,
+    },
+    /// An outbound request's outcome, allowed or not.
     Egress {
         /// Call id.
         call_id: u64,
         /// `plugin.tool`.
         tool: String,
+        /// The request's number in the call, as in its `egress_sent`
+        /// record; none for a request refused before the gate's checks.
+        request: Option<u32>,
         /// HTTP method.
         method: String,
         /// Destination as checked (scheme, host, port, path; no query).
@@ -216,26 +266,21 @@ pub enum AuditEvent {
     },
 }
 
+/// The fields a record's body starts with; the writer puts `chain`, `seq`
+/// and `prev` before them.
 #[derive(Serialize)]
 struct Record<'a> {
     writer: &'a str,
-    seq: u64,
-    prev: &'a str,
     time_ms: u64,
     #[serde(flatten)]
     event: &'a serde_json::Value,
 }
 
-struct Chain {
-    seq: u64,
-    prev: String,
-}
-
-/// The host's writer: numbers, chains and writes records to its sink.
+/// The host's audit log: scrubs and serialises records on the caller's
+/// thread and queues them, in order, to its sink's writer thread.
 pub(crate) struct AuditLog {
     writer: String,
-    sink: Option<Arc<dyn AuditSink>>,
-    chain: Mutex<Chain>,
+    queue: Option<Writer>,
     scrubber: Arc<Scrubber>,
 }
 
@@ -243,28 +288,59 @@ impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
             .field("writer", &self.writer)
-            .field("sink", &self.sink.is_some())
+            .field("sink", &self.queue.is_some())
             .finish_non_exhaustive()
     }
 }
 
+/// A queued record's acknowledgement: await [`Ack::written`] before
+/// anything the record must precede.
+#[must_use = "a record is only known written once its ack is awaited"]
+pub(crate) struct Ack(AckState);
+
+enum AckState {
+    Done(Result<(), Error>),
+    Waiting(oneshot::Receiver<writer::Written>),
+}
+
+impl Ack {
+    /// Waits until the record is written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Audit`] if it could not be serialised or written.
+    pub(crate) async fn written(self) -> Result<(), Error> {
+        match self.0 {
+            AckState::Done(result) => result,
+            AckState::Waiting(rx) => match rx.await {
+                Ok(written) => written.map_err(Error::Audit),
+                Err(_) => Err(Error::Audit("the audit writer has stopped".into())),
+            },
+        }
+    }
+}
+
 impl AuditLog {
-    /// A writer with a fresh id (`portcullis-PID-RANDOM`); `None` records
-    /// nothing.
-    pub(crate) fn new(sink: Option<Arc<dyn AuditSink>>) -> AuditLog {
-        AuditLog {
+    /// A log under a fresh writer id (`portcullis-PID-RANDOM`) with its
+    /// writer thread; `None` records nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Audit`] if the writer thread cannot be started.
+    pub(crate) fn new(sink: Option<Arc<dyn AuditSink>>) -> Result<AuditLog, Error> {
+        let queue = sink
+            .map(Writer::start)
+            .transpose()
+            .map_err(|e| Error::Audit(format!("failed to start the audit writer: {e}")))?;
+        Ok(AuditLog {
             writer: format!(
                 "portcullis-{}-{:016x}",
                 std::process::id(),
                 crate::hash::random_u64()
             ),
-            sink,
-            chain: Mutex::new(Chain {
-                seq: 0,
-                prev: GENESIS.to_string(),
-            }),
+            queue,
             scrubber: Arc::new(Scrubber::default()),
-        }
+        })
     }
 
     /// Scrubs `scrubber`'s secrets from every string of every record.
@@ -273,60 +349,73 @@ impl AuditLog {
         self
     }
 
-    /// Writes one record.
+    /// Queues one record (its place in the chain is fixed now) and returns
+    /// its acknowledgement.
+    pub(crate) fn send(&self, event: AuditEvent) -> Ack {
+        let (tx, rx) = oneshot::channel();
+        match self.queue(event, Some(tx)) {
+            Ok(true) => Ack(AckState::Waiting(rx)),
+            Ok(false) => Ack(AckState::Done(Ok(()))),
+            Err(e) => Ack(AckState::Done(Err(e))),
+        }
+    }
+
+    /// Writes one record: queued, then awaited.
     ///
     /// # Errors
     ///
     /// [`Error::Audit`] if the record could not be serialised or written;
     /// the chain does not advance then.
-    pub(crate) fn record(&self, event: AuditEvent) -> Result<(), Error> {
-        let Some(sink) = &self.sink else {
-            return Ok(());
+    pub(crate) async fn record(&self, event: AuditEvent) -> Result<(), Error> {
+        self.send(event).written().await
+    }
+
+    /// Queues one record nobody waits for (from a drop guard); a failure is
+    /// logged by the writer.
+    pub(crate) fn record_detached(&self, event: AuditEvent) {
+        if let Err(e) = self.queue(event, None) {
+            tracing::warn!(error = %e, "failed to record an audit event");
+        }
+    }
+
+    /// Scrubs, serialises and queues; `Ok(false)` without a sink.
+    fn queue(
+        &self,
+        event: AuditEvent,
+        ack: Option<oneshot::Sender<writer::Written>>,
+    ) -> Result<bool, Error> {
+        let Some(queue) = &self.queue else {
+            return Ok(false);
         };
         // Scrubbed as a JSON value, string by string, so a replacement can
         // never break the record's structure.
         let mut event = serde_json::to_value(&event)
             .map_err(|e| Error::Audit(format!("failed to serialise a record: {e}")))?;
         self.scrubber.scrub_json(&mut event);
-        let mut chain = self
-            .chain
-            .lock()
-            .map_err(|_| Error::Audit("the audit chain lock is poisoned".into()))?;
-        let seq = chain.seq + 1;
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let line = serde_json::to_string(&Record {
+        let body = serde_json::to_string(&Record {
             writer: &self.writer,
-            seq,
-            prev: &chain.prev,
             time_ms,
             event: &event,
         })
         .map_err(|e| Error::Audit(format!("failed to serialise a record: {e}")))?;
-        sink.write_line(&line)
-            .map_err(|e| Error::Audit(format!("failed to write record {seq}: {e}")))?;
-        chain.seq = seq;
-        chain.prev = sha256_hex(line.as_bytes());
-        Ok(())
+        // `{"writer":…}` -> `"writer":…}`: the writer prepends the chain.
+        let rest = body.get(1..).unwrap_or_default().to_string();
+        queue.push(Job { rest, ack }).map_err(Error::Audit)?;
+        Ok(true)
     }
 
-    /// The head of this writer's chain, if it wrote anything.
+    /// The head of the chain this host last wrote to, if it wrote
+    /// anything.
     pub(crate) fn head(&self) -> Option<AuditHead> {
-        let chain = self.chain.lock().ok()?;
-        (chain.seq > 0).then(|| AuditHead {
-            writer: self.writer.clone(),
-            seq: chain.seq,
-            sha256: chain.prev.clone(),
-        })
-    }
-
-    pub(crate) fn flush(&self) {
-        if let Some(sink) = &self.sink
-            && let Err(e) = sink.flush()
-        {
-            tracing::warn!(error = %e, "failed to flush the audit sink");
-        }
+        let queue = self.queue.as_ref()?;
+        queue
+            .head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -335,100 +424,13 @@ impl AuditLog {
 pub(crate) fn outcome(error: Option<&Error>) -> (&'static str, Option<&'static str>) {
     match error {
         None => ("ok", None),
-        Some(Error::Tool { .. }) => ("tool_error", None),
-        Some(Error::LimitExceeded { limit, .. }) => ("limit", Some(limit.as_str())),
-        Some(Error::Crashed { .. }) => ("crashed", None),
-        Some(Error::Cancelled { .. }) => ("cancelled", None),
-        Some(Error::InvalidOutput { .. }) => ("invalid_output", None),
-        Some(Error::ApprovalDenied { .. }) => ("approval_denied", None),
-        Some(Error::Suspicious { .. }) => ("suspicious", None),
-        Some(Error::Audit(_)) => ("audit_failed", None),
-        Some(_) => ("internal", None),
+        Some(e) => match e.kind() {
+            // Not a call's failure; should one end a call, it is the host's.
+            "load" => ("internal", None),
+            kind => (kind, e.limit().map(|limit| limit.as_str())),
+        },
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Collects lines in memory.
-    #[derive(Default)]
-    pub(super) struct Memory(pub(super) Mutex<Vec<String>>);
-
-    impl AuditSink for Arc<Memory> {
-        fn write_line(&self, line: &str) -> std::io::Result<()> {
-            self.0.lock().expect("lock").push(line.to_string());
-            Ok(())
-        }
-    }
-
-    fn event(tool: &str) -> AuditEvent {
-        AuditEvent::Denied {
-            call_id: 1,
-            tool: tool.into(),
-            kind: "approval",
-            reason: "no".into(),
-            denials: 1,
-        }
-    }
-
-    #[test]
-    fn records_chain_by_the_hash_of_the_previous_line() {
-        let memory = Arc::new(Memory::default());
-        let log = AuditLog::new(Some(Arc::new(memory.clone())));
-        log.record(event("a.b")).expect("write");
-        log.record(event("a.c")).expect("write");
-        let lines = memory.0.lock().expect("lock").clone();
-        let first: serde_json::Value = serde_json::from_str(&lines[0]).expect("json");
-        let second: serde_json::Value = serde_json::from_str(&lines[1]).expect("json");
-        assert_eq!(first["seq"], 1);
-        assert_eq!(first["prev"], GENESIS);
-        assert_eq!(first["event"], "denied");
-        assert_eq!(second["seq"], 2);
-        assert_eq!(second["prev"], sha256_hex(lines[0].as_bytes()));
-        let head = log.head().expect("head");
-        assert_eq!(head.seq, 2);
-        assert_eq!(head.sha256, sha256_hex(lines[1].as_bytes()));
-        let text = lines.join("\n") + "\n";
-        let report = verify_log(text.as_bytes(), &[head]).expect("intact");
-        assert_eq!(report.records, 2);
-    }
-
-    #[test]
-    fn control_characters_cannot_split_a_record() {
-        let memory = Arc::new(Memory::default());
-        let log = AuditLog::new(Some(Arc::new(memory.clone())));
-        log.record(event("x\n{\"seq\":9}\r\u{1b}[2J\u{2028}"))
-            .expect("write");
-        let lines = memory.0.lock().expect("lock").clone();
-        assert_eq!(lines.len(), 1);
-        assert!(!lines[0].contains(['\n', '\r', '\u{1b}']), "{}", lines[0]);
-    }
-
-    #[test]
-    fn every_string_of_a_record_is_scrubbed() {
-        let memory = Arc::new(Memory::default());
-        let scrubber = Arc::new(Scrubber::new([(
-            "api",
-            &crate::Secret::new("tok-0123456789"),
-        )]));
-        let log = AuditLog::new(Some(Arc::new(memory.clone()))).scrubbing(scrubber);
-        log.record(AuditEvent::Denied {
-            call_id: 1,
-            tool: "a.b".into(),
-            kind: "approval",
-            reason: "echoed tok-0123456789 and dG9rLTAxMjM0NTY3ODk=".into(),
-            denials: 1,
-        })
-        .expect("write");
-        let line = memory.0.lock().expect("lock")[0].clone();
-        assert!(!line.contains("tok-0123456789"), "{line}");
-        assert!(!line.contains("dG9rLTAxMjM0NTY3ODk"), "{line}");
-        let record: serde_json::Value = serde_json::from_str(&line).expect("json");
-        let reason = record["reason"].as_str().expect("reason");
-        assert!(
-            reason.starts_with("echoed [redacted:api] and [redacted:api]"),
-            "{reason}"
-        );
-    }
-}
+mod tests;

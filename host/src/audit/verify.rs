@@ -1,6 +1,6 @@
-//! Verifying an audit log: follow every writer's chain and report the first
-//! record that was edited, deleted, reordered or inserted, and, given a head
-//! checkpoint, records cut from the end.
+//! Verifying an audit log: follow every chain and report the first record
+//! that was edited, deleted, reordered or inserted, and, given a head
+//! checkpoint, records cut from the end or a whole chain removed.
 
 use super::GENESIS;
 use crate::hash::sha256_hex;
@@ -8,12 +8,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 
-/// The last record of one writer: keep it where the log's writer cannot
-/// rewrite it, and [`verify_log`] detects records cut from the end.
+/// The last record of one chain: keep it where the log's writer cannot
+/// rewrite it, and [`verify_log`] detects records cut from the end, and a
+/// chain removed altogether.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditHead {
-    /// The writer id.
-    pub writer: String,
+    /// The chain id (`writer` in checkpoints of logs from before chains
+    /// spanned processes).
+    #[serde(alias = "writer")]
+    pub chain: String,
     /// Its last sequence number.
     pub seq: u64,
     /// The sha256 of that record's line.
@@ -26,11 +29,15 @@ pub struct AuditHead {
 pub struct AuditReport {
     /// Complete records checked.
     pub records: u64,
-    /// The head of every writer, in order of first appearance.
+    /// The head of every chain, in order of first appearance.
     pub heads: Vec<AuditHead>,
     /// The 1-based line number of an unterminated last line: a write that
     /// was interrupted. It is not counted or checked, and not fatal.
     pub torn_line: Option<usize>,
+    /// Lines inside the log that are the start of a record cut short (a
+    /// write interrupted by a crash, ended with a newline by the next
+    /// writer), which the chain goes around: not counted, not fatal.
+    pub interrupted: Vec<usize>,
 }
 
 /// What was done to the log.
@@ -108,7 +115,8 @@ fn parse(line: usize, bytes: &[u8]) -> Result<Rec, AuditTamper> {
     };
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| malformed(format!("not a JSON record ({e})")))?;
-    let writer = value["writer"].as_str();
+    // Logs from before chains spanned processes chain by `writer`.
+    let writer = value["chain"].as_str().or_else(|| value["writer"].as_str());
     let seq = value["seq"].as_u64();
     let prev = value["prev"].as_str();
     match (writer, seq, prev) {
@@ -120,7 +128,7 @@ fn parse(line: usize, bytes: &[u8]) -> Result<Rec, AuditTamper> {
             hash: sha256_hex(bytes),
         }),
         _ => Err(malformed(
-            "missing or invalid `writer`, `seq` or `prev`".into(),
+            "missing or invalid `chain`, `seq` or `prev`".into(),
         )),
     }
 }
@@ -139,8 +147,19 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
     let torn_line = (!tail.is_empty()).then_some(lines.len() + 1);
 
     let mut records = Vec::with_capacity(lines.len());
+    let mut interrupted = Vec::new();
     for (i, bytes) in lines.iter().enumerate() {
-        records.push(parse(i + 1, bytes));
+        let record = parse(i + 1, bytes);
+        // A record cut short: not JSON, but the start of a record. The
+        // chain must still go around it (checked below like any gap).
+        if record.is_err()
+            && bytes.starts_with(br#"{"chain":"#)
+            && serde_json::from_slice::<serde_json::Value>(bytes).is_err()
+        {
+            interrupted.push(i + 1);
+            continue;
+        }
+        records.push(record);
     }
     // Where each (writer, seq) appears, for telling reorderings from
     // deletions and insertions.
@@ -160,7 +179,8 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
             .find(|r| r.writer == writer)
     };
 
-    // writer -> index of its last record.
+    let line_of = |at: usize| records[at].as_ref().map_or(at + 1, |r| r.line);
+    // chain -> index of its last record.
     let mut last: HashMap<&str, usize> = HashMap::new();
     let mut order: Vec<&str> = Vec::new();
     for (i, rec) in records.iter().enumerate() {
@@ -170,7 +190,7 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
             line: rec.line,
             message,
         };
-        let who = format!("writer `{}` seq {}", rec.writer, rec.seq);
+        let who = format!("chain `{}` seq {}", rec.writer, rec.seq);
         let (expected, prev_hash, prev_line) = match last.get(rec.writer.as_str()) {
             Some(&j) => {
                 let Ok(p) = &records[j] else { unreachable!() };
@@ -183,7 +203,7 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
                 positions
                     .get(&(rec.writer.as_str(), s))
                     .and_then(|at| at.iter().find(|&&at| at > i))
-                    .map(|&at| (s, at + 1))
+                    .map(|&at| (s, line_of(at)))
             });
             return Err(match later {
                 Some((s, at)) => tamper(
@@ -193,7 +213,7 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
                 None => tamper(
                     TamperKind::Deleted,
                     format!(
-                        "records {expected}..{} of writer `{}` are missing before this line",
+                        "records {expected}..{} of chain `{}` are missing before this line",
                         rec.seq - 1,
                         rec.writer
                     ),
@@ -201,7 +221,7 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
             });
         }
         if rec.seq < expected {
-            let first = positions[&(rec.writer.as_str(), rec.seq)][0] + 1;
+            let first = line_of(positions[&(rec.writer.as_str(), rec.seq)][0]);
             return Err(tamper(
                 TamperKind::Inserted,
                 format!(
@@ -223,7 +243,7 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
                     kind: TamperKind::Edited,
                     line: p,
                     message: format!(
-                        "the record was changed: line {} (writer `{}` seq {}) no longer chains to it",
+                        "the record was changed: line {} (chain `{}` seq {}) no longer chains to it",
                         rec.line, rec.writer, rec.seq
                     ),
                 },
@@ -237,7 +257,7 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
                     kind: TamperKind::Edited,
                     line: p,
                     message: format!(
-                        "line {} (writer `{}` seq {}) does not chain to it: one of the two was changed",
+                        "line {} (chain `{}` seq {}) does not chain to it: one of the two was changed",
                         rec.line, rec.writer, rec.seq
                     ),
                 },
@@ -250,13 +270,13 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
 
     let end = lines.len() + 1;
     for head in heads {
-        let Some(&j) = last.get(head.writer.as_str()) else {
+        let Some(&j) = last.get(head.chain.as_str()) else {
             return Err(AuditTamper {
                 kind: TamperKind::Truncated,
                 line: end,
                 message: format!(
-                    "writer `{}` has no records, but the head checkpoint says seq {}",
-                    head.writer, head.seq
+                    "chain `{}` is missing: the head checkpoint says it has {} records",
+                    head.chain, head.seq
                 ),
             });
         };
@@ -266,12 +286,12 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
                 kind: TamperKind::Truncated,
                 line: end,
                 message: format!(
-                    "writer `{}` ends at seq {}, but the head checkpoint says seq {}: records were cut from the end",
-                    head.writer, tip.seq, head.seq
+                    "chain `{}` ends at seq {}, but the head checkpoint says seq {}: records were cut from the end",
+                    head.chain, tip.seq, head.seq
                 ),
             });
         }
-        let at = positions[&(head.writer.as_str(), head.seq)][0];
+        let at = positions[&(head.chain.as_str(), head.seq)][0];
         let Ok(rec) = &records[at] else {
             unreachable!()
         };
@@ -280,8 +300,8 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
                 kind: TamperKind::Edited,
                 line: rec.line,
                 message: format!(
-                    "writer `{}` seq {} does not match the head checkpoint's sha256",
-                    head.writer, head.seq
+                    "chain `{}` seq {} does not match the head checkpoint's sha256",
+                    head.chain, head.seq
                 ),
             });
         }
@@ -294,7 +314,7 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
                 unreachable!()
             };
             AuditHead {
-                writer: rec.writer.clone(),
+                chain: rec.writer.clone(),
                 seq: rec.seq,
                 sha256: rec.hash.clone(),
             }
@@ -304,6 +324,7 @@ pub fn verify_log(log: &[u8], heads: &[AuditHead]) -> Result<AuditReport, AuditT
         records: records.len() as u64,
         heads,
         torn_line,
+        interrupted,
     })
 }
 

@@ -30,6 +30,14 @@ pub(crate) async fn run(host: HostBuilder) -> Result<ExitCode, Failure> {
                 dir.host.display(),
                 dir.guest
             );
+            if let Some(why) = &dir.unsafe_allow {
+                eprintln!(
+                    "warning: plugin `{}` is granted the dangerous folder `{}` ({}): `unsafe_allow = {why:?}`\nhint: grant a narrower folder if you can",
+                    policy.name,
+                    dir.host.display(),
+                    dir.mode.as_str()
+                );
+            }
         }
         if policy.env.is_empty() {
             outln!("  env       none");
@@ -44,6 +52,12 @@ pub(crate) async fn run(host: HostBuilder) -> Result<ExitCode, Failure> {
         }
         if policy.http.is_empty() {
             outln!("  network   none");
+        }
+        if !policy.deny_imports.is_empty() {
+            outln!(
+                "  denied    {} (linked deny-everything: every operation fails with access-denied)",
+                policy.deny_imports.join(", ")
+            );
         }
         for rule in &policy.http {
             outln!("  network   {rule}");

@@ -35,6 +35,18 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
         };
         outln!("    {mark:<16} {name}");
     }
+    // Refused unless the manifest entry opts in with `deny_imports`.
+    let deniable: Vec<String> = inspection
+        .imports
+        .iter()
+        .filter(|(_, status)| *status == ImportStatus::DenyIfOptedIn)
+        .map(|(name, _)| name.clone())
+        .collect();
+    if !deniable.is_empty() {
+        outln!(
+            "    (the REFUSED wasi:sockets imports load with `deny_imports = [\"wasi:sockets/*\"]` in the manifest entry: every socket operation then fails with access-denied)"
+        );
+    }
     outln!("  exports");
     for name in &inspection.exports {
         outln!("    {name}");
@@ -58,18 +70,24 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
                     outln!("      input {schema}");
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            if deniable.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(Failure::Host(portcullis::Error::ForbiddenImports {
+                    plugin: plugin_name(args),
+                    imports: deniable,
+                }))
+            }
         }
         // The same errors (and hints) as loading it from a manifest.
         Err(reason) => {
-            let plugin = args
-                .file
-                .file_stem()
-                .map_or_else(|| "component".into(), |s| s.to_string_lossy().into_owned());
+            let plugin = plugin_name(args);
             let refused: Vec<String> = inspection
                 .imports
                 .iter()
-                .filter(|(_, status)| *status == ImportStatus::Refused)
+                .filter(|(_, status)| {
+                    *status != ImportStatus::Granted && *status != ImportStatus::NeedsHttpGrant
+                })
                 .map(|(name, _)| name.clone())
                 .collect();
             Err(Failure::Host(if refused.is_empty() {
@@ -85,4 +103,11 @@ pub(crate) async fn run(args: &Args) -> Result<ExitCode, Failure> {
             }))
         }
     }
+}
+
+/// The name errors give the inspected component: its file stem.
+fn plugin_name(args: &Args) -> String {
+    args.file
+        .file_stem()
+        .map_or_else(|| "component".into(), |s| s.to_string_lossy().into_owned())
 }

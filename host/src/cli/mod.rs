@@ -27,7 +27,10 @@ mod audit;
 mod call;
 mod check;
 mod inspect;
+mod new;
 mod pin;
+mod test;
+mod serve;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -87,6 +90,14 @@ enum Command {
     /// Call one tool and print its output (JSON) on stdout.
     #[command(after_help = EXIT_CODES)]
     Call(call::Args),
+    /// Run each plugin's tests file (`tests/PLUGIN.toml` beside the
+    /// manifest); exits with 1 if a case fails.
+    Test(test::Args),
+    /// Create a plugin folder (Rust, Python or JavaScript) that builds,
+    /// pins, tests and runs on its own.
+    New(new::Args),
+    /// Serve the manifest's tools to MCP clients (stdio).
+    Serve(serve::Args),
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -106,10 +117,22 @@ pub(crate) fn main() -> ExitCode {
         Command::Call(args) => {
             runtime().and_then(|rt| rt.block_on(call::run(&args, host(&args.manifest, &cache))))
         }
+        Command::New(args) => new::run(&args),
+        Command::Test(args) => {
+            runtime().and_then(|rt| rt.block_on(test::run(&args, host(&args.manifest, &cache))))
+        }
         Command::Inspect(args) => runtime().and_then(|rt| rt.block_on(inspect::run(&args))),
         Command::Tools(args) => {
             runtime().and_then(|rt| rt.block_on(tools::run(&args, host(&args.manifest, &cache))))
         }
+        Command::Serve(args) => runtime().and_then(|rt| {
+            let outcome = rt.block_on(serve::run(&args, host(&args.manifest, &cache)));
+            // Stdin's reader thread may still be blocked in a read after a
+            // signal: do not wait for it (the host is dropped and its audit
+            // log flushed by now).
+            rt.shutdown_background();
+            outcome
+        }),
         Command::Audit(command) => audit::run(&command),
     };
     match outcome {
@@ -165,6 +188,7 @@ fn exit_code(e: &Error) -> u8 {
         | Error::Manifest { .. }
         | Error::PluginRead { .. }
         | Error::PinMismatch { .. }
+        | Error::ToolListChanged { .. }
         | Error::InvalidComponent { .. }
         | Error::ForbiddenImports { .. }
         | Error::InvalidPlugin { .. }
@@ -207,7 +231,7 @@ fn cache_dir() -> Option<PathBuf> {
         .or_else(|| var("HOME").map(|h| h.join(".cache").join("portcullis")))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -146,7 +146,7 @@ impl CallEgress {
             return Err(Refusal::Invalid(format!("method `{method}` is not valid")));
         };
         // From here on bytes may leave.
-        self.mark_allowed(slot, destination, secret_used);
+        self.mark_allowed(slot, destination, secret_used).await?;
         let outgoing = client::Outgoing {
             method,
             target: &target,

@@ -5,8 +5,7 @@
 //!
 //! 0. counted (`reserve`, [`tally`]): against the call's `http_requests`,
 //!    before anything of the request is read into host memory; then it
-//!    waits for the one slot in flight and is recorded, so the audit log
-//!    shows it even if the call ends while it is under way;
+//!    waits for the one slot in flight;
 //! 1. `check_sizes`: the request body, header count and header bytes
 //!    against their limits;
 //! 2. `check_headers`: `Host`, hop-by-hop and framing headers are the
@@ -30,8 +29,9 @@
 //!     secret bound to the destination; only if it is bound to this
 //!     destination, method and path does the host fetch its value for this
 //!     call and attach it (header or query). The plugin never sees it;
-//! 11. `connect` ([`client`]): the record is marked allowed, then the
-//!     connection goes to exactly the checked address, with TLS verifying
+//! 11. `connect` ([`client`]): an `egress_sent` record (method, checked
+//!     destination, secret name) is written to the audit sink and
+//!     acknowledged, then the connection goes to exactly the checked address, with TLS verifying
 //!     the original name (or on a connection of this call kept alive to
 //!     that same checked address and name); the response is capped while
 //!     it streams, the whole exchange ends by the request's deadline, and
@@ -40,11 +40,13 @@
 //!
 //! Redirects are never followed: a 3xx goes back to the plugin, whose next
 //! request is checked like any other. Each attempt, allowed or not, ends as
-//! an [`EgressRecord`] for the audit log; denials also count towards the
-//! call's `max_denials`, and the one past it stops the call ([`Suspicious`]).
+//! an `egress` record ([`EgressRecord`]) written before the plugin sees the
+//! outcome; denials also count towards the call's one denial budget
+//! ([`CallLog`], shared with the approval gate), and the one past
+//! `max_denials` stops the call ([`Suspicious`]).
 //!
-//! Files: [`request`] (what crosses the gate), [`tally`] (counting and
-//! records), [`gate`] (the steps), [`attach`] (the secret steps),
+//! Files: [`request`] (what crosses the gate), [`tally`] (counting, the
+//! records, the denial budget), [`gate`] (the steps), [`attach`] (the secret steps),
 //! [`address`], [`resolve`] and [`client`] (the network side); this file
 //! holds the per-call state tying them together.
 
@@ -57,11 +59,9 @@ mod resolve;
 mod tally;
 
 pub(crate) use client::Tls;
-pub(crate) use request::{
-    EgressError, EgressRecord, GuestRequest, GuestResponse, GuestTimeouts, SecretChoice,
-};
+pub(crate) use request::{EgressError, GuestRequest, GuestResponse, GuestTimeouts, SecretChoice};
 pub use resolve::{ResolveFuture, Resolver, SystemResolver};
-pub(crate) use tally::{Reservation, Suspicious};
+pub(crate) use tally::{CallLog, Reservation, SharedCallLog, Suspicious};
 
 use crate::policy::allowlist::HttpRule;
 use crate::policy::{Limits, caps};
@@ -69,7 +69,6 @@ use crate::secrets::{Scrubber, SecretPolicy};
 use std::sync::{Arc, Mutex, PoisonError};
 use tally::Tally;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// A plugin's egress, prepared once when it loads and shared by its calls:
 /// its name, allowlist, granted secrets and limits, with the host's network
@@ -90,11 +89,11 @@ pub(crate) struct PluginEgress {
 impl PluginEgress {
     /// The gate of one call, handed to the sandbox ready to use:
     /// `call_deadline` is the call's own deadline (no request may outlive
-    /// it), `max_denials` what the call may still pile up.
+    /// it), `log` the call's audit trail and denial budget.
     pub(crate) fn call(
         &self,
         call_deadline: Instant,
-        max_denials: u32,
+        log: SharedCallLog,
         call: CallFacts,
     ) -> CallEgress {
         CallEgress {
@@ -102,10 +101,9 @@ impl PluginEgress {
             grants: self.clone(),
             call,
             call_deadline,
-            max_denials,
+            log,
             tally: Mutex::new(Tally::default()),
             in_flight: tokio::sync::Semaphore::new(caps::HTTP_IN_FLIGHT),
-            stopped: CancellationToken::new(),
             pool: client::Pool::default(),
         }
     }
@@ -139,12 +137,11 @@ pub(crate) struct CallEgress {
     scrubber: Mutex<Arc<Scrubber>>,
     /// The call's own deadline: no request may outlive it.
     call_deadline: Instant,
-    max_denials: u32,
+    /// The call's audit trail and its one denial budget.
+    log: SharedCallLog,
     tally: Mutex<Tally>,
     /// One request in flight at a time ([`caps::HTTP_IN_FLIGHT`]).
     in_flight: tokio::sync::Semaphore,
-    /// Cancelled when the call piles up more denials than allowed.
-    stopped: CancellationToken,
     /// The call's kept-alive connections, by checked destination.
     pool: client::Pool,
 }
@@ -228,14 +225,15 @@ impl CallEgress {
         let Ok(_permit) = self.in_flight.acquire().await else {
             return Ok(Err(EgressError::TooManyRequests("the call is over".into())));
         };
-        if self.stopped.is_cancelled() {
+        if self.log.stopped().is_cancelled() {
             return Ok(Err(EgressError::TooManyRequests(
                 "the call was stopped after too many denials".into(),
             )));
         }
-        let slot = self.open_record(&method, &request.url, secret.clone());
+        let slot = self.open_slot(&method);
         let (destination, result) = self.attempt(request, slot, &mut secret).await;
-        self.close_record(slot, method, destination, secret, &result)?;
+        self.close_slot(slot, method, destination, secret, &result)
+            .await?;
         Ok(result)
     }
 }

@@ -77,6 +77,9 @@ impl EgressError {
 /// One outbound attempt, for the audit log.
 #[derive(Debug, Clone)]
 pub(crate) struct EgressRecord {
+    /// The request's number in the call, as in its `egress_sent` record,
+    /// once it reached the gate's checks; 0 before.
+    pub(crate) request: u32,
     pub(crate) method: String,
     /// `scheme://host:port/path` as checked (no query), or the raw text cut
     /// short when it did not parse.
@@ -84,8 +87,6 @@ pub(crate) struct EgressRecord {
     pub(crate) status: Option<u16>,
     pub(crate) bytes: Option<u64>,
     pub(crate) allowed: bool,
-    /// Whether the policy refused it (counts towards `max_denials`).
-    pub(crate) denied: bool,
     /// Why it was refused or failed.
     pub(crate) reason: Option<String>,
     /// The secret the request named, if any.
@@ -99,6 +100,7 @@ impl EgressRecord {
         AuditEvent::Egress {
             call_id,
             tool: tool.to_string(),
+            request: (self.request > 0).then_some(self.request),
             method: self.method.clone(),
             destination: self.destination.clone(),
             allowed: self.allowed,
@@ -120,12 +122,12 @@ pub(super) fn refused_record(
 ) -> EgressRecord {
     let url = url.split(['?', '#']).next().unwrap_or_default();
     EgressRecord {
+        request: 0,
         method: method.to_string(),
         destination: crate::text::cut(url, 256).0.to_string(),
         status: None,
         bytes: None,
         allowed: false,
-        denied: false,
         reason: Some(why),
         secret,
     }

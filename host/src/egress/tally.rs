@@ -1,20 +1,25 @@
-//! What one call's requests have done so far, kept in one place: how many
-//! were made (against `http_requests`), one [`EgressRecord`] per attempt
-//! for the audit log, and how many the policy refused (against
-//! `max_denials`). The gate's steps never touch it; [`CallEgress::send`]
-//! opens a record before the gate runs and closes it with the outcome.
+//! What one call's requests have done so far, and the call's one audit
+//! trail: how many requests were made (against `http_requests`), each
+//! attempt written to the audit log as it happens, and the call's one
+//! denial budget ([`CallLog`], shared with the approval gate). The gate's
+//! steps never touch it; [`CallEgress::send`] and the gate's last step
+//! write the records: `egress_sent` before any byte of a request may
+//! leave, `egress` with its outcome after.
 
 use super::CallEgress;
+use super::gate::Refusal;
 use super::request::{EgressError, EgressRecord, GuestResponse, refused_record};
-use std::sync::{MutexGuard, PoisonError};
+use crate::audit::{AuditEvent, AuditLog};
+use crate::error::Error;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio_util::sync::CancellationToken;
 
 /// What one call's requests have done so far.
 #[derive(Default)]
 pub(super) struct Tally {
     requests: u32,
-    denials: u32,
-    records: Vec<EgressRecord>,
+    /// The method of each request that reached the gate, by slot.
+    methods: Vec<String>,
 }
 
 /// Proof that [`CallEgress::reserve`] counted a request.
@@ -33,21 +38,124 @@ impl std::fmt::Display for Suspicious {
 
 impl std::error::Error for Suspicious {}
 
+/// One call's audit trail: its id and tool for every record, and its one
+/// denial budget. Refused approvals (the host) and refused requests (the
+/// gate) both count here, as they happen; the one past `max_denials`
+/// stops the call.
+pub(crate) struct CallLog {
+    log: Arc<AuditLog>,
+    call_id: u64,
+    /// `plugin.tool`.
+    tool: String,
+    max_denials: u32,
+    denials: Mutex<u32>,
+    /// Cancelled when the call piles up more denials than allowed.
+    stopped: CancellationToken,
+    /// The first record the gate could not write: the call fails with it.
+    failed: Mutex<Option<String>>,
+}
+
+impl CallLog {
+    pub(crate) fn new(log: Arc<AuditLog>, call_id: u64, tool: &str, max_denials: u32) -> CallLog {
+        CallLog {
+            log,
+            call_id,
+            tool: tool.to_string(),
+            max_denials,
+            denials: Mutex::new(0),
+            stopped: CancellationToken::new(),
+            failed: Mutex::new(None),
+        }
+    }
+
+    /// The host's audit log.
+    pub(crate) fn log(&self) -> &AuditLog {
+        &self.log
+    }
+
+    /// Denials so far.
+    pub(crate) fn denials(&self) -> u32 {
+        *self.denials.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Cancelled once the call exceeded its denials.
+    pub(crate) fn stopped(&self) -> &CancellationToken {
+        &self.stopped
+    }
+
+    /// Records one denial: a `warn` diagnostic and a `denied` record, plus
+    /// a `suspicious` record when this one exceeds the maximum (which also
+    /// stops the call). Returns whether the call must be stopped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Audit`] if a record could not be written.
+    pub(crate) async fn deny(&self, kind: &'static str, reason: &str) -> Result<bool, Error> {
+        let count = {
+            let mut denials = self.denials.lock().unwrap_or_else(PoisonError::into_inner);
+            *denials += 1;
+            *denials
+        };
+        let (call_id, tool) = (self.call_id, self.tool.as_str());
+        tracing::warn!(call_id, tool, kind, reason, denials = count, "denied");
+        let denied = self.log.send(AuditEvent::Denied {
+            call_id,
+            tool: tool.to_string(),
+            kind,
+            reason: reason.to_string(),
+            denials: count,
+        });
+        if count <= self.max_denials {
+            denied.written().await?;
+            return Ok(false);
+        }
+        tracing::warn!(call_id, tool, denials = count, "call stopped as suspicious");
+        self.stopped.cancel();
+        let suspicious = self.log.send(AuditEvent::Suspicious {
+            call_id,
+            tool: tool.to_string(),
+            denials: count,
+        });
+        denied.written().await?;
+        suspicious.written().await?;
+        Ok(true)
+    }
+
+    /// The first record the gate failed to write, if any.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn fail(&self, error: &Error) {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        if failed.is_none() {
+            *failed = Some(match error {
+                Error::Audit(reason) => reason.clone(),
+                other => other.to_string(),
+            });
+        }
+    }
+
+    /// Queues the record of a request that never reached the network; it
+    /// is written before the call's end record, which the call waits for.
+    fn record_refused(&self, record: &EgressRecord) {
+        self.log
+            .record_detached(record.event(self.call_id, &self.tool));
+    }
+}
+
 impl CallEgress {
     fn tally(&self) -> MutexGuard<'_, Tally> {
         // Nothing panics while holding it; a poisoned tally is still right.
         self.tally.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Every attempt so far, allowed or not, taken out (for the audit log
-    /// at the call's end).
-    pub(crate) fn take_records(&self) -> Vec<EgressRecord> {
-        std::mem::take(&mut self.tally().records)
-    }
-
     /// Cancelled once the call exceeded its denials; the number of denials.
     pub(crate) fn stopped(&self) -> (&CancellationToken, u32) {
-        (&self.stopped, self.tally().denials)
+        (self.log.stopped(), self.log.denials())
     }
 
     /// Counts one more request of this call, before anything of it is read
@@ -64,9 +172,9 @@ impl CallEgress {
                 "this call already made {} requests; the limit is {}",
                 self.grants.limits.http_requests, self.grants.limits.http_requests
             );
-            tally
-                .records
-                .push(refused_record(method, url, why.clone(), None));
+            drop(tally);
+            self.log
+                .record_refused(&refused_record(method, url, why.clone(), None));
             return Err(EgressError::TooManyRequests(why));
         }
         Ok(Reservation(()))
@@ -75,45 +183,58 @@ impl CallEgress {
     /// Records a counted request that never reached the gate's checks (its
     /// headers or body could not be read).
     pub(crate) fn refuse(&self, _counted: Reservation, method: &str, url: &str, why: &str) {
-        self.tally()
-            .records
-            .push(refused_record(method, url, why.to_string(), None));
+        self.log
+            .record_refused(&refused_record(method, url, why.to_string(), None));
     }
 
-    /// Records a request before anything of it can leave, and returns its
-    /// slot: if the call ends while this request is under way (its
-    /// deadline, a cancellation, a guest that returns without waiting for
-    /// a `wasi:http` response), the audit log still shows the attempt.
-    pub(super) fn open_record(&self, method: &str, url: &str, secret: Option<String>) -> usize {
+    /// A slot for a request about to go through the gate's checks.
+    pub(super) fn open_slot(&self, method: &str) -> usize {
         let mut tally = self.tally();
-        tally.records.push(refused_record(
+        tally.methods.push(method.to_string());
+        tally.methods.len() - 1
+    }
+
+    /// Writes the `egress_sent` record of the request in `slot` and waits
+    /// until it is written: called just before bytes may leave, so the log
+    /// shows the checked destination and the secret even if the call ends
+    /// (or is dropped) before the response.
+    ///
+    /// # Errors
+    ///
+    /// A [`Refusal`] when the record cannot be written: the request does
+    /// not leave, and the call fails with the audit error.
+    pub(super) async fn mark_allowed(
+        &self,
+        slot: usize,
+        destination: &str,
+        secret: &Option<String>,
+    ) -> Result<(), Refusal> {
+        let method = self.tally().methods.get(slot).cloned().unwrap_or_default();
+        let sent = self.log.log().send(AuditEvent::EgressSent {
+            call_id: self.log.call_id,
+            tool: self.log.tool.clone(),
+            request: u32::try_from(slot + 1).unwrap_or(u32::MAX),
             method,
-            url,
-            "unfinished: the call ended before the gate decided".into(),
-            secret,
-        ));
-        tally.records.len() - 1
+            destination: destination.to_string(),
+            secret: secret.clone(),
+        });
+        sent.written().await.map_err(|e| {
+            self.log.fail(&e);
+            Refusal::Failed(EgressError::Upstream(
+                "the request could not be recorded, so it was not sent".into(),
+            ))
+        })
     }
 
-    /// Marks the record in `slot` as allowed, just before bytes may leave:
-    /// it shows the checked destination and the secret even if the call
-    /// ends first.
-    pub(super) fn mark_allowed(&self, slot: usize, destination: &str, secret: &Option<String>) {
-        let mut tally = self.tally();
-        let record = &mut tally.records[slot];
-        destination.clone_into(&mut record.destination);
-        record.allowed = true;
-        record.secret.clone_from(secret);
-        record.reason = Some("unfinished: the call ended before the response did".into());
-    }
-
-    /// Writes the outcome into the record in `slot` and counts a denial.
+    /// Writes the `egress` record of the request in `slot` with its
+    /// outcome and counts a denial; waits until both are written, so the
+    /// plugin sees the response only once it is on the record.
     ///
     /// # Errors
     ///
     /// [`Suspicious`] when this denial exceeds the call's maximum (the
     /// call is stopped).
-    pub(super) fn close_record(
+    pub(super) async fn close_slot(
         &self,
         slot: usize,
         method: String,
@@ -130,24 +251,45 @@ impl CallEgress {
         // An invalid request never left the host either: recorded as
         // refused, so the log shows every attempt.
         let refused = denied || matches!(result, Err(EgressError::InvalidRequest(_)));
-        let mut tally = self.tally();
-        tally.records[slot] = EgressRecord {
+        let record = EgressRecord {
+            request: u32::try_from(slot + 1).unwrap_or(u32::MAX),
             method,
             destination,
             status,
             bytes,
             allowed: !refused,
-            denied,
             reason,
             secret,
         };
-        if denied {
-            tally.denials += 1;
-            if tally.denials > self.max_denials {
-                self.stopped.cancel();
-                return Err(Suspicious(tally.denials));
+        let log = &self.log;
+        if let Err(e) = log.log().record(record.event(log.call_id, &log.tool)).await {
+            log.fail(&e);
+        }
+        if let (true, Some(reason)) = (denied, &record.reason) {
+            match log.deny("egress", reason).await {
+                Ok(false) => {}
+                Ok(true) => return Err(Suspicious(log.denials())),
+                Err(e) => log.fail(&e),
             }
         }
         Ok(())
+    }
+}
+
+/// One call's [`CallLog`], shared by the host and the call's gate.
+pub(crate) type SharedCallLog = Arc<CallLog>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn denials_past_the_maximum_mark_the_call_suspicious() {
+        let log = CallLog::new(Arc::new(AuditLog::new(None).expect("log")), 1, "a.b", 1);
+        assert!(!log.deny("approval", "no").await.expect("ok"));
+        assert!(!log.stopped().is_cancelled());
+        assert!(log.deny("egress", "no").await.expect("ok"));
+        assert_eq!(log.denials(), 2);
+        assert!(log.stopped().is_cancelled(), "the gate sees the stop");
     }
 }

@@ -10,11 +10,15 @@ use crate::egress::{Network, Resolver, SystemResolver, Tls};
 use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::plugin::CompileCache;
-use crate::policy::{self, PluginConfig, PluginPolicy};
-use crate::sandbox::CoreDumps;
+use crate::policy::{self, PluginConfig, PluginPolicy, reach};
+use crate::sandbox::{CoreDumps, InstanceAllocation, MAX_SLOTS, PoolSettings};
 use crate::secrets::{self, Scrubber, SecretConfig, SecretPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a call waits for its approver by default.
+pub(crate) const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// Denials one call may pile up before it is stopped (`audit.max_denials`).
 const DEFAULT_MAX_DENIALS: u32 = 3;
@@ -34,6 +38,11 @@ const DEFAULT_MAX_DENIALS: u32 = 3;
 ///   output screen;
 /// - no secrets (nothing to scrub).
 /// - names in HTTP requests are resolved by [`SystemResolver`].
+/// - instances come from wasmtime's pooling allocator
+///   ([`InstanceAllocation::Pooled`]) with 64 slots: at most 64 calls run at
+///   once, a call waits at most 5 s for a slot and then fails with
+///   [`Error::Busy`]. Each memory slot is as large as the largest
+///   `limits.memory` of the plugins.
 #[derive(Default)]
 pub struct HostBuilder {
     plugins: Vec<PluginConfig>,
@@ -49,6 +58,8 @@ pub struct HostBuilder {
     /// Extra HTTPS roots, as PEM.
     roots: Vec<Vec<u8>>,
     core_dumps: Option<PathBuf>,
+    approval_timeout: Option<Duration>,
+    pool: PoolSettings,
 }
 
 impl std::fmt::Debug for HostBuilder {
@@ -66,6 +77,7 @@ impl std::fmt::Debug for HostBuilder {
             .field("resolver", &self.resolver.is_some())
             .field("roots", &self.roots.len())
             .field("core_dumps", &self.core_dumps)
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -82,9 +94,12 @@ impl HostBuilder {
     /// Keeps compiled plugins in `dir`, keyed by the sha256 of their pinned
     /// bytes and the engine's settings, so that later hosts load them
     /// instead of compiling again (default: no cache). The directory is
-    /// created private; one that other users can write is not used (a
-    /// warning says so), since compiled code from it would run in the
-    /// host. Entries are checksummed; a bad entry is recompiled.
+    /// created private; one that is a symlink, belongs to another user or
+    /// that other users can write is not used (a warning says so), since
+    /// compiled code from it would run in the host. Entries are
+    /// authenticated with an HMAC under a key kept in `dir` (created 0600);
+    /// a bad or planted entry is recompiled. No directory grant may contain
+    /// `dir` or lie inside it.
     pub fn compile_cache(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
         self
@@ -101,6 +116,14 @@ impl HostBuilder {
     /// [`DenyAll`](crate::DenyAll)).
     pub fn approver(mut self, approver: impl Approver) -> Self {
         self.approver = Some(Arc::new(approver));
+        self
+    }
+
+    /// How long a call waits for its approver before it fails with
+    /// [`Error::ApprovalTimedOut`] (default 5 minutes; audited like a
+    /// refusal).
+    pub fn approval_timeout(mut self, timeout: Duration) -> Self {
+        self.approval_timeout = Some(timeout);
         self
     }
 
@@ -157,6 +180,30 @@ impl HostBuilder {
         self
     }
 
+    /// How many calls may run at once in this host (default 64, at most
+    /// 10,000): the number of instance slots. A call beyond it waits for a
+    /// slot (see [`HostBuilder::busy_wait`]).
+    pub fn max_concurrent_calls(mut self, slots: u32) -> Self {
+        self.pool.slots = slots;
+        self
+    }
+
+    /// How long a call waits for a free slot before it fails with
+    /// [`Error::Busy`] (default 5 s).
+    pub fn busy_wait(mut self, wait: std::time::Duration) -> Self {
+        self.pool.busy_wait = wait;
+        self
+    }
+
+    /// How instances are allocated (default
+    /// [`InstanceAllocation::Pooled`]). [`InstanceAllocation::OnDemand`]
+    /// reserves no address space up front, at some cost per call; the
+    /// concurrency cap applies either way.
+    pub fn instance_allocation(mut self, allocation: InstanceAllocation) -> Self {
+        self.pool.allocation = allocation;
+        self
+    }
+
     /// Adds a plugin.
     pub fn plugin(mut self, plugin: PluginConfig) -> Self {
         self.plugins.push(plugin);
@@ -190,8 +237,18 @@ impl HostBuilder {
         let mut policies = Vec::new();
         let mut audit_entry = None;
         let mut secret_policies = Vec::new();
+        let mut manifest_sha256 = None;
         if let Some(path) = &self.manifest {
-            let manifest = Manifest::load(path)?;
+            // Read once: what is parsed is what is hashed for the records.
+            let read_error = |source| Error::ManifestRead {
+                path: path.clone(),
+                source,
+            };
+            let bytes = std::fs::read(path).map_err(read_error)?;
+            manifest_sha256 = Some(crate::hash::sha256_hex(&bytes));
+            let text = String::from_utf8(bytes)
+                .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+            let manifest = Manifest::parse(&text, path)?;
             policies = policy::from_manifest(&manifest, path)?;
             secret_policies = secrets::from_manifest(&manifest, path)?;
             audit_entry = manifest.audit;
@@ -213,15 +270,31 @@ impl HostBuilder {
             }
             secret_policies.push(secret);
         }
-        let scrubber = Arc::new(secrets::load(&secret_policies, &origin).await?);
-        for policy in &policies {
-            check_secrets(policy, &secret_policies, &scrubber, &origin)?;
-        }
         let entry = audit_entry.unwrap_or_default();
-        let sink = match (self.audit, &entry.path) {
+        let audit_path = match (&self.audit, &entry.path) {
+            (None, Some(file)) => Some(crate::fs::folder_of(&origin).join(file)),
+            _ => None,
+        };
+        let state = reach::HostState {
+            manifest: self.manifest.clone(),
+            cache: self.cache_dir.clone(),
+            audit: audit_path.clone(),
+            core_dumps: self.core_dumps.clone(),
+            secret_files: secret_policies
+                .iter()
+                .filter_map(|s| {
+                    let from = s.source.describe();
+                    let file = from.strip_prefix("file:")?;
+                    Some((s.name.clone(), PathBuf::from(file)))
+                })
+                .collect(),
+        };
+        reach::check(&policies, &state)
+            .map_err(|(message, hint)| Error::manifest(&origin, message).with_hint(hint))?;
+        let scrubber = Arc::new(secrets::load(&secret_policies, &origin).await?);
+        let sink = match (self.audit, audit_path) {
             (Some(sink), _) => Some(sink),
-            (None, Some(file)) => {
-                let path = crate::fs::folder_of(&origin).join(file);
+            (None, Some(path)) => {
                 let sink = FileSink::open(&path).map_err(|e| {
                     Error::manifest(
                         &origin,
@@ -232,6 +305,13 @@ impl HostBuilder {
             }
             (None, None) => None,
         };
+        let audit = AuditLog::new(sink)?.scrubbing(Arc::clone(&scrubber));
+        for policy in &policies {
+            if let Err(e) = check_secrets(policy, &secret_policies, &scrubber, &origin) {
+                return Err(refused(&audit, policy, manifest_sha256.as_ref(), e).await);
+            }
+        }
+        check_destinations(&policies, &secret_policies, &origin)?;
         let cache = self.cache_dir.and_then(|dir| {
             CompileCache::open(&dir)
                 .inspect_err(|e| tracing::warn!("compile cache disabled: {e}"))
@@ -244,10 +324,31 @@ impl HostBuilder {
             })?),
             None => None,
         };
+        if !(1..=MAX_SLOTS).contains(&self.pool.slots) {
+            return Err(Error::manifest(
+                &origin,
+                format!(
+                    "`max_concurrent_calls` must be between 1 and {MAX_SLOTS}, got `{}`",
+                    self.pool.slots
+                ),
+            ));
+        }
+        // Each memory slot holds the largest memory any plugin may use.
+        let pool = PoolSettings {
+            memory: policies
+                .iter()
+                .map(|p| p.limits.memory)
+                .max()
+                .unwrap_or(self.pool.memory),
+            ..self.pool
+        };
         let settings = Settings {
+            pool,
             core_dumps,
             cache,
-            audit: AuditLog::new(sink).scrubbing(Arc::clone(&scrubber)),
+            audit: Arc::new(audit),
+            manifest_sha256,
+            approval_timeout: self.approval_timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT),
             approver: self.approver.unwrap_or_else(|| Arc::new(DenyAll)),
             max_denials: self
                 .max_denials
@@ -267,15 +368,40 @@ impl HostBuilder {
 
 /// What the builder decided beyond the plugins.
 pub(crate) struct Settings {
+    pub(super) pool: PoolSettings,
     pub(super) core_dumps: Option<CoreDumps>,
     pub(super) cache: Option<CompileCache>,
-    pub(super) audit: AuditLog,
+    pub(super) audit: Arc<AuditLog>,
+    /// sha256 of the manifest's bytes, for the load records.
+    pub(super) manifest_sha256: Option<String>,
+    pub(super) approval_timeout: Duration,
     pub(super) approver: Arc<dyn Approver>,
     pub(super) max_denials: u32,
     pub(super) screen: bool,
     pub(super) secrets: Vec<SecretPolicy>,
     pub(super) scrubber: Arc<Scrubber>,
     pub(super) network: Network,
+}
+
+/// Records that `policy`'s plugin was refused at load with `error`, and
+/// returns the error (or the audit error, if the record failed).
+pub(super) async fn refused(
+    audit: &AuditLog,
+    policy: &PluginPolicy,
+    manifest_sha256: Option<&String>,
+    error: Error,
+) -> Error {
+    let record = crate::audit::AuditEvent::PluginRefused {
+        plugin: policy.name.clone(),
+        source: policy.source.clone(),
+        pinned_sha256: Some(policy.sha256.clone()).filter(|s| !s.is_empty()),
+        manifest_sha256: manifest_sha256.cloned(),
+        reason: error.to_string(),
+    };
+    match audit.record(record).await {
+        Ok(()) => error,
+        Err(audit_error) => audit_error,
+    }
 }
 
 /// The HTTPS trust: the Mozilla roots and the certificates of `pems`.
@@ -338,6 +464,44 @@ fn check_secrets(
             .with_hint(format!(
                 "the plugin can read its environment; remove the value from `env` and list the secret in `secrets = [\"{secret}\"]` so the host attaches it for the plugin"
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Every destination of a secret is one that a plugin naming the secret
+/// could send a request to: a destination outside every such allowlist
+/// is a typo or a mistake, never a working binding.
+fn check_destinations(
+    policies: &[PluginPolicy],
+    secrets: &[SecretPolicy],
+    origin: &Path,
+) -> Result<(), Error> {
+    for secret in secrets {
+        let users: Vec<&PluginPolicy> = policies
+            .iter()
+            .filter(|p| p.secrets.contains(&secret.name))
+            .collect();
+        if users.is_empty() {
+            continue;
+        }
+        for destination in &secret.destinations {
+            if !users.iter().any(|p| destination.reachable_by(&p.http)) {
+                let names: Vec<&str> = users.iter().map(|p| p.name.as_str()).collect();
+                return Err(Error::manifest(
+                    origin,
+                    format!(
+                        "secret `{}`: destination `{destination}` is outside the `http` allowlist of {}: the secret could never be sent there",
+                        secret.name,
+                        names
+                            .iter()
+                            .map(|n| format!("plugin `{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .with_hint("fix the destination (a typo?), or add it to the plugin's `http` list"));
+            }
         }
     }
     Ok(())

@@ -1,13 +1,15 @@
 //! A call on its way through the host: arguments checked, the call
-//! recorded, the approval gate, the sandbox run, the egress records and the
-//! one denial budget, then the output checked, scrubbed and marked as
-//! untrusted data.
+//! recorded (with a guard that records it as `abandoned` if its future is
+//! dropped), the approval gate (with a deadline), the sandbox run (whose
+//! gate writes the egress records as requests go), the one denial budget
+//! ([`CallLog`]), then the output checked, scrubbed and marked as untrusted
+//! data.
 
 use super::Host;
 use crate::approval::ApprovalRequest;
 use crate::arguments;
 use crate::audit::{self, AuditEvent, AuditLog, MAX_RECORDED_ARGUMENTS};
-use crate::egress::{CallEgress, CallFacts, EgressRecord};
+use crate::egress::{CallEgress, CallFacts, CallLog};
 use crate::error::Error;
 use crate::hash::sha256_hex;
 use crate::provenance::{self, InjectionFlag, Provenance, Trust};
@@ -170,7 +172,8 @@ impl Host {
         // Scrubbed before the cut, which could leave a secret's prefix.
         let scrubbed = self.inner.scrubber.scrub_str(arguments);
         let (recorded, truncated) = crate::text::cut(&scrubbed, MAX_RECORDED_ARGUMENTS);
-        self.inner.audit.record(AuditEvent::CallStarted {
+        let audit = &self.inner.audit;
+        let call_started = audit.send(AuditEvent::CallStarted {
             call_id,
             caller: ctx.caller.clone(),
             tool: qualified.clone(),
@@ -179,9 +182,26 @@ impl Host {
             arguments_bytes: arguments.len(),
             arguments_truncated: truncated,
             arguments_sha256: arguments_sha256.clone(),
-        })?;
+        });
+        // From here on the call is on the record: if its future is dropped
+        // (an embedder's timeout, a client that went away), the guard
+        // records how it ended.
+        let mut guard = Abandoned {
+            log: audit,
+            call_id,
+            tool: &qualified,
+            started,
+            armed: true,
+        };
+        call_started.written().await?;
 
         let mut stats = RunStats::default();
+        let call_log = Arc::new(CallLog::new(
+            Arc::clone(audit),
+            call_id,
+            &qualified,
+            self.inner.max_denials,
+        ));
         let call = Call {
             p,
             t,
@@ -191,6 +211,7 @@ impl Host {
             value: &value,
             arguments_sha256,
             ctx,
+            log: &call_log,
         };
         let result = self.attempt(&call, &mut stats).await;
         let (outcome, limit) = audit::outcome(result.as_ref().err());
@@ -204,7 +225,7 @@ impl Host {
             outcome,
             "call finished"
         );
-        self.inner.audit.record(AuditEvent::CallEnded {
+        let call_ended = audit.send(AuditEvent::CallEnded {
             call_id,
             tool: qualified.clone(),
             outcome,
@@ -217,7 +238,9 @@ impl Host {
             stdout_bytes: stats.stdout_bytes,
             stderr_bytes: stats.stderr_bytes,
             log_messages: stats.log_messages,
-        })?;
+        });
+        guard.armed = false;
+        call_ended.written().await?;
         result
     }
 
@@ -226,15 +249,15 @@ impl Host {
         let inner = &*self.inner;
         let plugin = &inner.plugins[call.p];
         let def = &plugin.tools[call.t];
-        let mut denials = DenialCounter::new(inner.max_denials);
-        self.approve(call, &mut denials).await?;
+        self.approve(call).await?;
 
         // The call's egress gate, handed to the sandbox ready to use: the
-        // call's deadline, the denials it may still pile up, who is calling.
+        // call's deadline, its audit trail and denial budget, who is
+        // calling.
         let egress = inner.egress[call.p].as_ref().map(|grants| {
             Arc::new(grants.call(
                 tokio::time::Instant::now() + plugin.policy.limits.timeout,
-                inner.max_denials.saturating_sub(denials.count()),
+                Arc::clone(call.log),
                 CallFacts {
                     tool: def.name.clone(),
                     call_id: call.call_id,
@@ -259,16 +282,15 @@ impl Host {
         stats.stdout_bytes = run.stdout.total();
         stats.stderr_bytes = run.stderr.total();
         stats.log_messages = run.logs.len() as u64 + run.logs_dropped;
-        // The gate is closed and the store dropped: the records are complete.
-        let records = egress
-            .as_deref()
-            .map(CallEgress::take_records)
-            .unwrap_or_default();
-        let suspicious = self.record_egress(call, &records, &mut denials)?;
-        if suspicious || matches!(run.result, Err(Failure::Suspicious(_))) {
+        // The gate wrote its records as the requests went; one it could
+        // not write fails the call (the request it was for did not leave).
+        if let Some(reason) = call.log.failure() {
+            return Err(Error::Audit(reason));
+        }
+        if call.log.stopped().is_cancelled() || matches!(run.result, Err(Failure::Suspicious(_))) {
             return Err(Error::Suspicious {
                 tool: call.tool.to_string(),
-                denials: denials.count(),
+                denials: call.log.denials(),
             });
         }
         // Named at the end of the error, if the host keeps core dumps.
@@ -298,6 +320,7 @@ impl Host {
             Ok(Returned::Output(text)) => {
                 stats.output_bytes = Some(text.len());
                 self.checked_output(call, &text, &scrubber)
+                    .await
                     .map(|(value, flags)| ToolOutput {
                         provenance: Provenance {
                             plugin: plugin.policy.name.clone(),
@@ -335,7 +358,7 @@ impl Host {
 
     /// The approval gate: asks the approver when the tool's setting says
     /// so, and lets the call go on only on an approval bound to it.
-    async fn approve(&self, call: &Call<'_>, denials: &mut DenialCounter) -> Result<(), Error> {
+    async fn approve(&self, call: &Call<'_>) -> Result<(), Error> {
         let inner = &*self.inner;
         let plugin = &inner.plugins[call.p];
         let def = &plugin.tools[call.t];
@@ -361,31 +384,50 @@ impl Host {
             reason: reason.clone(),
             binding: inner.gate.issue(),
         };
-        inner.audit.record(AuditEvent::ApprovalRequested {
-            call_id: call.call_id,
-            tool: tool.clone(),
-            plugin_sha256: request.plugin_sha256.clone(),
-            arguments_sha256: request.arguments_sha256.clone(),
-            effect: request.effect.as_str(),
-            reason,
-        })?;
+        inner
+            .audit
+            .record(AuditEvent::ApprovalRequested {
+                call_id: call.call_id,
+                tool: tool.clone(),
+                plugin_sha256: request.plugin_sha256.clone(),
+                arguments_sha256: request.arguments_sha256.clone(),
+                effect: request.effect.as_str(),
+                reason,
+            })
+            .await?;
+        // Nobody waits forever: past the deadline the call is refused, and
+        // recorded as such, like any refusal.
+        let waited = inner.approval_timeout;
         let decision = tokio::select! {
-            decision = inner.approver.approve(&request) => decision,
+            decision = tokio::time::timeout(waited, inner.approver.approve(&request)) => decision.ok(),
             () = call.ctx.cancel.cancelled() => return Err(Error::Cancelled { tool }),
         };
-        let checked = inner.gate.check(&request, decision);
-        inner.audit.record(AuditEvent::ApprovalDecided {
-            call_id: call.call_id,
-            tool: tool.clone(),
-            approved: checked.is_ok(),
-            by: checked.as_ref().ok().cloned().flatten(),
-            reason: checked.as_ref().err().cloned(),
-        })?;
+        let timed_out = decision.is_none();
+        let checked = match decision {
+            Some(decision) => inner.gate.check(&request, decision),
+            None => Err(format!("approval timed out after {waited:?}")),
+        };
+        inner
+            .audit
+            .record(AuditEvent::ApprovalDecided {
+                call_id: call.call_id,
+                tool: tool.clone(),
+                approved: checked.is_ok(),
+                by: checked.as_ref().ok().cloned().flatten(),
+                reason: checked.as_ref().err().cloned(),
+            })
+            .await?;
         if let Err(reason) = checked {
-            if denials.deny(&inner.audit, call.call_id, &tool, "approval", &reason)? {
+            if call.log.deny("approval", &reason).await? {
                 return Err(Error::Suspicious {
                     tool,
-                    denials: denials.count(),
+                    denials: call.log.denials(),
+                });
+            }
+            if timed_out {
+                return Err(Error::ApprovalTimedOut {
+                    tool,
+                    after: waited,
                 });
             }
             return Err(Error::ApprovalDenied { tool, reason });
@@ -393,32 +435,9 @@ impl Host {
         Ok(())
     }
 
-    /// Records every outbound request of the run, and counts its denials;
-    /// returns whether they made the call suspicious.
-    fn record_egress(
-        &self,
-        call: &Call<'_>,
-        records: &[EgressRecord],
-        denials: &mut DenialCounter,
-    ) -> Result<bool, Error> {
-        let inner = &*self.inner;
-        let mut suspicious = false;
-        for record in records {
-            inner.audit.record(record.event(call.call_id, call.tool))?;
-            if record.denied
-                && let Some(reason) = &record.reason
-                && !suspicious
-            {
-                suspicious =
-                    denials.deny(&inner.audit, call.call_id, call.tool, "egress", reason)?;
-            }
-        }
-        Ok(suspicious)
-    }
-
     /// The plugin's output text as a checked value: JSON, matching its
     /// output schema, scrubbed, and screened when the screen is on.
-    fn checked_output(
+    async fn checked_output(
         &self,
         call: &Call<'_>,
         text: &str,
@@ -450,11 +469,14 @@ impl Host {
         if !flags.is_empty() {
             let flags: Vec<String> = flags.iter().map(ToString::to_string).collect();
             tracing::warn!(tool = %tool, call_id = call.call_id, ?flags, "output matches prompt-injection patterns");
-            inner.audit.record(AuditEvent::OutputFlagged {
-                call_id: call.call_id,
-                tool: tool.to_string(),
-                flags,
-            })?;
+            inner
+                .audit
+                .record(AuditEvent::OutputFlagged {
+                    call_id: call.call_id,
+                    tool: tool.to_string(),
+                    flags,
+                })
+                .await?;
         }
         Ok((value, flags))
     }
@@ -470,77 +492,41 @@ struct Call<'a> {
     value: &'a Value,
     arguments_sha256: String,
     ctx: &'a CallContext,
+    /// The call's audit trail and its one denial budget.
+    log: &'a Arc<CallLog>,
 }
 
-/// Counts the denials of one call; past the maximum the call is stopped and
-/// marked suspicious.
-///
-/// Refused approvals and refused outbound requests count (each call site
-/// records through [`DenialCounter::deny`], which warns, audits and
-/// counts).
-#[derive(Debug)]
-pub(crate) struct DenialCounter {
-    count: u32,
-    max: u32,
+/// Records a call whose future was dropped before it ended (an embedder's
+/// timeout, a client that went away) as `abandoned`. The record is queued
+/// from `drop` without waiting; the writer writes it after everything the
+/// call queued before.
+struct Abandoned<'a> {
+    log: &'a AuditLog,
+    call_id: u64,
+    tool: &'a str,
+    started: Instant,
+    armed: bool,
 }
 
-impl DenialCounter {
-    pub(crate) fn new(max: u32) -> DenialCounter {
-        DenialCounter { count: 0, max }
-    }
-
-    /// Records one denial: a `warn` diagnostic and a `denied` record, plus a
-    /// `suspicious` record when this one exceeds the maximum. Returns
-    /// whether the call must be stopped as suspicious.
-    pub(crate) fn deny(
-        &mut self,
-        log: &AuditLog,
-        call_id: u64,
-        tool: &str,
-        kind: &'static str,
-        reason: &str,
-    ) -> Result<bool, Error> {
-        self.count += 1;
-        tracing::warn!(call_id, tool, kind, reason, denials = self.count, "denied");
-        log.record(AuditEvent::Denied {
-            call_id,
-            tool: tool.to_string(),
-            kind,
-            reason: reason.to_string(),
-            denials: self.count,
-        })?;
-        if self.count > self.max {
-            tracing::warn!(
-                call_id,
-                tool,
-                denials = self.count,
-                "call stopped as suspicious"
-            );
-            log.record(AuditEvent::Suspicious {
-                call_id,
-                tool: tool.to_string(),
-                denials: self.count,
-            })?;
-            return Ok(true);
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
         }
-        Ok(false)
-    }
-
-    pub(crate) fn count(&self) -> u32 {
-        self.count
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn denials_past_the_maximum_mark_the_call_suspicious() {
-        let log = AuditLog::new(None);
-        let mut counter = DenialCounter::new(1);
-        assert!(!counter.deny(&log, 1, "a.b", "approval", "no").expect("ok"));
-        assert!(counter.deny(&log, 1, "a.b", "approval", "no").expect("ok"));
-        assert_eq!(counter.count(), 2);
+        tracing::warn!(call_id = self.call_id, tool = self.tool, "call abandoned");
+        self.log.record_detached(AuditEvent::CallEnded {
+            call_id: self.call_id,
+            tool: self.tool.to_string(),
+            outcome: "abandoned",
+            error: Some("the call's future was dropped before the call ended".into()),
+            limit: None,
+            cancelled: false,
+            fuel_used: 0,
+            duration_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            output_bytes: None,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            log_messages: 0,
+        });
     }
 }

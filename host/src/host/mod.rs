@@ -47,8 +47,10 @@ struct Inner {
     index: HashMap<String, (usize, usize)>,
     /// When each tool needs approval, by plugin then tool index.
     approvals: Vec<Vec<ApprovalSetting>>,
-    audit: AuditLog,
+    audit: Arc<AuditLog>,
     approver: Arc<dyn Approver>,
+    /// How long a call waits for its approver.
+    approval_timeout: std::time::Duration,
     gate: Gate,
     calls: AtomicU64,
     max_denials: u32,
@@ -61,12 +63,6 @@ struct Inner {
     scrubber: Arc<Scrubber>,
     /// Where core dumps of trapped calls go, if anywhere.
     core_dumps: Option<CoreDumps>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.audit.flush();
-    }
 }
 
 impl std::fmt::Debug for Host {
@@ -101,6 +97,7 @@ impl Host {
         let sandbox = Sandbox::scrubbing(
             Arc::clone(&settings.scrubber),
             settings.core_dumps.is_some(),
+            &settings.pool,
         )
         .map_err(Error::Internal)?;
         let mut plugins = Vec::with_capacity(policies.len());
@@ -117,9 +114,20 @@ impl Host {
                 ));
             }
             tracing::debug!(plugin = %policy.name, source = %policy.source.display(), "loading plugin");
-            let plugin = LoadedPlugin::load(&sandbox, settings.cache.as_ref(), policy).await?;
+            let refusal = policy.clone();
+            let loaded = LoadedPlugin::load(&sandbox, settings.cache.as_ref(), policy).await;
+            let plugin = match loaded {
+                Ok(plugin) => plugin,
+                Err(e) => {
+                    let sha = settings.manifest_sha256.as_ref();
+                    return Err(builder::refused(&settings.audit, &refusal, sha, e).await);
+                }
+            };
             approvals.push(plugin.approval_settings(origin)?);
-            settings.audit.record(load_record(&plugin))?;
+            settings
+                .audit
+                .record(load_record(&plugin, settings.manifest_sha256.clone()))
+                .await?;
             for (t, tool) in plugin.tools.iter().enumerate() {
                 index.insert(
                     format!("{}.{}", plugin.policy.name, tool.name),
@@ -157,6 +165,7 @@ impl Host {
                 approvals,
                 audit: settings.audit,
                 approver: settings.approver,
+                approval_timeout: settings.approval_timeout,
                 gate: Gate::new(),
                 calls: AtomicU64::new(0),
                 max_denials: settings.max_denials,
@@ -168,10 +177,11 @@ impl Host {
         })
     }
 
-    /// The head of this host's audit chain (its writer id, last sequence
-    /// number and that record's sha256), if it recorded anything. Store it
-    /// where the log's writer cannot rewrite it; `portcullis audit verify
-    /// --head` then detects records cut from the end.
+    /// The head of the audit chain this host last wrote to (the chain id,
+    /// the sequence number of this host's last record and that record's
+    /// sha256), if it recorded anything. Store it where the log's writer
+    /// cannot rewrite it; `portcullis audit verify --head` then detects
+    /// records cut from the end, or the chain removed.
     pub fn audit_head(&self) -> Option<AuditHead> {
         self.inner.audit.head()
     }
@@ -224,13 +234,15 @@ impl Host {
     }
 }
 
-/// The record of a plugin's load: its pins, its tools and every grant.
-fn load_record(plugin: &LoadedPlugin) -> AuditEvent {
+/// The record of a plugin's load: its pins, the manifest's hash, its tools
+/// and every grant.
+fn load_record(plugin: &LoadedPlugin, manifest_sha256: Option<String>) -> AuditEvent {
     let policy = &plugin.policy;
     let grants = policy.grants();
     AuditEvent::PluginLoaded {
         plugin: policy.name.clone(),
         sha256: policy.sha256.clone(),
+        manifest_sha256,
         tool_list_sha256: plugin.tool_list_sha256.clone(),
         tools: plugin.tools.iter().map(|t| t.name.clone()).collect(),
         dirs: grants

@@ -5,6 +5,7 @@
 //! [plugins.files]
 //! source = "dist/files.wasm"          # relative to the manifest's folder
 //! sha256 = "3db4739c…"                # `portcullis pin` writes it
+//! tools_sha256 = "9f86d081…"          # the tool list's pin, also by `pin`
 //! dirs = [
 //!   { host = "../docs", guest = "/docs" },                     # read-only
 //!   { host = "out", guest = "/out", mode = "read-write" },
@@ -47,7 +48,7 @@
 mod pin;
 mod units;
 
-pub use pin::{Pin, Repin, RepinError};
+pub use pin::{Pin, Repin, RepinError, read_tool_lock, tool_lock_path, write_tool_lock};
 
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
 
@@ -278,6 +279,10 @@ pub struct PluginEntry {
     pub source: PathBuf,
     /// The sha256 of the component's bytes, as 64 hex digits.
     pub sha256: Option<String>,
+    /// The sha256 of the plugin's declared tool list (names, descriptions,
+    /// schemas, effects), as `portcullis pin` writes it; a plugin whose
+    /// tool list no longer matches is refused.
+    pub tools_sha256: Option<String>,
     /// Directory grants.
     #[serde(default)]
     pub dirs: Vec<DirEntry>,
@@ -296,6 +301,11 @@ pub struct PluginEntry {
     /// Names of the `[secrets]` the plugin may ask the host to attach.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Interfaces the plugin's runtime imports but may never use, linked as
+    /// deny-everything implementations (`"wasi:sockets/*"` or one
+    /// interface such as `"wasi:sockets/tcp"`).
+    #[serde(default)]
+    pub deny_imports: Vec<String>,
 }
 
 /// One egress allowlist entry: `"scheme://host[:port][/path]"`, or a
@@ -387,6 +397,10 @@ pub struct DirEntry {
     /// `read-only` (default) or `read-write`.
     #[serde(default)]
     pub mode: DirMode,
+    /// Why a dangerous folder (`/`, the home folder, `/etc`, `/proc`,
+    /// `/sys`, `/dev`, `/run`, `/boot`) is granted anyway; without it such
+    /// a grant is refused.
+    pub unsafe_allow: Option<String>,
 }
 
 /// Access mode of a directory grant.

@@ -1,6 +1,9 @@
 //! Re-pinning: rewrites a manifest's `sha256` pins from the component
-//! files they name, keeping the file's comments and layout. The CLI's
-//! `portcullis pin` is a thin layer over [`Repin`].
+//! files they name (and its `tools_sha256` pins, which the CLI works out
+//! by loading each component), keeping the file's comments and layout,
+//! and keeps the pinned tool lists beside the manifest
+//! ([`tool_lock_path`]) so a later change can be shown as a diff. The
+//! CLI's `portcullis pin` is a thin layer over [`Repin`].
 
 use crate::fs::{folder_of, write_atomically};
 use crate::hash::sha256_hex;
@@ -18,6 +21,8 @@ pub struct Pin {
     pub old: Option<String>,
     /// The sha256 of the component's bytes now.
     pub new: String,
+    /// The tool-list pin the manifest holds, if any.
+    pub old_tools: Option<String>,
 }
 
 impl Pin {
@@ -53,6 +58,7 @@ pub struct Repin {
     path: PathBuf,
     doc: toml_edit::DocumentMut,
     pins: Vec<Pin>,
+    tools_changed: bool,
 }
 
 impl Repin {
@@ -123,23 +129,49 @@ impl Repin {
             if old.as_deref() != Some(new.as_str()) {
                 table.insert("sha256", toml_edit::value(new.clone()));
             }
+            let old_tools = table
+                .get("tools_sha256")
+                .and_then(|s| s.as_str())
+                .map(str::to_string);
             pins.push(Pin {
                 plugin: name,
                 source,
                 old,
                 new,
+                old_tools,
             });
         }
         Ok(Repin {
             path: path.to_path_buf(),
             doc,
             pins,
+            tools_changed: false,
         })
     }
 
     /// Every pin considered, in the manifest's order.
     pub fn pins(&self) -> &[Pin] {
         &self.pins
+    }
+
+    /// The manifest's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sets plugin `plugin`'s `tools_sha256` pin (written by
+    /// [`write`](Self::write)).
+    pub fn set_tools_sha256(&mut self, plugin: &str, hex: &str) {
+        if let Some(table) = self
+            .doc
+            .get_mut("plugins")
+            .and_then(|p| p.get_mut(plugin))
+            .and_then(|t| t.as_table_like_mut())
+            && table.get("tools_sha256").and_then(|s| s.as_str()) != Some(hex)
+        {
+            table.insert("tools_sha256", toml_edit::value(hex));
+            self.tools_changed = true;
+        }
     }
 
     /// Writes the updated manifest in place (atomically: a reader sees the
@@ -149,9 +181,43 @@ impl Repin {
     ///
     /// The manifest cannot be written.
     pub fn write(&self) -> std::io::Result<()> {
-        if self.pins.iter().all(Pin::is_current) {
+        if self.pins.iter().all(Pin::is_current) && !self.tools_changed {
             return Ok(());
         }
         write_atomically(&self.path, self.doc.to_string().as_bytes())
     }
+}
+
+/// Where the tool lists pinned for the manifest at `manifest` are kept:
+/// `NAME.tools.json` beside it (so it is as out of reach of grants as the
+/// manifest itself).
+pub fn tool_lock_path(manifest: &Path) -> PathBuf {
+    let stem = manifest
+        .file_stem()
+        .map_or_else(|| "portcullis".into(), |s| s.to_string_lossy().into_owned());
+    folder_of(manifest).join(format!("{stem}.tools.json"))
+}
+
+/// The pinned tool lists recorded for `manifest`, by plugin (empty when
+/// there is no record or it does not parse: it only serves diffs, and is
+/// trusted only where it hashes to the manifest's pin).
+pub fn read_tool_lock(manifest: &Path) -> std::collections::BTreeMap<String, serde_json::Value> {
+    std::fs::read(tool_lock_path(manifest))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Records the pinned tool lists for `manifest` (atomically).
+///
+/// # Errors
+///
+/// The file cannot be written.
+pub fn write_tool_lock(
+    manifest: &Path,
+    lists: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> std::io::Result<()> {
+    let mut text = serde_json::to_string_pretty(lists).map_err(std::io::Error::other)?;
+    text.push('\n');
+    write_atomically(&tool_lock_path(manifest), text.as_bytes())
 }

@@ -7,37 +7,60 @@
 //! engine. Loading a compiled artifact is trusting it (wasmtime cannot
 //! verify machine code), so:
 //!
-//! - each artifact has a sidecar with its own sha256, checked before it is
-//!   loaded: a corrupted or half-written artifact is a miss, never a crash;
-//! - the directory is created private (0700) and a cache directory that
-//!   others can write is refused with a warning: whoever can write the cache
-//!   can run code in the host, so it must be as private as the host binary;
+//! - each artifact has a sidecar with an HMAC-SHA256 over the component's
+//!   sha256, the engine fingerprint and the artifact's bytes, keyed by a
+//!   random 32-byte key made on first use (`key`, 0600, in the cache
+//!   directory, which no grant may contain): a checksum anyone can
+//!   recompute would let whoever writes the folder plant native code, and
+//!   binding the key fields means an artifact of another component (or
+//!   engine) moved under this name is a miss, never loaded;
+//! - the directory is created private (0700); one that is a symlink, that
+//!   another user owns, or that others can write is refused with a warning:
+//!   whoever can write the cache can run code in the host, so it must be as
+//!   private as the host binary. Files in it are opened without following
+//!   symlinks;
 //! - every failure is a miss: the plugin is compiled from its pinned bytes
 //!   and nothing about its grants or limits changes.
 
-use crate::hash::sha256_hex;
 use crate::sandbox::Sandbox;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 
+/// Bytes of the authentication key.
+const KEY_BYTES: usize = 32;
+
 /// A directory of compiled plugins.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct CompileCache {
     dir: PathBuf,
+    key: [u8; KEY_BYTES],
+}
+
+impl std::fmt::Debug for CompileCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompileCache")
+            .field("dir", &self.dir)
+            .field("key", &"[redacted]")
+            .finish()
+    }
 }
 
 impl CompileCache {
-    /// Opens (creating if needed) the cache at `dir`.
+    /// Opens (creating if needed) the cache at `dir`, and its key.
     ///
     /// # Errors
     ///
     /// Why the directory cannot serve as a cache: it cannot be created, is
-    /// not a directory, or others can write to it.
+    /// not a directory, is a symlink, belongs to another user, others can
+    /// write to it, or its key is unusable.
     pub(crate) fn open(dir: &Path) -> Result<CompileCache, String> {
         crate::fs::private_dir(dir)
             .map_err(|e| format!("{e}; compiled code from it would run in the host"))?;
+        let key = key(&dir.join("key"))?;
         Ok(CompileCache {
             dir: dir.to_path_buf(),
+            key,
         })
     }
 
@@ -45,12 +68,28 @@ impl CompileCache {
         let stem = format!("{component_sha256}-{}", sandbox.fingerprint());
         (
             self.dir.join(format!("{stem}.cwasm")),
-            self.dir.join(format!("{stem}.sha256")),
+            self.dir.join(format!("{stem}.hmac")),
         )
     }
 
+    /// The sidecar's text: the HMAC of the artifact under its key fields.
+    fn tag(&self, sandbox: &Sandbox, component_sha256: &str, artifact: &[u8]) -> String {
+        let fingerprint = sandbox.fingerprint();
+        let mac = hmac_sha256(
+            &self.key,
+            &[
+                b"portcullis compile cache v1",
+                component_sha256.as_bytes(),
+                fingerprint.as_bytes(),
+                artifact,
+            ],
+        );
+        mac.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The compiled component for these (already pin-checked) bytes, from
-    /// the cache if a verified artifact is there, else compiled and stored.
+    /// the cache if an authenticated artifact is there, else compiled and
+    /// stored.
     ///
     /// # Errors
     ///
@@ -61,24 +100,30 @@ impl CompileCache {
         component_sha256: &str,
         bytes: &[u8],
     ) -> Result<Component, String> {
-        let (artifact, sidecar) = self.paths(sandbox, component_sha256);
-        if let Some(component) = self.load(sandbox, &artifact, &sidecar) {
-            tracing::debug!(artifact = %artifact.display(), "plugin loaded from the compile cache");
+        if let Some(component) = self.load(sandbox, component_sha256) {
+            tracing::debug!(
+                component = component_sha256,
+                "plugin loaded from the compile cache"
+            );
             return Ok(component);
         }
         let compiled = sandbox.precompile(bytes)?;
         let component = sandbox.deserialize(&compiled)?;
-        if let Err(e) = store(&artifact, &sidecar, &compiled) {
+        let (artifact, sidecar) = self.paths(sandbox, component_sha256);
+        let tag = self.tag(sandbox, component_sha256, &compiled);
+        if let Err(e) = store(&artifact, &sidecar, &compiled, &tag) {
             tracing::warn!(cache = %self.dir.display(), "cannot write to the compile cache: {e}");
         }
         Ok(component)
     }
 
-    fn load(&self, sandbox: &Sandbox, artifact: &Path, sidecar: &Path) -> Option<Component> {
-        let expected = std::fs::read_to_string(sidecar).ok()?;
-        let bytes = std::fs::read(artifact).ok()?;
-        if sha256_hex(&bytes) != expected.trim() {
-            tracing::warn!(artifact = %artifact.display(), "compile cache entry does not match its checksum; recompiling");
+    fn load(&self, sandbox: &Sandbox, component_sha256: &str) -> Option<Component> {
+        let (artifact, sidecar) = self.paths(sandbox, component_sha256);
+        let expected = crate::fs::read_nofollow(&sidecar).ok()?;
+        let bytes = crate::fs::read_nofollow(&artifact).ok()?;
+        let tag = self.tag(sandbox, component_sha256, &bytes);
+        if !same(tag.as_bytes(), expected.trim_ascii()) {
+            tracing::warn!(artifact = %artifact.display(), "compile cache entry fails its authentication; recompiling");
             return None;
         }
         match sandbox.deserialize(&bytes) {
@@ -91,16 +136,86 @@ impl CompileCache {
     }
 }
 
-/// Writes the artifact, then its checksum, each through a temporary file
-/// and a rename: a reader sees a complete pair or a miss.
-fn store(artifact: &Path, sidecar: &Path, compiled: &[u8]) -> std::io::Result<()> {
+/// The cache's key: read (not through a symlink, only if private and the
+/// right size), or made from the OS's randomness and created 0600.
+fn key(path: &Path) -> Result<[u8; KEY_BYTES], String> {
+    let unusable = |why: String| format!("compile cache key `{}` {why}", path.display());
+    match crate::fs::open_nofollow(path) {
+        Ok(file) => {
+            use std::io::Read as _;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::{MetadataExt, PermissionsExt};
+                let meta = file.metadata().map_err(|e| unusable(e.to_string()))?;
+                if !meta.is_file()
+                    || meta.permissions().mode() & 0o077 != 0
+                    || meta.uid() != rustix::process::geteuid().as_raw()
+                {
+                    return Err(unusable("is not a private file of this user (0600)".into()));
+                }
+            }
+            let mut bytes = Vec::new();
+            file.take(KEY_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| unusable(e.to_string()))?;
+            bytes
+                .try_into()
+                .map_err(|_| unusable(format!("is not {KEY_BYTES} bytes")))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = random_key().map_err(|e| unusable(format!("cannot be made: {e}")))?;
+            match crate::fs::create_private(path, &key) {
+                Ok(()) => Ok(key),
+                // Another host made it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self::key(path),
+                Err(e) => Err(unusable(format!("cannot be created: {e}"))),
+            }
+        }
+        Err(e) => Err(unusable(e.to_string())),
+    }
+}
+
+/// 32 bytes from the OS's randomness.
+fn random_key() -> std::io::Result<[u8; KEY_BYTES]> {
+    use std::io::Read as _;
+    let mut key = [0u8; KEY_BYTES];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    Ok(key)
+}
+
+/// HMAC-SHA256 (RFC 2104) of the length-prefixed `parts`.
+fn hmac_sha256(key: &[u8; KEY_BYTES], parts: &[&[u8]]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    block[..KEY_BYTES].copy_from_slice(key);
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let mut inner = Sha256::new();
+    inner.update(pad(0x36));
+    for part in parts {
+        inner.update((part.len() as u64).to_le_bytes());
+        inner.update(part);
+    }
+    let mut outer = Sha256::new();
+    outer.update(pad(0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Writes the artifact, then its tag, each through a temporary file and a
+/// rename: a reader sees a complete pair or a miss.
+fn store(artifact: &Path, sidecar: &Path, compiled: &[u8], tag: &str) -> std::io::Result<()> {
     crate::fs::write_atomically(artifact, compiled)?;
-    crate::fs::write_atomically(sidecar, sha256_hex(compiled).as_bytes())
+    crate::fs::write_atomically(sidecar, tag.as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::sha256_hex;
 
     fn component() -> Vec<u8> {
         // Wrap a core module so that there is some code to compile.
@@ -151,9 +266,7 @@ mod tests {
         }
 
         fn hit(&self) -> bool {
-            self.cache
-                .load(&self.sandbox, &self.artifact, &self.sidecar)
-                .is_some()
+            self.cache.load(&self.sandbox, &self.sha).is_some()
         }
     }
 
@@ -178,6 +291,61 @@ mod tests {
             .compile(&f.sandbox, &f.sha, &f.bytes)
             .expect("compiles");
         assert!(f.hit());
+    }
+
+    #[test]
+    fn a_checksum_is_not_enough_an_artifact_must_carry_the_keyed_tag() {
+        // Reproduction 1 of issue 12: a plugin wrote an artifact and its
+        // sha256 sidecar. Without the key no tag it writes is accepted.
+        let f = Filled::new();
+        let artifact = std::fs::read(&f.artifact).expect("artifact");
+        std::fs::write(&f.sidecar, sha256_hex(&artifact)).expect("forge");
+        assert!(!f.hit(), "a checksum sidecar must not authenticate");
+        let other_key = CompileCache {
+            dir: f.cache.dir.clone(),
+            key: [7; KEY_BYTES],
+        };
+        std::fs::write(&f.sidecar, other_key.tag(&f.sandbox, &f.sha, &artifact)).expect("forge");
+        assert!(!f.hit(), "a tag under another key must not authenticate");
+    }
+
+    #[test]
+    fn an_artifact_of_another_component_moved_under_this_name_is_a_miss() {
+        let f = Filled::new();
+        let wat = r#"(component
+            (core module $m (func (export "f") (result i32) i32.const 9))
+            (core instance (instantiate $m)))"#;
+        let other = wat::parse_str(wat).expect("wat");
+        let other_sha = sha256_hex(&other);
+        f.cache
+            .compile(&f.sandbox, &other_sha, &other)
+            .expect("compiles");
+        let (other_artifact, other_sidecar) = f.cache.paths(&f.sandbox, &other_sha);
+        std::fs::rename(&other_artifact, &f.artifact).expect("swap");
+        std::fs::rename(&other_sidecar, &f.sidecar).expect("swap");
+        assert!(!f.hit(), "a swapped pair must not load");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_key_is_private_and_a_symlinked_artifact_is_a_miss() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = Filled::new();
+        let key = f.cache.dir.join("key");
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // The same key next time.
+        let again = CompileCache::open(&f.cache.dir).expect("reopen");
+        assert_eq!(again.key, f.cache.key);
+        // An artifact replaced by a symlink to a good copy is not followed.
+        let copy = f.cache.dir.parent().expect("parent").join("copy.cwasm");
+        std::fs::rename(&f.artifact, &copy).expect("move");
+        std::os::unix::fs::symlink(&copy, &f.artifact).expect("symlink");
+        assert!(!f.hit(), "a symlinked artifact must not load");
+        // A key others can read is refused.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = CompileCache::open(&f.cache.dir).expect_err("refused");
+        assert!(err.contains("private"), "{err}");
     }
 
     #[test]

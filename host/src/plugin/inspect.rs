@@ -1,7 +1,7 @@
 //! Reading a component without a manifest or pin: what it imports,
 //! exports and declares, for tool authors (`portcullis inspect`).
 
-use super::{check_tools, tool_list_sha256};
+use super::check_tools;
 use crate::error::Error;
 use crate::hash::sha256_hex;
 use crate::policy::{self, Effect, PluginPolicy};
@@ -23,6 +23,9 @@ pub struct Inspection {
     pub tools: Result<Vec<InspectedTool>, String>,
     /// sha256 of the canonical tool list, when it could be read.
     pub tool_list_sha256: Option<String>,
+    /// The tool list as declared (what `tool_list_sha256` hashes), for
+    /// `portcullis pin`'s diff.
+    pub tool_list: Option<serde_json::Value>,
 }
 
 /// Whether the host links an import.
@@ -36,6 +39,10 @@ pub enum ImportStatus {
     NeedsHttpGrant,
     /// Never linked: a component importing it is refused.
     Refused,
+    /// Refused unless the plugin's manifest entry opts in with
+    /// `deny_imports`, which links a deny-everything implementation (every
+    /// operation returns the interface's access-denied error).
+    DenyIfOptedIn,
 }
 
 /// One tool as a component declares it (texts sanitised).
@@ -82,10 +89,14 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
         })?;
     let sha256 = sha256_hex(&bytes);
     let imports: Vec<(String, ImportStatus)> = sandbox
-        .imports(&component, true)
+        .imports(&component, true, &[])
         .into_iter()
         .map(|(name, linked)| {
+            let interface = name.split_once('@').map_or(name.as_str(), |(i, _)| i);
             let status = match (linked, crate::sandbox::needs_http_grant(&name)) {
+                (false, _) if crate::sandbox::deny_expand(interface).is_some() => {
+                    ImportStatus::DenyIfOptedIn
+                }
                 (false, _) => ImportStatus::Refused,
                 (true, true) => ImportStatus::NeedsHttpGrant,
                 (true, false) => ImportStatus::Granted,
@@ -106,17 +117,21 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
             name: name.clone(),
             source: path.to_path_buf(),
             sha256: sha256.clone(),
+            tools_sha256: None,
+            pinned_tools: None,
             dirs: Vec::new(),
             env: Vec::new(),
             http: Vec::new(),
             limits: policy::Limits::default(),
             approvals: Default::default(),
             secrets: Vec::new(),
+            // As a plugin that opted in would run.
+            deny_imports: vec!["wasi:sockets/*".into()],
         };
-        match sandbox.prepare(&component) {
+        match sandbox.prepare(&component, crate::sandbox::OpenDirs::default()) {
             Err(reason) => Err(format!("not a portcullis plugin: {reason}")),
             Ok(pre) => sandbox.list_tools(&pre, &policy).await.and_then(|specs| {
-                tool_list = Some(tool_list_sha256(&specs));
+                tool_list = Some(super::tool_pin::tool_list(&specs));
                 check_tools(&name, specs)
                     .map(|defs| {
                         defs.into_iter()
@@ -145,6 +160,7 @@ pub async fn inspect(path: impl AsRef<std::path::Path>) -> Result<Inspection, Er
         imports,
         exports,
         tools,
-        tool_list_sha256: tool_list,
+        tool_list_sha256: tool_list.as_ref().map(super::tool_pin::tool_list_sha256),
+        tool_list,
     })
 }

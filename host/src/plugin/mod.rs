@@ -5,15 +5,17 @@
 
 mod cache;
 mod inspect;
+mod tool_pin;
 
 pub(crate) use cache::CompileCache;
 pub use inspect::{ImportStatus, InspectedTool, Inspection, inspect};
+pub use tool_pin::{tool_diff, tool_list_sha256 as tool_list_hash};
 
 use crate::arguments::Schema;
 use crate::error::Error;
 use crate::hash::sha256_hex;
 use crate::policy::{self, Effect, PluginPolicy};
-use crate::sandbox::{PluginPre, Sandbox, StoreData, WitEffect};
+use crate::sandbox::{OpenDirs, Prepared, Sandbox, WitEffect};
 use crate::text::sanitize_text;
 use std::sync::Arc;
 
@@ -46,7 +48,8 @@ pub(crate) struct ToolDef {
 /// A loaded, pinned, type-checked plugin, ready to instantiate per call.
 pub(crate) struct LoadedPlugin {
     pub(crate) policy: PluginPolicy,
-    pub(crate) pre: PluginPre<StoreData>,
+    /// The pre-instantiated component and the open grants.
+    pub(crate) pre: Prepared,
     pub(crate) tools: Vec<ToolDef>,
     /// sha256 of the canonical JSON of the tool list exactly as the plugin
     /// declared it: changes whenever any name, text, schema or effect does.
@@ -106,15 +109,23 @@ impl LoadedPlugin {
         })?;
         drop(bytes);
 
-        let forbidden = sandbox.forbidden_imports(&component, !policy.http.is_empty());
+        let forbidden =
+            sandbox.forbidden_imports(&component, !policy.http.is_empty(), &policy.deny_imports);
         if !forbidden.is_empty() {
             return Err(Error::ForbiddenImports {
                 plugin: name,
                 imports: forbidden,
             });
         }
+        // Each grant opened once, here, without following symlinks; calls
+        // get the same directories, whatever happens to the paths later.
+        let dirs = OpenDirs::open(&policy.dirs).map_err(|message| Error::Manifest {
+            path: policy.source.clone(),
+            message: format!("plugin `{name}`: {message}"),
+            hint: Some("grant the directory's real path, not a symlink to it".into()),
+        })?;
         let pre = sandbox
-            .prepare(&component)
+            .prepare(&component, dirs)
             .map_err(|reason| Error::InvalidPlugin {
                 plugin: name.clone(),
                 reason,
@@ -128,7 +139,24 @@ impl LoadedPlugin {
                     plugin: name.clone(),
                     reason,
                 })?;
-        let tool_list_sha256 = tool_list_sha256(&specs);
+        let declared = tool_pin::tool_list(&specs);
+        let tool_list_sha256 = tool_pin::tool_list_sha256(&declared);
+        // Tool lists are pinned like bytes: a changed name, description,
+        // schema or effect is refused until the operator re-pins it.
+        if let Some(pinned) = &policy.tools_sha256
+            && *pinned != tool_list_sha256
+        {
+            let before = policy
+                .pinned_tools
+                .as_ref()
+                .filter(|list| tool_pin::tool_list_sha256(list) == *pinned);
+            return Err(Error::ToolListChanged {
+                plugin: name,
+                expected: pinned.clone(),
+                actual: tool_list_sha256,
+                diff: tool_pin::tool_diff(before, &declared),
+            });
+        }
         let tools = check_tools(&name, specs)?;
         Ok(LoadedPlugin {
             policy,
@@ -217,23 +245,11 @@ pub(super) fn effect_of(effect: &WitEffect) -> Effect {
     }
 }
 
-/// The sha256 of the tool list as declared, in canonical JSON (keys sorted,
-/// no whitespace; schemas as the plugin's text).
+/// The sha256 of the tool list as declared, in canonical JSON (see
+/// `tool_pin`).
+#[cfg(test)]
 pub(super) fn tool_list_sha256(specs: &[crate::sandbox::WitToolSpec]) -> String {
-    let list: Vec<serde_json::Value> = specs
-        .iter()
-        .map(|spec| {
-            serde_json::json!({
-                "name": spec.name,
-                "title": spec.title,
-                "description": spec.description,
-                "input_schema": spec.input_schema,
-                "output_schema": spec.output_schema,
-                "effect": effect_of(&spec.effect).as_str(),
-            })
-        })
-        .collect();
-    sha256_hex(crate::arguments::canonical(&serde_json::Value::Array(list)).as_bytes())
+    tool_pin::tool_list_sha256(&tool_pin::tool_list(specs))
 }
 
 #[cfg(test)]

@@ -243,6 +243,24 @@ impl HttpRule {
             && self.path_matches(&target.path)
     }
 
+    /// Whether some request could match both `self` and `other`: same
+    /// scheme and port, hosts and path prefixes that overlap (methods
+    /// aside).
+    pub(crate) fn overlaps(&self, other: &HttpRule) -> bool {
+        let hosts = match (&self.host, &other.host) {
+            (HostPattern::Exact(a), HostPattern::Exact(b)) => a == b,
+            (HostPattern::Exact(a), HostPattern::Subdomains(_)) => other.host_matches(a),
+            (HostPattern::Subdomains(_), HostPattern::Exact(b)) => self.host_matches(b),
+            (HostPattern::Subdomains(a), HostPattern::Subdomains(b)) => {
+                a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}"))
+            }
+        };
+        self.scheme == other.scheme
+            && self.port == other.port
+            && hosts
+            && (self.path_matches(&other.path) || other.path_matches(&self.path))
+    }
+
     /// `scheme://host:port[/path]`, the entry without its methods and
     /// opt-in.
     pub(crate) fn pattern(&self) -> String {

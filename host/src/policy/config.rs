@@ -3,8 +3,9 @@
 //! first step of a grant's life cycle.
 
 use super::approval::{ApprovalRule, ApprovalSetting};
+use super::dirs::dirs;
 use super::limits::{Limits, validate_limits};
-use super::{DirGrant, DirMode, HttpRule, PluginPolicy, resolve, valid_name};
+use super::{DirMode, HttpRule, PluginPolicy, resolve, valid_name};
 use crate::error::Error;
 use crate::manifest::{ApprovalEntry, HttpEntry, LimitsEntry, Manifest};
 use std::collections::BTreeMap;
@@ -24,12 +25,15 @@ pub struct PluginConfig {
     name: String,
     source: PathBuf,
     sha256: Option<String>,
-    dirs: Vec<(PathBuf, String, DirMode)>,
+    tools_sha256: Option<String>,
+    pinned_tools: Option<serde_json::Value>,
+    dirs: Vec<DirSpec>,
     env: Vec<(String, String)>,
     http: Vec<HttpEntry>,
     limits: LimitsEntry,
     approvals: BTreeMap<String, ApprovalEntry>,
     secrets: Vec<String>,
+    deny_imports: Vec<String>,
 }
 
 impl PluginConfig {
@@ -40,13 +44,26 @@ impl PluginConfig {
             name: name.into(),
             source: source.into(),
             sha256: None,
+            tools_sha256: None,
+            pinned_tools: None,
             dirs: Vec::new(),
             env: Vec::new(),
             http: Vec::new(),
             limits: LimitsEntry::default(),
             approvals: BTreeMap::new(),
             secrets: Vec::new(),
+            deny_imports: Vec::new(),
         }
+    }
+
+    /// Links the interfaces `pattern` names (`"wasi:sockets/*"` or e.g.
+    /// `"wasi:sockets/tcp"`) as deny-everything implementations, for a
+    /// plugin whose language runtime imports them although its tools never
+    /// use them (every operation returns the interface's access-denied
+    /// error; the real implementation is never linked).
+    pub fn deny_import(mut self, pattern: impl Into<String>) -> Self {
+        self.deny_imports.push(pattern.into());
+        self
     }
 
     /// Lets the plugin name the secret `name` (configured on the host with
@@ -92,6 +109,14 @@ impl PluginConfig {
         self
     }
 
+    /// Pins the sha256 of the plugin's tool list (see
+    /// [`tool_list_hash`](crate::tool_list_hash)): a plugin declaring any
+    /// other list is refused at load.
+    pub fn tools_sha256(mut self, hex: impl Into<String>) -> Self {
+        self.tools_sha256 = Some(hex.into());
+        self
+    }
+
     /// Grants the host directory `host` at guest path `guest`.
     pub fn dir(
         mut self,
@@ -99,7 +124,23 @@ impl PluginConfig {
         guest: impl Into<String>,
         mode: DirMode,
     ) -> Self {
-        self.dirs.push((host.into(), guest.into(), mode));
+        self.dirs.push((host.into(), guest.into(), mode, None));
+        self
+    }
+
+    /// Grants a dangerous folder (`/`, the home folder, `/etc`, `/proc`,
+    /// ...), which [`dir`](Self::dir) refuses, saying `why` (shown by
+    /// `portcullis check` as a warning). The host's own state stays out
+    /// of reach regardless.
+    pub fn unsafe_dir(
+        mut self,
+        host: impl Into<PathBuf>,
+        guest: impl Into<String>,
+        mode: DirMode,
+        why: impl Into<String>,
+    ) -> Self {
+        self.dirs
+            .push((host.into(), guest.into(), mode, Some(why.into())));
         self
     }
 
@@ -137,6 +178,18 @@ impl PluginConfig {
             ));
         }
         let sha256 = pin(&name, self.sha256).map_err(err_with(origin))?;
+        let tools_sha256 = self
+            .tools_sha256
+            .map(|hex| {
+                pin(&name, Some(hex)).map_err(|(m, _)| {
+                    (
+                        m.replace("`sha256`", "`tools_sha256`"),
+                        Some("run `portcullis pin MANIFEST` to pin the plugin's current tool list"),
+                    )
+                })
+            })
+            .transpose()
+            .map_err(err_with(origin))?;
         let dirs = dirs(&name, base, self.dirs).map_err(err_with(origin))?;
         let env = env(&name, self.env).map_err(err_with(origin))?;
         let limits =
@@ -152,24 +205,38 @@ impl PluginConfig {
             }
             secrets.push(secret);
         }
+        for pattern in &self.deny_imports {
+            if !pattern.starts_with("wasi:sockets/") {
+                return Err(err(format!(
+                    "plugin `{name}`: `deny_imports` entry `{pattern}` cannot be linked deny-everything"
+                ))
+                .with_hint("only `wasi:sockets` interfaces can: `\"wasi:sockets/*\"` or one, e.g. `\"wasi:sockets/tcp\"`"));
+            }
+        }
 
         Ok(PluginPolicy {
             name,
             source: resolve(base, &self.source),
             sha256,
+            tools_sha256,
+            pinned_tools: self.pinned_tools,
             dirs,
             env,
             http,
             limits,
             approvals,
             secrets,
+            deny_imports: self.deny_imports,
         })
     }
 }
 
+/// A directory grant as configured: host, guest, mode, `unsafe_allow`.
+pub(super) type DirSpec = (PathBuf, String, DirMode, Option<String>);
+
 /// What a validation step found wrong: the message and, when the user can
 /// act, a hint. The caller adds the manifest's path.
-type Invalid = (String, Option<&'static str>);
+pub(super) type Invalid = (String, Option<&'static str>);
 
 /// Turns a step's [`Invalid`] into the manifest error naming `origin`.
 fn err_with(origin: &Path) -> impl Fn(Invalid) -> Error + '_ {
@@ -197,56 +264,6 @@ fn pin(name: &str, sha256: Option<String>) -> Result<String, Invalid> {
             Some("run `portcullis hash FILE` to print a component's sha256"),
         )),
     }
-}
-
-/// Directory grants: existing directories, canonical, at plain guest paths
-/// that do not overlap.
-fn dirs(
-    name: &str,
-    base: &Path,
-    entries: Vec<(PathBuf, String, DirMode)>,
-) -> Result<Vec<DirGrant>, Invalid> {
-    let mut dirs: Vec<DirGrant> = Vec::new();
-    for (host, guest, mode) in entries {
-        let joined = resolve(base, &host);
-        let canonical = std::fs::canonicalize(&joined).map_err(|e| {
-            (
-                format!("plugin `{name}`: `dirs` entry `{}`: {e}", joined.display()),
-                Some("directory grants must name existing directories"),
-            )
-        })?;
-        if !canonical.is_dir() {
-            return Err((
-                format!(
-                    "plugin `{name}`: `dirs` entry `{}` is not a directory",
-                    joined.display()
-                ),
-                None,
-            ));
-        }
-        check_guest_path(&guest).map_err(|why| {
-            (
-                format!("plugin `{name}`: `dirs` guest path `{guest}` {why}"),
-                Some("guest paths are absolute and plain, e.g. `/docs`"),
-            )
-        })?;
-        let guest = normalise_guest(&guest);
-        if let Some(other) = dirs.iter().find(|d| overlaps(&d.guest, &guest)) {
-            return Err((
-                format!(
-                    "plugin `{name}`: guest paths `{}` and `{guest}` overlap",
-                    other.guest
-                ),
-                Some("give each directory grant its own guest path"),
-            ));
-        }
-        dirs.push(DirGrant {
-            host: canonical,
-            guest,
-            mode,
-        });
-    }
-    Ok(dirs)
 }
 
 /// Environment variables: valid names and values, each set once, sorted.
@@ -333,6 +350,7 @@ fn approvals(
 /// [`Error::Manifest`] naming the plugin and field.
 pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolicy>, Error> {
     let base = crate::fs::folder_of(path);
+    let pinned_tools = crate::manifest::read_tool_lock(path);
     manifest
         .plugins
         .iter()
@@ -353,10 +371,12 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
                 name: name.clone(),
                 source: entry.source.clone(),
                 sha256: entry.sha256.clone(),
+                tools_sha256: entry.tools_sha256.clone(),
+                pinned_tools: pinned_tools.get(name).cloned(),
                 dirs: entry
                     .dirs
                     .iter()
-                    .map(|d| (d.host.clone(), d.guest.clone(), d.mode))
+                    .map(|d| (d.host.clone(), d.guest.clone(), d.mode, d.unsafe_allow.clone()))
                     .collect(),
                 env: entry.env.clone().into_iter().collect(),
                 http: entry.http.clone(),
@@ -367,45 +387,11 @@ pub fn from_manifest(manifest: &Manifest, path: &Path) -> Result<Vec<PluginPolic
                     .filter_map(|(tool, t)| Some((tool.clone(), t.approval.clone()?)))
                     .collect(),
                 secrets: entry.secrets.clone(),
+                deny_imports: entry.deny_imports.clone(),
             }
             .validate(base, path)
         })
         .collect()
-}
-
-fn check_guest_path(guest: &str) -> Result<(), &'static str> {
-    if !guest.starts_with('/') {
-        return Err("must be absolute");
-    }
-    if guest.contains('\0') || guest.contains('\\') {
-        return Err("contains a forbidden character");
-    }
-    // Checked on the text: `Path::components` would quietly drop `.`.
-    let inner = guest.trim_start_matches('/').trim_end_matches('/');
-    if !inner.is_empty()
-        && inner
-            .split('/')
-            .any(|segment| segment.is_empty() || segment == "." || segment == "..")
-    {
-        return Err("must not contain `.`, `..` or empty segments");
-    }
-    Ok(())
-}
-
-fn normalise_guest(guest: &str) -> String {
-    let trimmed = guest.trim_end_matches('/');
-    if trimmed.is_empty() {
-        "/".to_string()
-    } else {
-        trimmed.to_string()
-    }
-}
-
-fn overlaps(a: &str, b: &str) -> bool {
-    let inside = |outer: &str, inner: &str| {
-        outer == "/" || inner == outer || inner.starts_with(&format!("{outer}/"))
-    };
-    inside(a, b) || inside(b, a)
 }
 
 #[cfg(test)]

@@ -23,13 +23,17 @@
 //!    tool descriptors, approval requests and the audit log's load record.
 //!
 //! Files: `limits` (limits and fixed caps), `config` (validation),
-//! `approval` (effects, approval settings and rules), `allowlist` (the
-//! egress allowlist's grammar).
+//! `dirs` (one plugin's directory grants), `approval` (effects, approval
+//! settings and rules), `allowlist` (the
+//! egress allowlist's grammar), `reach` (what grants may reach, checked
+//! across all plugins: the host's own state, dangerous folders, aliasing).
 
 pub(crate) mod allowlist;
 mod approval;
 mod config;
+mod dirs;
 mod limits;
+pub(crate) mod reach;
 mod spelling;
 
 pub use allowlist::HttpRule;
@@ -52,6 +56,9 @@ pub struct DirGrant {
     pub guest: String,
     /// Read-only or read-write.
     pub mode: DirMode,
+    /// Why a dangerous folder (`/`, the home folder, `/etc`, `/proc`, ...)
+    /// is granted anyway: without it such a grant is refused.
+    pub unsafe_allow: Option<String>,
 }
 
 /// Everything a plugin may do, validated.
@@ -63,6 +70,12 @@ pub struct PluginPolicy {
     pub source: PathBuf,
     /// The pinned sha256, 64 lowercase hex digits.
     pub sha256: String,
+    /// The pinned sha256 of the tool list, if pinned.
+    pub tools_sha256: Option<String>,
+    /// The pinned tool list as recorded beside the manifest, for the diff
+    /// shown when the tool list changed (trusted only if it hashes to
+    /// `tools_sha256`).
+    pub pinned_tools: Option<serde_json::Value>,
     /// Directory grants. No grant, no files.
     pub dirs: Vec<DirGrant>,
     /// Environment variables the plugin sees. Nothing of the host's.
@@ -78,6 +91,11 @@ pub struct PluginPolicy {
     /// (each must be configured on the host). The plugin never holds their
     /// values.
     pub secrets: Vec<String>,
+    /// Interfaces linked as deny-everything implementations for this
+    /// plugin (every operation returns the interface's access-denied
+    /// error), as the manifest names them: `wasi:sockets/*` or
+    /// `wasi:sockets/INTERFACE`.
+    pub deny_imports: Vec<String>,
 }
 
 /// `path` relative to `base`, without a `./` prefix when `base` is the

@@ -134,6 +134,8 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Store
     for (_, _, _, add) in INTERFACES {
         add(&mut linker)?;
     }
+    // Allowed only to plugins that opt in (`deny_imports`); see deny.rs.
+    super::deny::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -146,14 +148,17 @@ pub(crate) fn needs_http_grant(import: &str) -> bool {
 
 /// Whether an import name such as `wasi:io/streams@0.2.6` is in
 /// [`INTERFACES`] and, for [`NEEDS_HTTP_GRANT`], whether `http` grants are
-/// in force.
-pub(crate) fn is_allowed(import: &str, http: bool) -> bool {
+/// in force; or one of `denied` (linked deny-everything, see deny.rs).
+pub(crate) fn is_allowed(import: &str, http: bool, denied: &[&str]) -> bool {
     let Some((path, version)) = import.split_once('@') else {
         return false;
     };
     let Some((package, interface)) = path.split_once('/') else {
         return false;
     };
+    if denied.contains(&path) && version.starts_with("0.2.") {
+        return true;
+    }
     if !http && NEEDS_HTTP_GRANT.contains(&(package, interface)) {
         return false;
     }
@@ -169,25 +174,34 @@ pub(crate) fn is_allowed(import: &str, http: bool) -> bool {
 #[cfg(test)]
 mod tests {
     fn is_allowed(import: &str) -> bool {
-        super::is_allowed(import, false)
+        super::is_allowed(import, false, &[])
     }
 
     #[test]
     fn portcullis_http_needs_an_http_grant() {
-        assert!(!super::is_allowed("portcullis:tool/http@0.1.0", false));
-        assert!(super::is_allowed("portcullis:tool/http@0.1.0", true));
+        assert!(!super::is_allowed("portcullis:tool/http@0.1.0", false, &[]));
+        assert!(super::is_allowed("portcullis:tool/http@0.1.0", true, &[]));
         assert!(!super::is_allowed(
             "wasi:http/outgoing-handler@0.2.6",
-            false
+            false,
+            &[]
         ));
-        assert!(!super::is_allowed("wasi:http/types@0.2.6", false));
+        assert!(!super::is_allowed("wasi:http/types@0.2.6", false, &[]));
     }
 
     #[test]
     fn wasi_http_is_allowed_with_an_http_grant() {
-        assert!(super::is_allowed("wasi:http/outgoing-handler@0.2.6", true));
-        assert!(super::is_allowed("wasi:http/types@0.2.0", true));
-        assert!(!super::is_allowed("wasi:http/incoming-handler@0.2.6", true));
+        assert!(super::is_allowed(
+            "wasi:http/outgoing-handler@0.2.6",
+            true,
+            &[]
+        ));
+        assert!(super::is_allowed("wasi:http/types@0.2.0", true, &[]));
+        assert!(!super::is_allowed(
+            "wasi:http/incoming-handler@0.2.6",
+            true,
+            &[]
+        ));
     }
 
     #[test]
@@ -203,6 +217,14 @@ mod tests {
         assert!(!is_allowed("wasi:sockets/instance-network@0.2.6"));
         assert!(!is_allowed("wasi:http/outgoing-handler@0.2.6"));
         assert!(!is_allowed("evil:thing/iface@1.0.0"));
+    }
+
+    #[test]
+    fn sockets_are_allowed_only_as_the_deny_everything_interfaces_opted_into() {
+        let tcp = ["wasi:sockets/tcp"];
+        assert!(super::is_allowed("wasi:sockets/tcp@0.2.9", false, &tcp));
+        assert!(!super::is_allowed("wasi:sockets/udp@0.2.9", false, &tcp));
+        assert!(!super::is_allowed("wasi:sockets/tcp@0.3.0", false, &tcp));
     }
 
     #[test]

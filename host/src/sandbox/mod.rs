@@ -46,6 +46,7 @@
 //! - `mod.rs`: the engine ([`Sandbox`]: compile, compile-cache artifacts,
 //!   imports and exports, prepare) and the WIT bindings;
 //! - `linker.rs`: the one list of interfaces a plugin may import;
+//! - `deny.rs`: deny-everything `wasi:sockets`, for plugins that opt in;
 //! - `run.rs`: one call, steps 1 to 6, with the epoch ticker and the
 //!   classification of failures;
 //! - `stdio.rs`: the capped, scrubbing stdout and stderr sinks;
@@ -56,24 +57,32 @@
 //! - `log.rs`: `portcullis:tool/log`, scrubbed and capped.
 
 mod core_dump;
+mod deny;
+mod dirs;
 mod http;
 mod limits;
 mod linker;
 mod log;
+mod pool;
 mod run;
 mod stdio;
 mod store;
 mod wasi_http;
 
 pub(crate) use core_dump::CoreDumps;
+pub(crate) use deny::expand as deny_expand;
+pub(crate) use dirs::OpenDirs;
 pub(crate) use linker::needs_http_grant;
 pub use log::{LogLevel, LogRecord};
+pub use pool::InstanceAllocation;
+pub(crate) use pool::{Busy, MAX_SLOTS, PoolSettings};
 pub(crate) use run::Run;
 pub(crate) use run::{Failure, Invocation, Returned};
 pub use stdio::Captured;
 pub(crate) use store::StoreData;
 
 use crate::secrets::Scrubber;
+use pool::Slots;
 use run::Ticker;
 use std::sync::Arc;
 use wasmtime::component::Component;
@@ -97,22 +106,33 @@ pub(crate) struct Sandbox {
     engine: Engine,
     linker: wasmtime::component::Linker<StoreData>,
     _ticker: Ticker,
+    /// The host-wide cap on calls running at once (and the pool's slots).
+    slots: Slots,
     /// Scrubs secret values from captured stdio and logs.
     scrubber: Arc<Scrubber>,
 }
 
 impl Sandbox {
-    /// A sandbox that scrubs nothing (for hosts without secrets, and for
-    /// inspecting components).
+    /// A sandbox that scrubs nothing and reserves no pool (for inspecting
+    /// components).
     pub(crate) fn new() -> Result<Sandbox, String> {
-        Sandbox::scrubbing(Arc::new(Scrubber::default()), false)
+        let pool = PoolSettings {
+            allocation: InstanceAllocation::OnDemand,
+            ..PoolSettings::default()
+        };
+        Sandbox::scrubbing(Arc::new(Scrubber::default()), false, &pool)
     }
 
     /// A sandbox that scrubs `scrubber`'s secrets from every call's stdio
-    /// and logs and, with `core_dumps`, captures a core dump when a guest
-    /// traps.
-    pub(crate) fn scrubbing(scrubber: Arc<Scrubber>, core_dumps: bool) -> Result<Sandbox, String> {
+    /// and logs, with `core_dumps` captures a core dump when a guest traps,
+    /// and allocates instances as `pool` says.
+    pub(crate) fn scrubbing(
+        scrubber: Arc<Scrubber>,
+        core_dumps: bool,
+        pool: &PoolSettings,
+    ) -> Result<Sandbox, String> {
         let mut config = Config::new();
+        pool.configure(&mut config);
         config
             .wasm_component_model(true)
             .coredump_on_trap(core_dumps)
@@ -129,6 +149,7 @@ impl Sandbox {
             engine,
             linker,
             _ticker: ticker,
+            slots: Slots::new(pool),
             scrubber,
         })
     }
@@ -179,9 +200,14 @@ impl Sandbox {
     }
 
     /// The component's imports that the host does not provide to a plugin
-    /// with (or without) HTTP grants.
-    pub(crate) fn forbidden_imports(&self, component: &Component, http: bool) -> Vec<String> {
-        self.imports(component, http)
+    /// with (or without) HTTP grants and with these `deny_imports`.
+    pub(crate) fn forbidden_imports(
+        &self,
+        component: &Component,
+        http: bool,
+        deny_imports: &[String],
+    ) -> Vec<String> {
+        self.imports(component, http, deny_imports)
             .into_iter()
             .filter(|(_, allowed)| !allowed)
             .map(|(name, _)| name)
@@ -189,12 +215,18 @@ impl Sandbox {
     }
 
     /// Every import of the component, and whether the host provides it to
-    /// a plugin with (or without) HTTP grants.
-    pub(crate) fn imports(&self, component: &Component, http: bool) -> Vec<(String, bool)> {
+    /// a plugin with (or without) HTTP grants and with these `deny_imports`.
+    pub(crate) fn imports(
+        &self,
+        component: &Component,
+        http: bool,
+        deny_imports: &[String],
+    ) -> Vec<(String, bool)> {
+        let denied = deny::interfaces(deny_imports);
         component
             .component_type()
             .imports(&self.engine)
-            .map(|(name, _)| (name.to_string(), linker::is_allowed(name, http)))
+            .map(|(name, _)| (name.to_string(), linker::is_allowed(name, http, &denied)))
             .collect()
     }
 
@@ -207,12 +239,26 @@ impl Sandbox {
             .collect()
     }
 
-    /// Type-checks the component against the linker and the `plugin` world.
-    pub(crate) fn prepare(&self, component: &Component) -> Result<PluginPre<StoreData>, String> {
+    /// Type-checks the component against the linker and the `plugin` world,
+    /// once per plugin; the plugin's granted directories, opened once, go
+    /// with it.
+    pub(crate) fn prepare(
+        &self,
+        component: &Component,
+        dirs: OpenDirs,
+    ) -> Result<Prepared, String> {
         let pre = self
             .linker
             .instantiate_pre(component)
             .map_err(|e| e.to_string())?;
-        PluginPre::new(pre).map_err(|e| e.to_string())
+        let pre = PluginPre::new(pre).map_err(|e| e.to_string())?;
+        Ok(Prepared { pre, dirs })
     }
+}
+
+/// What every call of a plugin starts from, made once at load: the
+/// type-checked, pre-instantiated component and its open grants.
+pub(crate) struct Prepared {
+    pre: PluginPre<StoreData>,
+    dirs: OpenDirs,
 }

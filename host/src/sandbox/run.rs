@@ -8,19 +8,20 @@
 //! The [`Ticker`] that advances the engine's epoch, which the deadline is
 //! counted in, is started once per engine.
 
+use super::OpenDirs;
 use super::stdio::{CappedPipe, Captured};
 use super::store::StoreData;
-use super::{LogRecord, PluginPre, Sandbox, WitToolError, WitToolSpec};
+use super::{Busy, LogRecord, PluginPre, Prepared, Sandbox, WitToolError, WitToolSpec};
 use crate::egress::{CallEgress, Suspicious};
 use crate::error::{Error, Limit, ToolError};
-use crate::policy::{DirMode, Limits, PluginPolicy, caps};
+use crate::policy::{Limits, PluginPolicy, caps};
 use crate::secrets::Scrubber;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 /// How often the engine's epoch advances: the granularity of deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -56,6 +57,8 @@ pub(crate) enum Failure {
     Suspicious(u32),
     /// The sandbox could not be set up (e.g. a granted directory vanished).
     Setup(String),
+    /// Every instance slot stayed taken for the whole bounded wait.
+    Busy(Busy),
 }
 
 impl std::fmt::Display for Failure {
@@ -70,6 +73,11 @@ impl std::fmt::Display for Failure {
                 write!(f, "stopped as suspicious after {denials} denials")
             }
             Failure::Setup(reason) => write!(f, "setup failed: {reason}"),
+            Failure::Busy(busy) => write!(
+                f,
+                "all {} instance slots stayed busy for {:?}",
+                busy.slots, busy.waited
+            ),
         }
     }
 }
@@ -103,6 +111,11 @@ impl Failure {
             Failure::Cancelled => Error::Cancelled { tool },
             Failure::Suspicious(denials) => Error::Suspicious { tool, denials },
             Failure::Setup(reason) => Error::Internal(format!("`{tool}`: {reason}")),
+            Failure::Busy(busy) => Error::Busy {
+                tool,
+                slots: busy.slots,
+                waited: busy.waited,
+            },
         }
     }
 }
@@ -152,11 +165,14 @@ impl Sandbox {
     /// Runs `request` in a fresh instance under `policy`.
     pub(crate) async fn run(
         &self,
-        pre: &PluginPre<StoreData>,
+        prepared: &Prepared,
         policy: &PluginPolicy,
         request: Invocation<'_>,
         cancel: &CancellationToken,
     ) -> Run {
+        // A slot first (held until the store is gone), so that the pool's
+        // totals are never exhausted mid-call.
+        let slot = self.slots.acquire().await;
         let started = Instant::now();
         let limits = policy.limits;
         let collector = Collector {
@@ -166,8 +182,13 @@ impl Sandbox {
             stderr: CappedPipe::new(limits.stdio, &self.scrubber),
             scrubber: &self.scrubber,
         };
+        let _slot = match slot {
+            Ok(permit) => permit,
+            Err(busy) => return collector.finish(Err(Failure::Busy(busy)), None, None),
+        };
         let grants = matches!(request, Invocation::Call { .. });
-        let wasi = match wasi_ctx(policy, grants, &collector.stdout, &collector.stderr) {
+        let dirs = grants.then_some(&prepared.dirs);
+        let wasi = match wasi_ctx(policy, dirs, &collector.stdout, &collector.stderr) {
             Ok(wasi) => wasi,
             Err(e) => return collector.finish(Err(Failure::Setup(e)), None, None),
         };
@@ -182,7 +203,15 @@ impl Sandbox {
         if let Err(e) = bound(&mut store, limits.fuel, deadline) {
             return collector.finish(Err(Failure::Setup(e.to_string())), Some(store), None);
         }
-        let outcome = call_with_deadline(pre, &mut store, request, cancel, stopped, deadline).await;
+        let outcome = call_with_deadline(
+            &prepared.pre,
+            &mut store,
+            request,
+            cancel,
+            stopped,
+            deadline,
+        )
+        .await;
         let (result, core_dump) = settle(outcome, &mut store, policy);
         collector.finish(result, Some(store), core_dump)
     }
@@ -191,12 +220,12 @@ impl Sandbox {
     /// as the plugin declares it, or why it could not be read.
     pub(crate) async fn list_tools(
         &self,
-        pre: &PluginPre<StoreData>,
+        prepared: &Prepared,
         policy: &PluginPolicy,
     ) -> Result<Vec<WitToolSpec>, String> {
         let run = self
             .run(
-                pre,
+                prepared,
                 policy,
                 Invocation::ListTools,
                 &CancellationToken::new(),
@@ -387,14 +416,33 @@ fn classify(error: &wasmtime::Error, data: &StoreData, limits: &Limits) -> Failu
             format!("the plugin held more than {} open handles", caps::RESOURCES),
         );
     }
-    Failure::Crashed(error.to_string())
+    Failure::Crashed(crash_reason(error))
+}
+
+/// Why a call failed that no trap code or limit explains: usually a host
+/// function that refused the guest's request (e.g. `get-random-bytes` asked
+/// for 2^64 bytes). wasmtime's own message is only "error while executing
+/// at wasm backtrace"; the causes below it say why. The backtrace itself is
+/// left out (it names guest internals, not the cause).
+fn crash_reason(error: &wasmtime::Error) -> String {
+    let causes: Vec<String> = error
+        .chain()
+        .map(ToString::to_string)
+        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
+        .collect();
+    match causes.as_slice() {
+        [] => error.to_string(),
+        [only] if error.chain().count() == 1 => only.clone(),
+        causes => format!("a host call failed: {}", causes.join(": ")),
+    }
 }
 
 /// The WASI context for one call: stdin empty, stdout/stderr capped sinks,
-/// no args, no network, only the manifest's env and directories.
+/// no args, no network; with `dirs` (a call, not listing tools), the
+/// manifest's env and directories, from their handles opened at load.
 fn wasi_ctx(
     policy: &PluginPolicy,
-    grants: bool,
+    dirs: Option<&OpenDirs>,
     stdout: &CappedPipe,
     stderr: &CappedPipe,
 ) -> Result<WasiCtx, String> {
@@ -405,19 +453,11 @@ fn wasi_ctx(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    if grants {
+    if let Some(dirs) = dirs {
         for (key, value) in &policy.env {
             builder.env(key, value);
         }
-        for dir in &policy.dirs {
-            let perms = match dir.mode {
-                DirMode::ReadOnly => FsPerms::ReadOnly,
-                DirMode::ReadWrite => FsPerms::ReadWrite,
-            };
-            builder
-                .preopened_dir(&dir.host, &dir.guest, perms)
-                .map_err(|e| format!("cannot open granted directory `{}`: {e}", dir.guest))?;
-        }
+        dirs.preopen(&mut builder)?;
     }
     Ok(builder.build())
 }
@@ -512,4 +552,59 @@ fn close(mut store: Store<StoreData>) -> Leftovers {
     }
     drop(store);
     leftovers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component whose `run` asks `wasi:random` for 2^64 - 1 bytes.
+    const RANDOM_FLOOD: &str = r#"(component
+      (import "wasi:random/random@0.2.6" (instance $r
+        (export "get-random-bytes" (func (param "len" u64) (result (list u8))))))
+      (core module $libc
+        (memory (export "mem") 1)
+        (func (export "realloc") (param i32 i32 i32 i32) (result i32) i32.const 64))
+      (core instance $libc (instantiate $libc))
+      (alias export $r "get-random-bytes" (func $grb))
+      (alias core export $libc "mem" (core memory $mem))
+      (alias core export $libc "realloc" (core func $realloc))
+      (core func $get (canon lower (func $grb) (memory $mem) (realloc $realloc)))
+      (core module $m
+        (import "" "get" (func $get (param i64 i32)))
+        (func (export "run") (call $get (i64.const -1) (i32.const 0))))
+      (core instance $i (instantiate $m (with "" (instance (export "get" (func $get))))))
+      (alias core export $i "run" (core func $run))
+      (func (export "run") (canon lift (core func $run))))"#;
+
+    #[tokio::test]
+    async fn a_trap_inside_a_host_call_says_why() {
+        let sandbox = Sandbox::new().expect("sandbox");
+        let bytes = wat::parse_str(RANDOM_FLOOD).expect("wat");
+        let component = sandbox.compile(&bytes).expect("compiles");
+        let limits = Limits::default();
+        let mut store = sandbox.new_store(
+            WasiCtxBuilder::new().build(),
+            Arc::from("flood"),
+            None,
+            limits,
+        );
+        bound(&mut store, limits.fuel, Instant::now() + limits.timeout).expect("bound");
+        let instance = sandbox
+            .linker
+            .instantiate_async(&mut store, &component)
+            .await
+            .expect("instantiates");
+        let run = instance
+            .get_typed_func::<(), ()>(&mut store, "run")
+            .expect("exported");
+        let error = run.call_async(&mut store, ()).await.expect_err("traps");
+        let failure = classify(&error, store.data(), &limits);
+        let Failure::Crashed(reason) = failure else {
+            panic!("expected a crash, got {failure:?}");
+        };
+        assert!(reason.contains("exceeds limit"), "{reason}");
+        assert!(reason.starts_with("a host call failed"), "{reason}");
+        assert!(!reason.contains("wasm backtrace"), "{reason}");
+    }
 }

@@ -74,6 +74,17 @@ impl Destination {
         allowlist::ambiguous_path(&target.path)
             && (self.pattern.covers(target) || self.pattern.refuses_spelling(target))
     }
+
+    /// Whether some request a plugin with `rules` as its allowlist may
+    /// send could go to this destination (a secret bound only to
+    /// destinations no rule reaches is a mistake).
+    pub(crate) fn reachable_by(&self, rules: &[HttpRule]) -> bool {
+        rules.iter().any(|rule| {
+            rule.overlaps(&self.pattern)
+                && (self.methods.is_empty()
+                    || rule.methods().iter().any(|m| self.methods.contains(m)))
+        })
+    }
 }
 
 #[cfg(test)]

@@ -334,6 +334,14 @@ pub(crate) async fn load(secrets: &[SecretPolicy], origin: &Path) -> Result<Scru
                 value.len()
             )));
         }
+        if value.len() < 2 * MIN_SECRET_BYTES {
+            // Scrubbed, but short values turn up by chance in unrelated
+            // text and are easier to guess.
+            tracing::warn!(
+                "secret `{name}`: the value from `{from}` is only {} bytes; real credentials are usually 16 or more",
+                value.len()
+            );
+        }
         secret
             .inject
             .inject(&value)

@@ -1,0 +1,386 @@
+//! `portcullis test`: run each plugin's tests file through the real host.
+//!
+//! The cases of plugin `NAME` are in `tests/NAME.toml` (or `.json`) beside
+//! the manifest. Each case names a tool, its arguments and what is
+//! expected: an output matched as a JSON subset, JSON Pointer equalities,
+//! or a typed error kind. The host is built from the manifest exactly as
+//! `portcullis call` builds it (pins, grants, limits, egress), except that
+//! every approval is granted, so a case tests the tool, not the approver.
+//! Results print as a table with a `N passed, N failed` line, as JSON or as
+//! JUnit XML; any failure exits with 1.
+
+use super::Failure;
+use portcullis::{ApprovalRequest, Approver, CallContext, Decision, Error, HostBuilder, ToolError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+A tests file (tests/PLUGIN.toml beside the manifest):
+
+  [[case]]
+  name = \"lists the sample folder\"
+  tool = \"list_dir\"                       # the tool, without the plugin
+  arguments = { path = \"/sample\" }        # default {}
+  expect.output = { entries = [] }         # a JSON subset of the output
+  expect.pointers = { \"/entries/0/name\" = \"a.txt\" }   # JSON Pointer equalities
+
+  [[case]]
+  name = \"a missing file is not-found\"
+  tool = \"read_file\"
+  arguments = { path = \"/sample/none\" }
+  expect.error = \"not-found\"
+
+Error kinds: invalid-input, not-found, denied, internal (the tool's own),
+validation (arguments refused by the schema), limit or limit:NAME (fuel,
+memory, resources, time, output), approval-denied, suspicious, crashed,
+invalid-output, unknown-tool. The same structure in JSON: tests/PLUGIN.json.
+
+Examples:
+  portcullis test plugins/portcullis.toml
+  portcullis test plugins/portcullis.toml files.read_file --format junit")]
+pub(crate) struct Args {
+    /// The manifest (`portcullis.toml`).
+    pub(crate) manifest: PathBuf,
+    /// Only this plugin (`PLUGIN`) or tool (`PLUGIN.TOOL`).
+    filter: Option<String>,
+    /// How to print the results.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// A table and a `N passed, N failed` line.
+    Table,
+    /// One JSON document.
+    Json,
+    /// JUnit XML, for CI.
+    Junit,
+}
+
+/// One tests file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestsFile {
+    #[serde(default)]
+    case: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    tool: String,
+    #[serde(default = "empty_object")]
+    arguments: Value,
+    expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    output: Option<Value>,
+    #[serde(default)]
+    pointers: serde_json::Map<String, Value>,
+    error: Option<String>,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+/// The outcome of one case.
+#[derive(Debug)]
+struct Outcome {
+    plugin: String,
+    tool: String,
+    case: String,
+    /// `None` when it passed, else why not.
+    failure: Option<String>,
+}
+
+/// Every approval granted: a case tests the tool, not the approver.
+#[derive(Debug)]
+struct ApproveAll;
+
+impl Approver for ApproveAll {
+    fn decide(&self, request: &ApprovalRequest) -> Decision {
+        request.approve_by("portcullis test")
+    }
+}
+
+pub(crate) async fn run(args: &Args, host: HostBuilder) -> Result<ExitCode, Failure> {
+    let host = host.approver(ApproveAll).build().await?;
+    let base = args
+        .manifest
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let (only_plugin, only_tool) = match args.filter.as_deref() {
+        None => (None, None),
+        Some(f) => match f.split_once('.') {
+            Some((p, t)) => (Some(p), Some(t)),
+            None => (Some(f), None),
+        },
+    };
+    let mut outcomes = Vec::new();
+    let mut files = 0;
+    for policy in host.policies() {
+        if only_plugin.is_some_and(|p| p != policy.name) {
+            continue;
+        }
+        let Some(cases) = read_cases(&base, &policy.name)? else {
+            continue;
+        };
+        files += 1;
+        for case in cases {
+            if only_tool.is_some_and(|t| t != case.tool) {
+                continue;
+            }
+            let qualified = format!("{}.{}", policy.name, case.tool);
+            let result = host
+                .call(&qualified, &case.arguments.to_string(), &CallContext::new())
+                .await
+                .map(|out| out.value);
+            outcomes.push(Outcome {
+                plugin: policy.name.clone(),
+                tool: case.tool.clone(),
+                failure: judge(&case.expect, result).err(),
+                case: case.name,
+            });
+        }
+    }
+    if files == 0 {
+        return Err(Failure::Config {
+            message: format!(
+                "no tests file for {} in `{}`",
+                args.filter
+                    .as_deref()
+                    .unwrap_or("any plugin of the manifest"),
+                base.join("tests").display()
+            ),
+            hint: Some(
+                "write tests/PLUGIN.toml beside the manifest (see `portcullis test --help`)".into(),
+            ),
+        });
+    }
+    let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+    let passed = outcomes.len() - failed;
+    match args.format {
+        Format::Table => print_table(&outcomes, passed, failed),
+        Format::Json => print_json(&outcomes, passed, failed),
+        Format::Junit => print_junit(&outcomes, failed),
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The cases of `plugin`, from `tests/PLUGIN.toml` or `.json`; `None` if
+/// it has no tests file.
+fn read_cases(base: &Path, plugin: &str) -> Result<Option<Vec<Case>>, Failure> {
+    for ext in ["toml", "json"] {
+        let path = base.join("tests").join(format!("{plugin}.{ext}"));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(Failure::Config {
+                    message: format!("cannot read `{}`: {e}", path.display()),
+                    hint: None,
+                });
+            }
+        };
+        let parsed: Result<TestsFile, String> = if ext == "toml" {
+            toml::from_str(&text).map_err(|e| e.to_string())
+        } else {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        };
+        let file = parsed.map_err(|e| Failure::Config {
+            message: format!("`{}` is not a valid tests file: {e}", path.display()),
+            hint: Some("see `portcullis test --help` for the format".into()),
+        })?;
+        for case in &file.case {
+            let e = &case.expect;
+            if e.error.is_some() && (e.output.is_some() || !e.pointers.is_empty()) {
+                return Err(Failure::Config {
+                    message: format!(
+                        "`{}`: case `{}` expects both an error and an output",
+                        path.display(),
+                        case.name
+                    ),
+                    hint: None,
+                });
+            }
+        }
+        return Ok(Some(file.case));
+    }
+    Ok(None)
+}
+
+/// Whether a call's result is what the case expects; why not otherwise.
+fn judge(expect: &Expect, result: Result<Value, Error>) -> Result<(), String> {
+    match (result, &expect.error) {
+        (Ok(value), None) => {
+            if let Some(output) = &expect.output
+                && !is_subset(output, &value)
+            {
+                return Err(format!("output {value} does not contain {output}"));
+            }
+            for (pointer, want) in &expect.pointers {
+                match value.pointer(pointer) {
+                    Some(got) if got == want => {}
+                    Some(got) => return Err(format!("{pointer} is {got}, expected {want}")),
+                    None => return Err(format!("{pointer} is absent from {value}")),
+                }
+            }
+            Ok(())
+        }
+        (Ok(value), Some(kind)) => Err(format!("expected error `{kind}`, got output {value}")),
+        (Err(e), None) => Err(format!("expected an output, got {} ({e})", error_kind(&e))),
+        (Err(e), Some(kind)) => {
+            let got = error_kind(&e);
+            if got == *kind || (kind == "limit" && got.starts_with("limit:")) {
+                Ok(())
+            } else {
+                Err(format!("expected error `{kind}`, got `{got}` ({e})"))
+            }
+        }
+    }
+}
+
+/// The typed kind of a call's error, as tests files name it.
+fn error_kind(e: &Error) -> String {
+    match e {
+        Error::Tool { error, .. } => match error {
+            ToolError::InvalidInput(_) => "invalid-input",
+            ToolError::NotFound(_) => "not-found",
+            ToolError::Denied(_) => "denied",
+            ToolError::Internal(_) => "internal",
+            _ => "tool-error",
+        }
+        .into(),
+        Error::InvalidArguments { .. } => "validation".into(),
+        Error::LimitExceeded { limit, .. } => format!("limit:{}", limit.as_str()),
+        Error::ApprovalDenied { .. } => "approval-denied".into(),
+        Error::Suspicious { .. } => "suspicious".into(),
+        Error::Crashed { .. } => "crashed".into(),
+        Error::InvalidOutput { .. } => "invalid-output".into(),
+        Error::UnknownTool { .. } => "unknown-tool".into(),
+        _ => "error".into(),
+    }
+}
+
+/// Every member of `want` is in `got`: objects by key (extra keys allowed),
+/// arrays element by element with the same length, the rest by equality.
+fn is_subset(want: &Value, got: &Value) -> bool {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => w
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|gv| is_subset(v, gv))),
+        (Value::Array(w), Value::Array(g)) => {
+            w.len() == g.len() && w.iter().zip(g).all(|(a, b)| is_subset(a, b))
+        }
+        _ => want == got,
+    }
+}
+
+fn print_table(outcomes: &[Outcome], passed: usize, failed: usize) {
+    let width = outcomes
+        .iter()
+        .map(|o| o.plugin.len() + o.tool.len() + 1)
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    outln!("{:<6} {:<width$} case", "result", "tool");
+    for o in outcomes {
+        let tool = format!("{}.{}", o.plugin, o.tool);
+        match &o.failure {
+            None => outln!("{:<6} {tool:<width$} {}", "ok", o.case),
+            Some(why) => outln!("{:<6} {tool:<width$} {}\n       {why}", "FAILED", o.case),
+        }
+    }
+    outln!("{passed} passed, {failed} failed");
+}
+
+fn print_json(outcomes: &[Outcome], passed: usize, failed: usize) {
+    let cases: Vec<Value> = outcomes
+        .iter()
+        .map(|o| {
+            json!({
+                "plugin": o.plugin,
+                "tool": o.tool,
+                "case": o.case,
+                "passed": o.failure.is_none(),
+                "failure": o.failure,
+            })
+        })
+        .collect();
+    let doc = json!({ "passed": passed, "failed": failed, "cases": cases });
+    outln!("{doc:#}");
+}
+
+fn print_junit(outcomes: &[Outcome], failed: usize) {
+    outln!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    outln!(
+        "<testsuite name=\"portcullis\" tests=\"{}\" failures=\"{failed}\">",
+        outcomes.len()
+    );
+    for o in outcomes {
+        let class = xml(&format!("{}.{}", o.plugin, o.tool));
+        let name = xml(&o.case);
+        match &o.failure {
+            None => outln!("  <testcase classname=\"{class}\" name=\"{name}\"/>"),
+            Some(why) => {
+                let why = xml(why);
+                outln!(
+                    "  <testcase classname=\"{class}\" name=\"{name}\">\n    <failure message=\"{why}\"/>\n  </testcase>"
+                );
+            }
+        }
+    }
+    outln!("</testsuite>");
+}
+
+/// Escapes text for an XML attribute; control characters XML cannot hold
+/// become spaces.
+fn xml(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".into(),
+            '<' => "&lt;".into(),
+            '>' => "&gt;".into(),
+            '"' => "&quot;".into(),
+            '\'' => "&apos;".into(),
+            '\n' | '\t' | '\r' => c.to_string(),
+            c if c.is_control() => " ".into(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_subset_allows_extra_keys_but_not_extra_elements() {
+        let got = json!({"a": 1, "b": [{"x": 1, "y": 2}], "c": "z"});
+        assert!(super::is_subset(&json!({"b": [{"x": 1}]}), &got));
+        assert!(!super::is_subset(&json!({"b": []}), &got));
+        assert!(!super::is_subset(&json!({"a": 2}), &got));
+        assert!(!super::is_subset(&json!({"d": null}), &got));
+    }
+
+    #[test]
+    fn junit_text_is_escaped() {
+        assert_eq!(
+            super::xml("<a & \"b\">\u{1}"),
+            "&lt;a &amp; &quot;b&quot;&gt; "
+        );
+    }
+}

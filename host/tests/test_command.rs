@@ -1,0 +1,127 @@
+//! `portcullis test`: the bundled plugins pass their tests files, and a
+//! failing case makes the command exit non-zero in every output format.
+//! Uses the real binary and the bundled plugins (run `plugins/build.sh`
+//! first; the README's test command does).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+fn cache_dir() -> &'static Path {
+    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    CACHE
+        .get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
+
+fn portcullis(args: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("PORTCULLIS_CACHE_DIR", cache_dir())
+        .output()
+        .expect("run portcullis")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_bundled_plugins_pass_their_tests_files() {
+    let manifest = root().join("plugins/portcullis.toml");
+    let out = portcullis(&[Path::new("test"), &manifest]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.ends_with(" passed, 0 failed"), "{stdout}");
+}
+
+/// The `json` plugin with one passing and one failing case.
+fn failing_suite() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let component = root().join("plugins/dist/json.wasm");
+    let sha = text(&portcullis(&[Path::new("hash"), &component]).stdout);
+    let sha = sha.split_whitespace().next().expect("a hash");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        format!(
+            "[plugins.json]\nsource = {:?}\nsha256 = \"{sha}\"\n",
+            component.display().to_string()
+        ),
+    )
+    .expect("write manifest");
+    std::fs::create_dir(dir.path().join("tests")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("tests/json.toml"),
+        r#"
+[[case]]
+name = "length of three"
+tool = "length"
+arguments = { value = [1, 2, 3] }
+expect.output = 3
+
+[[case]]
+name = "wrong on purpose <&>"
+tool = "length"
+arguments = { value = [1, 2] }
+expect.output = 5
+"#,
+    )
+    .expect("write tests");
+    dir
+}
+
+#[test]
+fn a_failing_case_exits_non_zero_in_every_format() {
+    let dir = failing_suite();
+    let manifest = dir.path().join("portcullis.toml");
+
+    let out = portcullis(&[Path::new("test"), &manifest]);
+    assert_eq!(out.status.code(), Some(1));
+    let table = text(&out.stdout);
+    assert!(table.contains("FAILED"), "{table}");
+    assert_eq!(table.lines().last(), Some("1 passed, 1 failed"), "{table}");
+
+    let out = portcullis(&[
+        Path::new("test"),
+        &manifest,
+        Path::new("--format"),
+        Path::new("json"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["passed"], 1);
+    assert_eq!(doc["failed"], 1);
+    assert_eq!(doc["cases"][1]["passed"], false);
+
+    let out = portcullis(&[
+        Path::new("test"),
+        &manifest,
+        Path::new("--format"),
+        Path::new("junit"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = text(&out.stdout);
+    assert!(xml.contains("failures=\"1\""), "{xml}");
+    assert!(xml.contains("wrong on purpose &lt;&amp;&gt;"), "{xml}");
+
+    // A filter that selects only the passing tool's cases... both are
+    // `length`, so filtering by another tool runs nothing and passes.
+    let out = portcullis(&[Path::new("test"), &manifest, Path::new("json.keys")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
+
+#[test]
+fn a_manifest_without_tests_files_is_a_configuration_error() {
+    let dir = failing_suite();
+    std::fs::remove_dir_all(dir.path().join("tests")).expect("rm");
+    let out = portcullis(&[Path::new("test"), &dir.path().join("portcullis.toml")]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+}

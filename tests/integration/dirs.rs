@@ -1,0 +1,94 @@
+//! Granted directories are opened once, at load, and never looked up by
+//! path again: a folder swapped for a symlink between two calls of a
+//! long-lived host is not followed.
+
+use portcullis::{CallContext, DirMode, Host, PluginConfig};
+use portcullis_tests::{ApproveAll, Fixture, SECRET, plugin_path, plugin_sha};
+
+async fn list(host: &Host, path: &str) -> Result<serde_json::Value, portcullis::Error> {
+    host.call(
+        "hostile.list",
+        &serde_json::json!({ "path": path }).to_string(),
+        &CallContext::new(),
+    )
+    .await
+    .map(|out| out.value)
+}
+
+/// Between two calls, someone with write access next to the grant (another
+/// plugin's read-write grant, another process) moves the granted folder
+/// away and puts a symlink to a secret folder in its place. The second call
+/// still sees the original folder, never the symlink's target.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_granted_folder_swapped_for_a_symlink_between_calls_is_not_followed() {
+    let fixture = Fixture::new();
+    let area = fixture.path("area");
+    let granted = area.join("docs");
+    std::fs::create_dir_all(&granted).expect("mkdir");
+    std::fs::write(granted.join("original.txt"), "original").expect("write");
+
+    let host = Host::builder()
+        .approver(ApproveAll)
+        .plugin(
+            PluginConfig::new("hostile", plugin_path("hostile"))
+                .sha256(plugin_sha("hostile"))
+                .dir(&granted, "/docs", DirMode::ReadOnly),
+        )
+        .build()
+        .await
+        .expect("loads");
+    assert_eq!(
+        list(&host, "/docs").await.expect("first call"),
+        serde_json::json!(["original.txt"])
+    );
+
+    // The swap: the folder moves away, a symlink to `outside/` takes its
+    // name.
+    std::fs::rename(&granted, area.join("docs.moved")).expect("move away");
+    std::os::unix::fs::symlink(fixture.path("outside"), &granted).expect("symlink");
+
+    match list(&host, "/docs").await {
+        Ok(listing) => assert_eq!(listing, serde_json::json!(["original.txt"])),
+        Err(e) => assert!(!e.to_string().contains("secret.txt"), "{e}"),
+    }
+    let read = host
+        .call(
+            "hostile.read",
+            r#"{"path": "/docs/secret.txt"}"#,
+            &CallContext::new(),
+        )
+        .await;
+    assert!(
+        !matches!(&read, Ok(out) if out.value == serde_json::json!(SECRET)),
+        "the second call followed the swapped-in symlink: {read:?}"
+    );
+}
+
+/// The handle opened at load serves call after call (each call gets its
+/// own preopen of it, so nothing a call does to its descriptor table
+/// reaches the next).
+#[cfg(unix)]
+#[tokio::test]
+async fn one_open_grant_serves_every_call() {
+    let fixture = Fixture::new();
+    let granted = fixture.path("docs");
+    std::fs::create_dir(&granted).expect("mkdir");
+    std::fs::write(granted.join("a.txt"), "a").expect("write");
+    let host = Host::builder()
+        .approver(ApproveAll)
+        .plugin(
+            PluginConfig::new("hostile", plugin_path("hostile"))
+                .sha256(plugin_sha("hostile"))
+                .dir(&granted, "/docs", DirMode::ReadOnly),
+        )
+        .build()
+        .await
+        .expect("loads");
+    for _ in 0..3 {
+        assert_eq!(
+            list(&host, "/docs").await.expect("call"),
+            serde_json::json!(["a.txt"])
+        );
+    }
+}
