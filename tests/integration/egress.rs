@@ -41,6 +41,43 @@ async fn allowed_host_is_reached() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_reuses_one_connection_and_still_checks_every_request() {
+    on_both(|net| async move {
+        let host = net.host(vec![net.allowed_entry()], Limits::default()).await;
+        let keep = json!({"url": net.url("/keep"), "times": 5});
+        // A refused request to the same destination in between: a kept
+        // connection is no way past the gate.
+        let post = json!({"method": "POST", "url": net.url("/keep"), "body": "x"});
+        let outs = net.send(&host, json!([keep, post, keep])).await;
+        assert_eq!(outs.len(), 11, "{outs:?}");
+        for (i, out) in outs.iter().enumerate() {
+            if i == 5 {
+                assert_eq!(out["status"], Value::Null, "{out}");
+            } else {
+                assert_eq!(out["status"], 200, "{i}: {out}");
+                assert_eq!(out["body"], "kept", "{i}: {out}");
+            }
+        }
+        assert_eq!(net.allowed.hits(), 1, "ten requests, one connection");
+        let records = net.egress_records();
+        assert_eq!(records.len(), 11, "{records:?}");
+        assert_eq!(records[5]["allowed"], false, "{}", records[5]);
+        assert!(
+            records
+                .iter()
+                .enumerate()
+                .all(|(i, r)| i == 5 || r["allowed"] == true),
+            "{records:?}"
+        );
+        // No connection outlives its call: the next call opens its own.
+        let out = net.one(&host, json!({"url": net.url("/keep")})).await;
+        assert_eq!(out["status"], 200, "{out}");
+        assert_eq!(net.allowed.hits(), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlisted_host_is_denied() {
     on_both(|net| async move {
         let host = net.host(vec![net.allowed_entry()], Limits::default()).await;

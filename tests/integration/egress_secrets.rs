@@ -139,7 +139,7 @@ async fn plugin_cannot_set_the_injected_header_itself() {
 
 /// Every linear memory of the instance a core dump describes, rebuilt from
 /// its memory and data sections (the standard core dump format).
-fn memories_of(dump: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn memories_of(dump: &[u8]) -> Vec<Vec<u8>> {
     use wasmparser::{DataKind, Operator, Parser, Payload};
     let mut memories: Vec<Vec<u8>> = Vec::new();
     for payload in Parser::new(0).parse_all(dump) {
@@ -175,7 +175,7 @@ fn memories_of(dump: &[u8]) -> Vec<Vec<u8>> {
     memories
 }
 
-fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn holds(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 

@@ -174,6 +174,47 @@ async fn a_secret_source_error_reaches_the_plugin_scrubbed() {
         .await;
     assert_error(&out, "upstream", "lease for [redacted:api] expired");
     assert!(!out.to_string().contains("token-known-at-load"), "{out}");
+
+    // What the plugin itself held (its output is scrubbed again on the way
+    // out, so look in its memory): the scrubbed text, never the value.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = portcullis::SecretConfig::new("api", Chatty)
+        .destination(net.bound())
+        .inject(InjectEntry::header("X-Api-Key", "{}"));
+    let host = net
+        .host_with_secret_config(secret, |b| b.core_dumps(dir.path()))
+        .await;
+    let result = host
+        .call(
+            "egress.send",
+            &json!({
+                "requests": [{"url": net.url("/echo"), "secret": "api"}],
+                "then_abort": true,
+            })
+            .to_string(),
+            &CallContext::new(),
+        )
+        .await;
+    assert!(matches!(result, Err(Error::Crashed { .. })), "{result:?}");
+    let dump = std::fs::read_dir(dir.path())
+        .expect("dump dir")
+        .next()
+        .expect("a dump")
+        .expect("entry")
+        .path();
+    let memories = crate::egress_secrets::memories_of(&std::fs::read(dump).expect("read"));
+    assert!(
+        memories
+            .iter()
+            .any(|m| crate::egress_secrets::holds(m, b"lease for [redacted:api] expired")),
+        "the plugin got the scrubbed error"
+    );
+    for memory in &memories {
+        assert!(
+            !crate::egress_secrets::holds(memory, b"token-known-at-load-0000"),
+            "the secret value is in guest memory"
+        );
+    }
 }
 
 /// A vault that gives out a new token for every call, unknown at load.

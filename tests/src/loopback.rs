@@ -111,7 +111,9 @@ impl Canary {
 /// - `/drip`: 1000 bytes announced, one sent every 100 ms;
 /// - `/redirect?to=URL`: a 302 to `URL`;
 /// - `/cookie`: `hello` with a `set-cookie` header;
-/// - `/te-gzip`: `hello`, framed `transfer-encoding: gzip, chunked`.
+/// - `/te-gzip`: `hello`, framed `transfer-encoding: gzip, chunked`;
+/// - `/keep`: `kept`, keeping the connection open for the next request
+///   (every other route closes it).
 #[derive(Debug)]
 pub struct Allowed {
     /// Its address.
@@ -222,15 +224,21 @@ pub async fn read_request(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> O
 }
 
 async fn serve(mut stream: TcpStream, heads: Arc<std::sync::Mutex<Vec<String>>>) {
+    while serve_one(&mut stream, &heads).await {}
+    let _ = stream.shutdown().await;
+}
+
+/// Answers one request on `stream`; whether the connection stays open.
+async fn serve_one(stream: &mut TcpStream, heads: &std::sync::Mutex<Vec<String>>) -> bool {
     let Some(ReadRequest {
         head,
         method,
         target,
         headers,
         body,
-    }) = read_request(&mut stream).await
+    }) = read_request(stream).await
     else {
-        return;
+        return false;
     };
     heads
         .lock()
@@ -270,10 +278,10 @@ async fn serve(mut stream: TcpStream, heads: Arc<std::sync::Mutex<Vec<String>>>)
             let block = vec![b'x'; 64 << 10];
             for _ in 0..32 {
                 if stream.write_all(&block).await.is_err() {
-                    return;
+                    return false;
                 }
             }
-            return;
+            return false;
         }
         "/bomb" => {
             let mut enc =
@@ -288,11 +296,11 @@ async fn serve(mut stream: TcpStream, heads: Arc<std::sync::Mutex<Vec<String>>>)
                 .await;
             for _ in 0..1000 {
                 if stream.write_all(b"x").await.is_err() {
-                    return;
+                    return false;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            return;
+            return false;
         }
         "/redirect" => {
             let to = query.strip_prefix("to=").unwrap_or("/hello");
@@ -312,8 +320,12 @@ async fn serve(mut stream: TcpStream, heads: Arc<std::sync::Mutex<Vec<String>>>)
             out.extend_from_slice(b"\r\n0\r\n\r\n");
             out
         }
+        "/keep" => {
+            let kept = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nkept";
+            return stream.write_all(kept).await.is_ok();
+        }
         _ => respond("404 Not Found", "", b"not found"),
     };
     let _ = stream.write_all(&response).await;
-    let _ = stream.shutdown().await;
+    false
 }

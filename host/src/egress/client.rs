@@ -2,14 +2,22 @@
 //! address the gate checked (no second lookup, no proxy), speaks TLS that
 //! verifies the original host name, and reads the response body under a
 //! byte cap while it streams, decompressing under the same cap.
+//!
+//! Connections are kept alive for the rest of the call in its [`Pool`],
+//! keyed by the checked destination they were opened to (the address
+//! connected, with its port, and the TLS name verified): a request reuses
+//! one only when that address is among its own checked addresses and the
+//! TLS name is the same, after the gate's checks ran for it. They end with
+//! the call.
 
 use crate::policy::allowlist::Target;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -120,34 +128,121 @@ fn config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
-/// Sends `out` and reads the whole response within `bounds`.
+/// Most kept-alive connections one call holds.
+const MAX_IDLE: usize = 4;
+
+/// The checked destination a connection was opened to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Key {
+    /// The address (and port) connected to: one the gate checked.
+    addr: SocketAddr,
+    /// The name the server's certificate was verified for; `None` for
+    /// plain HTTP.
+    tls_name: Option<String>,
+}
+
+/// One HTTP/1.1 connection: its sender, and the task driving it (aborted
+/// when the connection is dropped).
+struct Conn {
+    key: Key,
+    sender: SendRequest<Full<Bytes>>,
+    _driver: AbortOnDrop<hyper::Result<()>>,
+}
+
+/// The kept-alive connections of one call (see the module docs).
+#[derive(Default)]
+pub(crate) struct Pool {
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl Pool {
+    /// An idle connection to one of `addrs` (in the resolver's order, as a
+    /// new connection would try them) verified for `tls_name`.
+    fn take(&self, addrs: &[SocketAddr], tls_name: Option<&str>) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        addrs.iter().find_map(|addr| {
+            let i = idle
+                .iter()
+                .position(|c| c.key.addr == *addr && c.key.tls_name.as_deref() == tls_name)?;
+            Some(idle.swap_remove(i))
+        })
+    }
+
+    /// Like [`take`](Self::take), skipping connections the server closed.
+    async fn checkout(&self, addrs: &[SocketAddr], tls_name: Option<&str>) -> Option<Conn> {
+        while let Some(mut conn) = self.take(addrs, tls_name) {
+            if conn.sender.ready().await.is_ok() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for the call's next request, unless it is closing.
+    fn put(&self, conn: Conn) {
+        if conn.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() >= MAX_IDLE {
+            idle.remove(0);
+        }
+        idle.push(conn);
+    }
+
+    /// Closes every kept connection: the call is over.
+    pub(crate) fn clear(&self) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// Sends `out` and reads the whole response within `bounds`, on a
+/// kept-alive connection of `pool` to one of the checked addresses if there
+/// is one, else on a new one.
 pub(crate) async fn send(
     out: Outgoing<'_>,
     bounds: Bounds,
     tls: &Tls,
+    pool: &Pool,
 ) -> Result<Incoming, ClientError> {
     let connect_by = bounds.deadline.min(Instant::now() + bounds.connect_timeout);
-    let tcp = connect(&out, connect_by).await?;
-    let _ = tcp.set_nodelay(true);
-    let exchange = async {
-        if out.target.scheme == "https" {
-            let name = out
-                .target
-                .host
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            let server_name = ServerName::try_from(name.to_string())
-                .map_err(|e| ClientError::Upstream(format!("invalid TLS name `{name}`: {e}")))?;
-            let tls = TlsConnector::from(Arc::clone(&tls.0))
-                .connect(server_name, tcp)
-                .await
-                .map_err(|e| ClientError::Upstream(format!("TLS with `{name}` failed: {e}")))?;
-            exchange(tls, &out, bounds.max_response).await
-        } else {
-            exchange(tcp, &out, bounds.max_response).await
-        }
+    let tls_name = (out.target.scheme == "https").then(|| {
+        out.target
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    });
+    let tls_name = tls_name.as_deref();
+    let upstream =
+        |e: hyper::Error| ClientError::Upstream(format!("`{}`: {e}", out.target.origin()));
+    let work = async {
+        let (mut conn, reused) = match pool.checkout(&out.addrs, tls_name).await {
+            Some(conn) => (conn, true),
+            None => (open(&out, connect_by, tls, tls_name).await?, false),
+        };
+        let response = match conn.sender.try_send_request(request(&out)?).await {
+            Ok(response) => response,
+            // A kept connection the server closed before the request left:
+            // the same request, unsent, on a new one.
+            Err(mut e) if reused => match e.take_message() {
+                Some(request) => {
+                    conn = open(&out, connect_by, tls, tls_name).await?;
+                    conn.sender.send_request(request).await.map_err(upstream)?
+                }
+                None => return Err(upstream(e.into_error())),
+            },
+            Err(e) => return Err(upstream(e.into_error())),
+        };
+        let incoming = read(response, &out, bounds.max_response).await?;
+        // Read to its end: the connection may carry the call's next request.
+        pool.put(conn);
+        Ok(incoming)
     };
-    match tokio::time::timeout_at(bounds.deadline, exchange).await {
+    match tokio::time::timeout_at(bounds.deadline, work).await {
         Ok(result) => result,
         Err(_) => Err(ClientError::Timeout(format!(
             "`{}` did not answer completely before the deadline",
@@ -156,10 +251,63 @@ pub(crate) async fn send(
     }
 }
 
+/// A new connection to the first checked address that accepts one, with
+/// TLS verifying `tls_name` when there is one.
+async fn open(
+    out: &Outgoing<'_>,
+    connect_by: Instant,
+    tls: &Tls,
+    tls_name: Option<&str>,
+) -> Result<Conn, ClientError> {
+    let (tcp, addr) = connect(out, connect_by).await?;
+    let _ = tcp.set_nodelay(true);
+    let (sender, driver) = match tls_name {
+        Some(name) => {
+            let server_name = ServerName::try_from(name.to_string())
+                .map_err(|e| ClientError::Upstream(format!("invalid TLS name `{name}`: {e}")))?;
+            let stream = TlsConnector::from(Arc::clone(&tls.0))
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| ClientError::Upstream(format!("TLS with `{name}` failed: {e}")))?;
+            handshake(stream, out).await?
+        }
+        None => handshake(tcp, out).await?,
+    };
+    Ok(Conn {
+        key: Key {
+            addr,
+            tls_name: tls_name.map(str::to_string),
+        },
+        sender,
+        _driver: driver,
+    })
+}
+
+async fn handshake<IO>(
+    io: IO,
+    out: &Outgoing<'_>,
+) -> Result<(SendRequest<Full<Bytes>>, AbortOnDrop<hyper::Result<()>>), ClientError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(MAX_RESPONSE_HEAD)
+        .handshake::<_, Full<Bytes>>(TokioIo::new(io))
+        .await
+        .map_err(|e| ClientError::Upstream(format!("`{}`: {e}", out.target.origin())))?;
+    // The connection task dies with its connection: when the request
+    // fails, or when the call's pool is cleared, so nothing outlives the
+    // call.
+    Ok((sender, AbortOnDrop(tokio::spawn(conn))))
+}
+
 /// The first of the checked addresses that accepts a connection by
 /// `connect_by`, tried in the resolver's order (a name whose first address
-/// is `::1` still reaches a server on `127.0.0.1`).
-async fn connect(out: &Outgoing<'_>, connect_by: Instant) -> Result<TcpStream, ClientError> {
+/// is `::1` still reaches a server on `127.0.0.1`), and that address.
+async fn connect(
+    out: &Outgoing<'_>,
+    connect_by: Instant,
+) -> Result<(TcpStream, SocketAddr), ClientError> {
     let mut failures = Vec::new();
     for addr in &out.addrs {
         match tokio::time::timeout_at(connect_by, TcpStream::connect(addr)).await {
@@ -170,7 +318,7 @@ async fn connect(out: &Outgoing<'_>, connect_by: Instant) -> Result<TcpStream, C
                 )));
             }
             Ok(Err(e)) => failures.push(format!("{addr}: {e}")),
-            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Ok(tcp)) => return Ok((tcp, *addr)),
         }
     }
     Err(ClientError::Upstream(format!(
@@ -202,21 +350,8 @@ pub(crate) async fn off_the_runtime<T: Send + 'static>(
         .map_err(|e| format!("processing the response failed: {e}"))
 }
 
-async fn exchange<IO>(io: IO, out: &Outgoing<'_>, max: u64) -> Result<Incoming, ClientError>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let upstream =
-        |e: hyper::Error| ClientError::Upstream(format!("`{}`: {e}", out.target.origin()));
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(MAX_RESPONSE_HEAD)
-        .handshake::<_, Full<Bytes>>(TokioIo::new(io))
-        .await
-        .map_err(upstream)?;
-    // The connection task dies with this request: aborted below whatever
-    // happens, so nothing outlives the call.
-    let driver = AbortOnDrop(tokio::spawn(conn));
-
+/// The request as it goes on the wire.
+fn request(out: &Outgoing<'_>) -> Result<http::Request<Full<Bytes>>, ClientError> {
     let default_port = if out.target.scheme == "https" {
         443
     } else {
@@ -235,10 +370,19 @@ where
     for (name, value) in &out.headers {
         builder = builder.header(name, value);
     }
-    let request = builder
+    builder
         .body(Full::new(Bytes::from(out.body.clone())))
-        .map_err(|e| ClientError::Upstream(format!("cannot build the request: {e}")))?;
-    let response = sender.send_request(request).await.map_err(upstream)?;
+        .map_err(|e| ClientError::Upstream(format!("cannot build the request: {e}")))
+}
+
+/// The whole response, its body read under `max` and decoded.
+async fn read(
+    response: http::Response<hyper::body::Incoming>,
+    out: &Outgoing<'_>,
+    max: u64,
+) -> Result<Incoming, ClientError> {
+    let upstream =
+        |e: hyper::Error| ClientError::Upstream(format!("`{}`: {e}", out.target.origin()));
     let status = response.status().as_u16();
     let mut headers = Vec::new();
     let mut encoding = String::from("identity");
@@ -285,7 +429,6 @@ where
             raw.extend_from_slice(&data);
         }
     }
-    drop(driver);
     // Decompressing costs what the output does, up to `max`, whatever the
     // input's size: any encoded body is decoded off the runtime.
     let work = if matches!(encoding.as_str(), "" | "identity") {
@@ -358,8 +501,54 @@ pub(crate) fn decode(encoding: &str, raw: Vec<u8>, max: u64) -> Result<Vec<u8>, 
 
 #[cfg(test)]
 mod tests {
-    use super::{Decode, decode};
+    use super::{Conn, Decode, Key, Pool, decode};
     use std::io::Write;
+    use std::net::SocketAddr;
+
+    /// A live connection to a loopback listener, filed under `addr` and
+    /// `tls_name` (whatever it really reached).
+    async fn conn(addr: SocketAddr, tls_name: Option<&str>) -> Conn {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let tcp = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (sender, driver) = hyper::client::conn::http1::Builder::new()
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .expect("handshake");
+        Conn {
+            key: Key {
+                addr,
+                tls_name: tls_name.map(str::to_string),
+            },
+            sender,
+            _driver: super::AbortOnDrop(tokio::spawn(driver)),
+        }
+    }
+
+    #[tokio::test]
+    async fn kept_connections_serve_only_their_checked_address_and_tls_name() {
+        let a: SocketAddr = "127.0.0.1:443".parse().expect("addr");
+        let b: SocketAddr = "127.0.0.2:443".parse().expect("addr");
+        let other_port: SocketAddr = "127.0.0.1:8443".parse().expect("addr");
+        let pool = Pool::default();
+        pool.put(conn(a, Some("api.example.com")).await);
+        assert!(pool.take(&[b], Some("api.example.com")).is_none());
+        assert!(pool.take(&[other_port], Some("api.example.com")).is_none());
+        assert!(pool.take(&[a], Some("evil.example.com")).is_none());
+        assert!(pool.take(&[a], None).is_none());
+        let taken = pool.take(&[b, a], Some("api.example.com")).expect("kept");
+        assert_eq!(taken.key.addr, a);
+        assert!(
+            pool.take(&[a], Some("api.example.com")).is_none(),
+            "taken once"
+        );
+        pool.put(taken);
+        pool.clear();
+        assert!(pool.take(&[a], Some("api.example.com")).is_none());
+    }
 
     fn gzip(data: &[u8]) -> Vec<u8> {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());

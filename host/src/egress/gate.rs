@@ -333,7 +333,7 @@ impl CallEgress {
         bounds: client::Bounds,
         carried_secret: bool,
     ) -> Result<GuestResponse, Refusal> {
-        let incoming = client::send(outgoing, bounds, &self.grants.network.tls)
+        let incoming = client::send(outgoing, bounds, &self.grants.network.tls, &self.pool)
             .await
             .map_err(|e| {
                 Refusal::Failed(match e {

@@ -32,9 +32,11 @@
 //! 11. `connect` ([`client`]): an `egress_sent` record (method, checked
 //!     destination, secret name) is written to the audit sink and
 //!     acknowledged, then the connection goes to exactly the checked address, with TLS verifying
-//!     the original name; the response is capped while it streams, the
-//!     whole exchange ends by the request's deadline, and what comes back
-//!     is scrubbed of every secret value before the plugin sees it.
+//!     the original name (or on a connection of this call kept alive to
+//!     that same checked address and name); the response is capped while
+//!     it streams, the whole exchange ends by the request's deadline, and
+//!     what comes back is scrubbed of every secret value before the plugin
+//!     sees it.
 //!
 //! Redirects are never followed: a 3xx goes back to the plugin, whose next
 //! request is checked like any other. Each attempt, allowed or not, ends as
@@ -102,6 +104,7 @@ impl PluginEgress {
             log,
             tally: Mutex::new(Tally::default()),
             in_flight: tokio::sync::Semaphore::new(caps::HTTP_IN_FLIGHT),
+            pool: client::Pool::default(),
         }
     }
 }
@@ -139,6 +142,8 @@ pub(crate) struct CallEgress {
     tally: Mutex<Tally>,
     /// One request in flight at a time ([`caps::HTTP_IN_FLIGHT`]).
     in_flight: tokio::sync::Semaphore,
+    /// The call's kept-alive connections, by checked destination.
+    pool: client::Pool,
 }
 
 impl CallEgress {
@@ -176,10 +181,12 @@ impl CallEgress {
         }
     }
 
-    /// Ends the call's egress: nothing more starts. Requests already under
-    /// way end with the store, which aborts their tasks.
+    /// Ends the call's egress: nothing more starts, and kept-alive
+    /// connections close. Requests already under way end with the store,
+    /// which aborts their tasks.
     pub(crate) fn close(&self) {
         self.in_flight.close();
+        self.pool.clear();
     }
 
     /// Counts, checks and, if allowed, sends one request.
