@@ -80,7 +80,9 @@ pub use audit::{
     MAX_RECORDED_ARGUMENTS, StderrSink, TamperKind, verify_log,
 };
 pub use descriptor::{ToolDescriptor, descriptor_json};
-pub use egress::{ResolveFuture, Resolver, SystemResolver};
+pub use egress::{
+    DEFAULT_FIXTURE_ADDRESS, Fixture, Fixtures, Received, ResolveFuture, Resolver, SystemResolver,
+};
 pub use error::{Error, Limit, ToolError};
 pub use formats::{ExportedTools, ToolFormat, ToolNames, export_tools};
 pub use hash::sha256_hex;

@@ -125,3 +125,123 @@ fn a_manifest_without_tests_files_is_a_configuration_error() {
     let out = portcullis(&[Path::new("test"), &dir.path().join("portcullis.toml")]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }
+
+#[test]
+fn fixture_cases_run_through_the_egress_gate_and_never_show_the_secret() {
+    // The bundled suite: a fixture-served success, denials, a secret
+    // injection assertion and limit hits.
+    let manifest = root().join("plugins/tests/tracker/portcullis.toml");
+    let out = portcullis(&[Path::new("test"), &manifest]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("lists the tracker's issues"), "{stdout}");
+
+    // A case claiming the bound secret does not arrive fails, naming the
+    // header and never its value.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = "fixture-test-token-0123456789";
+    std::fs::write(dir.path().join("tracker.token"), token).expect("token");
+    let component = root().join("plugins/dist/issues.wasm");
+    let sha = text(&portcullis(&[Path::new("hash"), &component]).stdout);
+    let sha = sha.split_whitespace().next().expect("a hash");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        format!(
+            r#"[secrets.tracker]
+source = "file:tracker.token"
+destinations = ["https://issues.example.com/api/v1"]
+inject = {{ header = "Authorization", format = "Bearer {{}}" }}
+
+[plugins.issues]
+source = {:?}
+sha256 = "{sha}"
+http = ["https://issues.example.com/api/v1/"]
+secrets = ["tracker"]
+"#,
+            component.display().to_string()
+        ),
+    )
+    .expect("write manifest");
+    std::fs::create_dir(dir.path().join("tests")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("tests/issues.toml"),
+        r#"
+[[case]]
+name = "claims no credential is sent"
+tool = "list"
+expect.output = { count = 0 }
+[[case.fixture]]
+url = "https://issues.example.com/api/v1/issues?limit=20"
+json = []
+absent_headers = ["authorization"]
+"#,
+    )
+    .expect("write tests");
+    let out = portcullis(&[Path::new("test"), &dir.path().join("portcullis.toml")]);
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("received a `authorization` header"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(token) && !stderr.contains(token),
+        "{stdout}\n{stderr}"
+    );
+}
+
+#[test]
+fn a_writing_case_leaves_the_granted_folder_untouched() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::write(data.join("a.txt"), "original").expect("write");
+    let component = root().join("plugins/dist/files.wasm");
+    let sha = text(&portcullis(&[Path::new("hash"), &component]).stdout);
+    let sha = sha.split_whitespace().next().expect("a hash");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        format!(
+            "[plugins.files]\nsource = {:?}\nsha256 = \"{sha}\"\ndirs = [{{ host = \"data\", guest = \"/data\", mode = \"read-write\" }}]\n",
+            component.display().to_string()
+        ),
+    )
+    .expect("write manifest");
+    std::fs::create_dir(dir.path().join("tests")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("tests/files.toml"),
+        r#"
+[[case]]
+name = "writes a new file"
+tool = "write_file"
+arguments = { path = "/data/new.txt", content = "written by a case" }
+expect.output = {}
+
+[[case]]
+name = "overwrites an existing file"
+tool = "write_file"
+arguments = { path = "/data/a.txt", content = "changed" }
+expect.output = {}
+
+[[case]]
+name = "each case starts from the original folder"
+tool = "read_file"
+arguments = { path = "/data/new.txt" }
+expect.error = "not-found"
+"#,
+    )
+    .expect("write tests");
+    let out = portcullis(&[Path::new("test"), &dir.path().join("portcullis.toml")]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.ends_with("3 passed, 0 failed\n"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("a.txt")).expect("read"),
+        "original"
+    );
+    assert!(
+        !data.join("new.txt").exists(),
+        "the case wrote into the author's folder"
+    );
+}

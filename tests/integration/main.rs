@@ -15,6 +15,7 @@ mod egress;
 mod egress_limits;
 mod egress_secrets;
 mod escapes;
+mod fixtures;
 mod grants;
 mod imports;
 mod isolation;

@@ -119,7 +119,7 @@ pub(crate) fn main() -> ExitCode {
         }
         Command::New(args) => new::run(&args),
         Command::Test(args) => {
-            runtime().and_then(|rt| rt.block_on(test::run(&args, host(&args.manifest, &cache))))
+            runtime().and_then(|rt| rt.block_on(test::run(&args, |m| host(m, &cache))))
         }
         Command::Inspect(args) => runtime().and_then(|rt| rt.block_on(inspect::run(&args))),
         Command::Tools(args) => {

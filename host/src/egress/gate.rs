@@ -333,15 +333,18 @@ impl CallEgress {
         bounds: client::Bounds,
         carried_secret: bool,
     ) -> Result<GuestResponse, Refusal> {
-        let incoming = client::send(outgoing, bounds, &self.grants.network.tls, &self.pool)
-            .await
-            .map_err(|e| {
-                Refusal::Failed(match e {
-                    client::ClientError::Timeout(m) => EgressError::Timeout(m),
-                    client::ClientError::TooLarge(m) => EgressError::TooLarge(m),
-                    client::ClientError::Upstream(m) => EgressError::Upstream(m),
-                })
-            })?;
+        let sent = match &self.grants.network.fixtures {
+            // Tests only (`HostBuilder::http_fixtures`): served offline.
+            Some(fixtures) => fixtures.send(outgoing, bounds).await,
+            None => client::send(outgoing, bounds, &self.grants.network.tls, &self.pool).await,
+        };
+        let incoming = sent.map_err(|e| {
+            Refusal::Failed(match e {
+                client::ClientError::Timeout(m) => EgressError::Timeout(m),
+                client::ClientError::TooLarge(m) => EgressError::TooLarge(m),
+                client::ClientError::Upstream(m) => EgressError::Upstream(m),
+            })
+        })?;
         // Whatever comes back (an echo, an error page) loses every secret
         // value, including one fetched for this call, before the plugin
         // sees it.

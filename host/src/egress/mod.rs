@@ -53,12 +53,14 @@
 pub(crate) mod address;
 mod attach;
 mod client;
+mod fixture;
 mod gate;
 mod request;
 mod resolve;
 mod tally;
 
 pub(crate) use client::Tls;
+pub use fixture::{DEFAULT_FIXTURE_ADDRESS, Fixture, Fixtures, Received};
 pub(crate) use request::{EgressError, GuestRequest, GuestResponse, GuestTimeouts, SecretChoice};
 pub use resolve::{ResolveFuture, Resolver, SystemResolver};
 pub(crate) use tally::{CallLog, Reservation, SharedCallLog, Suspicious};
@@ -123,6 +125,8 @@ pub(crate) struct CallFacts {
 pub(crate) struct Network {
     pub(crate) resolver: Arc<dyn Resolver>,
     pub(crate) tls: Tls,
+    /// Tests only: the send is served from these, never the network.
+    pub(crate) fixtures: Option<Arc<fixture::Fixtures>>,
 }
 
 /// The egress state of one call, shared by both HTTP interfaces (a

@@ -6,7 +6,7 @@
 use super::Host;
 use crate::approval::{Approver, DenyAll};
 use crate::audit::{AuditLog, AuditSink, FileSink};
-use crate::egress::{Network, Resolver, SystemResolver, Tls};
+use crate::egress::{Fixtures, Network, Resolver, SystemResolver, Tls};
 use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::plugin::CompileCache;
@@ -55,6 +55,7 @@ pub struct HostBuilder {
     cache_dir: Option<PathBuf>,
     secrets: Vec<SecretConfig>,
     resolver: Option<Arc<dyn Resolver>>,
+    fixtures: Option<Arc<Fixtures>>,
     /// Extra HTTPS roots, as PEM.
     roots: Vec<Vec<u8>>,
     core_dumps: Option<PathBuf>,
@@ -75,6 +76,7 @@ impl std::fmt::Debug for HostBuilder {
             .field("screen", &self.screen)
             .field("secrets", &self.secrets)
             .field("resolver", &self.resolver.is_some())
+            .field("fixtures", &self.fixtures.is_some())
             .field("roots", &self.roots.len())
             .field("core_dumps", &self.core_dumps)
             .field("pool", &self.pool)
@@ -155,6 +157,19 @@ impl HostBuilder {
     /// against the blocked ranges.
     pub fn resolver(mut self, resolver: impl Resolver) -> Self {
         self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// For testing only (`portcullis test`): every HTTP request that passes
+    /// the egress gate is answered from `fixtures` instead of the network,
+    /// and host names resolve to the addresses the fixtures declare (a name
+    /// none declares does not resolve). Every check of the gate, secret
+    /// injection, limits, scrubbing and audit records run as in production;
+    /// the requests are recorded as an upstream would receive them,
+    /// secrets included, so never give fixtures to a production host.
+    pub fn http_fixtures(mut self, fixtures: Arc<Fixtures>) -> Self {
+        self.resolver = Some(Arc::new(Arc::clone(&fixtures)));
+        self.fixtures = Some(fixtures);
         self
     }
 
@@ -360,6 +375,7 @@ impl HostBuilder {
             network: Network {
                 resolver: self.resolver.unwrap_or_else(|| Arc::new(SystemResolver)),
                 tls: tls(&self.roots, &origin)?,
+                fixtures: self.fixtures,
             },
         };
         Host::load(policies, &origin, settings).await

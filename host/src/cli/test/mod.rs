@@ -5,16 +5,24 @@
 //! expected: an output matched as a JSON subset, JSON Pointer equalities,
 //! or a typed error kind. The host is built from the manifest exactly as
 //! `portcullis call` builds it (pins, grants, limits, egress), except that
-//! every approval is granted, so a case tests the tool, not the approver.
+//! every approval is granted, so a case tests the tool, not the approver,
+//! and HTTP is served offline by the case's fixtures ([`fixtures`]) behind
+//! the real egress gate.
 //! Results print as a table with a `N passed, N failed` line, as JSON or as
 //! JUnit XML; any failure exits with 1.
 
+mod copies;
+mod fixtures;
+
 use super::Failure;
-use portcullis::{ApprovalRequest, Approver, CallContext, Decision, Error, HostBuilder, ToolError};
+use portcullis::{
+    ApprovalRequest, Approver, CallContext, Decision, Error, Fixtures, HostBuilder, ToolError,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
@@ -32,6 +40,27 @@ A tests file (tests/PLUGIN.toml beside the manifest):
   tool = \"read_file\"
   arguments = { path = \"/sample/none\" }
   expect.error = \"not-found\"
+
+  [[case]]
+  name = \"the token goes to the tracker\"
+  tool = \"list\"
+  expect.output = { count = 0 }
+  [[case.fixture]]                        # served offline by the real gate
+  method = \"GET\"                          # default GET
+  url = \"https://issues.example.com/api/v1/issues?limit=20\"
+  request_body = \"...\"                    # optional: the body must equal it
+  addresses = [\"8.8.8.8\"]                 # what the host resolves to (default)
+  status = 200                            # default 200
+  headers = { etag = \"x\" }
+  json = []                               # or body = \"text\"
+  delay_ms = 0
+  expect_headers = [\"authorization\"]      # must arrive; value never in the result
+  absent_headers = [\"cookie\"]             # must not arrive
+
+Every request passes the egress gate as in production (allowlist, address
+check, method and path rules, secret binding and injection, limits, audit
+records); only the send is answered by the case's fixtures. A host name
+resolves only to its fixtures' addresses, so nothing reaches the network.
 
 Error kinds: invalid-input, not-found, denied, internal (the tool's own),
 validation (arguments refused by the schema), limit or limit:NAME (fuel,
@@ -77,6 +106,9 @@ struct Case {
     #[serde(default = "empty_object")]
     arguments: Value,
     expect: Expect,
+    /// The HTTP exchanges the case serves offline.
+    #[serde(default)]
+    fixture: Vec<fixtures::Spec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,8 +144,20 @@ impl Approver for ApproveAll {
     }
 }
 
-pub(crate) async fn run(args: &Args, host: HostBuilder) -> Result<ExitCode, Failure> {
-    let host = host.approver(ApproveAll).build().await?;
+/// Runs the cases; `make` gives a host builder for a manifest (the one
+/// given, or a per-case copy granting temporary copies of its folders).
+pub(crate) async fn run(
+    args: &Args,
+    make: impl Fn(&Path) -> HostBuilder,
+) -> Result<ExitCode, Failure> {
+    let served = Arc::new(Fixtures::default());
+    let build = |manifest: &Path| {
+        make(manifest)
+            .approver(ApproveAll)
+            .http_fixtures(Arc::clone(&served))
+            .build()
+    };
+    let host = build(&args.manifest).await?;
     let base = args
         .manifest
         .parent()
@@ -140,14 +184,37 @@ pub(crate) async fn run(args: &Args, host: HostBuilder) -> Result<ExitCode, Fail
                 continue;
             }
             let qualified = format!("{}.{}", policy.name, case.tool);
-            let result = host
-                .call(&qualified, &case.arguments.to_string(), &CallContext::new())
-                .await
-                .map(|out| out.value);
+            served.set(case.fixture.iter().map(fixtures::Spec::fixture).collect());
+            let arguments = case.arguments.to_string();
+            let writable = policy
+                .dirs
+                .iter()
+                .any(|d| d.mode == portcullis::DirMode::ReadWrite);
+            let result = if !writable {
+                host.call(&qualified, &arguments, &CallContext::new()).await
+            } else {
+                // A plugin that may write gets fresh copies of its folders
+                // per case: the author's stay as they are. (Read-only
+                // grants cannot be changed; copying them costs a load.)
+                let copies = copies::Copies::make(&args.manifest, policy)?;
+                let copied = build(&copies.manifest()).await?;
+                copied
+                    .call(&qualified, &arguments, &CallContext::new())
+                    .await
+            }
+            .map(|out| out.value);
+            let shown = match &result {
+                Ok(value) => value.to_string(),
+                Err(e) => e.to_string(),
+            };
+            let received = served.take_received();
+            let failure = judge(&case.expect, result)
+                .and_then(|()| fixtures::judge(&case.fixture, &received, &shown))
+                .err();
             outcomes.push(Outcome {
                 plugin: policy.name.clone(),
                 tool: case.tool.clone(),
-                failure: judge(&case.expect, result).err(),
+                failure,
                 case: case.name,
             });
         }
@@ -205,6 +272,10 @@ fn read_cases(base: &Path, plugin: &str) -> Result<Option<Vec<Case>>, Failure> {
             hint: Some("see `portcullis test --help` for the format".into()),
         })?;
         for case in &file.case {
+            fixtures::check(&case.fixture).map_err(|why| Failure::Config {
+                message: format!("`{}`: case `{}`: {why}", path.display(), case.name),
+                hint: Some("see `portcullis test --help` for the format".into()),
+            })?;
             let e = &case.expect;
             if e.error.is_some() && (e.output.is_some() || !e.pointers.is_empty()) {
                 return Err(Failure::Config {
