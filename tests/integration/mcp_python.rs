@@ -165,3 +165,15 @@ fn python_elicitation_callback_accepting_runs_the_call_in_auto_mode() {
         "{log}"
     );
 }
+
+#[test]
+fn python_elicitation_callback_declining_refuses_the_call_in_auto_mode() {
+    let Some(log) = run_client_with("stdio_elicitation.py", &["auto", "decline"]) else {
+        return;
+    };
+    assert!(
+        log.contains("declined by a person through MCP elicitation (input_required"),
+        "{log}"
+    );
+    assert!(!log.contains("\"approved\":true"), "{log}");
+}
