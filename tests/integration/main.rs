@@ -21,6 +21,7 @@ mod imports;
 mod isolation;
 mod limits;
 mod mcp;
+mod mcp_approvals;
 mod mcp_python;
 mod output;
 mod pinning;

@@ -460,3 +460,50 @@ fn sigterm_ends_the_server_cleanly() {
         .expect("audit verify runs");
     assert!(verify.status.success(), "{verify:?}");
 }
+
+#[test]
+fn notifications_cancelled_cancels_the_call_and_the_audit_says_cancelled() {
+    let setup = Setup::new();
+    let mut server = setup.serve();
+    server.initialize();
+    let id = 7_001;
+    server.send(&json!({
+        "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "hostile.sleep", "arguments": {}},
+    }));
+    // Cancel once the call is on the record (it has started).
+    wait_for_audit(&setup, |log| log.contains("hostile.sleep"));
+    server.send(&json!({
+        "jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": id, "reason": "the user gave up"},
+    }));
+    // The call (an hour's sleep, a 60 s limit) ends now, with stdin still
+    // open: the notification ended it, not the shutdown.
+    let log = wait_for_audit(&setup, |log| {
+        log.lines()
+            .any(|l| l.contains("hostile.sleep") && l.contains("\"outcome\""))
+    });
+    let ended = log
+        .lines()
+        .find(|l| l.contains("hostile.sleep") && l.contains("\"outcome\""))
+        .expect("the end record");
+    assert!(ended.contains("\"outcome\":\"cancelled\""), "{ended}");
+    // The server goes on serving.
+    let next = server.call("json.length", json!({"value": [1, 2]}));
+    assert_ne!(next["result"]["isError"], true, "{next}");
+    server.finish();
+}
+
+/// The audit log once `done` holds for it. The bound is a guard against
+/// a hung server, not a timed assertion.
+fn wait_for_audit(setup: &Setup, done: impl Fn(&str) -> bool) -> String {
+    for _ in 0..1_200 {
+        if let Ok(log) = std::fs::read_to_string(setup.audit())
+            && done(&log)
+        {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the audit log never showed what was waited for");
+}

@@ -88,14 +88,19 @@ fn run(command: &mut Command) -> Result<(), String> {
     }
 }
 
-fn run_client(script: &str, mode: &str) {
-    let Some(python) = python() else { return };
+fn run_client(script: &str, mode: &str) -> Option<String> {
+    run_client_with(script, &[mode])
+}
+
+/// Runs `script BIN MANIFEST ARGS...`; returns the audit log.
+fn run_client_with(script: &str, args: &[&str]) -> Option<String> {
+    let python = python()?;
     let setup = Setup::new();
     let output = Command::new(python)
         .arg(repo_root().join("tests/python").join(script))
         .arg(portcullis_bin())
         .arg(setup.manifest())
-        .arg(mode)
+        .args(args)
         .env("PORTCULLIS_CACHE_DIR", setup.dir.path().join("cache"))
         .output()
         .expect("the client runs");
@@ -104,6 +109,7 @@ fn run_client(script: &str, mode: &str) {
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("all checks passed"), "{stdout}\n{stderr}");
     assert_audit_verifies(&setup.audit());
+    Some(std::fs::read_to_string(setup.audit()).expect("audit log"))
 }
 
 fn assert_audit_verifies(log: &Path) {
@@ -123,4 +129,51 @@ fn python_client_in_auto_mode_uses_the_2026_era() {
 #[test]
 fn python_client_in_legacy_mode_uses_initialize() {
     run_client("stdio_client.py", "legacy");
+}
+
+#[test]
+fn python_elicitation_callback_accepting_runs_the_call_in_legacy_mode() {
+    let Some(log) = run_client_with("stdio_elicitation.py", &["legacy", "accept"]) else {
+        return;
+    };
+    assert!(log.contains("\"approved\":true"), "{log}");
+    assert!(
+        log.contains("through MCP elicitation (elicitation/create"),
+        "{log}"
+    );
+}
+
+#[test]
+fn python_elicitation_callback_declining_refuses_the_call_in_legacy_mode() {
+    let Some(log) = run_client_with("stdio_elicitation.py", &["legacy", "decline"]) else {
+        return;
+    };
+    assert!(
+        log.contains("declined by a person through MCP elicitation"),
+        "{log}"
+    );
+    assert!(!log.contains("\"approved\":true"), "{log}");
+}
+
+#[test]
+fn python_elicitation_callback_accepting_runs_the_call_in_auto_mode() {
+    let Some(log) = run_client_with("stdio_elicitation.py", &["auto", "accept"]) else {
+        return;
+    };
+    assert!(
+        log.contains("through MCP elicitation (input_required"),
+        "{log}"
+    );
+}
+
+#[test]
+fn python_elicitation_callback_declining_refuses_the_call_in_auto_mode() {
+    let Some(log) = run_client_with("stdio_elicitation.py", &["auto", "decline"]) else {
+        return;
+    };
+    assert!(
+        log.contains("declined by a person through MCP elicitation (input_required"),
+        "{log}"
+    );
+    assert!(!log.contains("\"approved\":true"), "{log}");
 }

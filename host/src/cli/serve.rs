@@ -7,8 +7,8 @@
 //! cancelled, recorded, and the audit log flushed.
 
 use super::Failure;
-use portcullis::{CancellationToken, FileSink, HostBuilder, McpServer};
-use std::path::PathBuf;
+use portcullis::{CancellationToken, FileSink, HostBuilder, McpServer, StateKey};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -23,6 +23,12 @@ pub(crate) struct Args {
     /// `[audit] path`).
     #[arg(long, value_name = "FILE")]
     audit: Option<PathBuf>,
+    /// Seal the `requestState` of 2026-07-28 approvals with the key in
+    /// FILE (at least 32 bytes; e.g. `head -c 32 /dev/urandom > FILE`)
+    /// instead of a random key of this process, so that servers sharing
+    /// FILE accept each other's.
+    #[arg(long, value_name = "FILE")]
+    state_key: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: &Args, host: HostBuilder) -> Result<ExitCode, Failure> {
@@ -34,14 +40,30 @@ pub(crate) async fn run(args: &Args, host: HostBuilder) -> Result<ExitCode, Fail
         })?;
         builder = builder.audit(sink);
     }
+    let key = args.state_key.as_deref().map(read_state_key).transpose()?;
     let host = builder.build().await?;
-    let server = McpServer::new(host)?;
+    let server = match key {
+        Some(key) => McpServer::with_state_key(host, key)?,
+        None => McpServer::new(host)?,
+    };
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
     server
         .serve_stdio(tokio::io::stdin(), tokio::io::stdout(), stop)
         .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--state-key` file's bytes, as they are (no newline trimmed).
+fn read_state_key(path: &Path) -> Result<StateKey, Failure> {
+    let bytes = std::fs::read(path).map_err(|e| Failure::Config {
+        message: format!("failed to read the state key `{}`: {e}", path.display()),
+        hint: None,
+    })?;
+    StateKey::try_from(bytes).map_err(|e| Failure::Config {
+        message: format!("`{}`: {e}", path.display()),
+        hint: Some("write 32 random bytes to it: `head -c 32 /dev/urandom > FILE`".into()),
+    })
 }
 
 /// Cancels `stop` on SIGTERM or Ctrl-C.

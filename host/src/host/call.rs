@@ -6,7 +6,7 @@
 //! data.
 
 use super::Host;
-use crate::approval::ApprovalRequest;
+use crate::approval::{ApprovalRequest, Approver};
 use crate::arguments;
 use crate::audit::{self, AuditEvent, AuditLog, MAX_RECORDED_ARGUMENTS};
 use crate::egress::{CallEgress, CallFacts, CallLog};
@@ -22,10 +22,23 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Per-call context from the agent runtime.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct CallContext {
     caller: Option<String>,
     cancel: CancellationToken,
+    /// Asks instead of the host's approver for this call only (a server
+    /// that can ask the person behind this one client).
+    approver: Option<Arc<dyn Approver>>,
+}
+
+impl std::fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallContext")
+            .field("caller", &self.caller)
+            .field("cancel", &self.cancel)
+            .field("approver", &self.approver.is_some())
+            .finish()
+    }
 }
 
 impl CallContext {
@@ -43,6 +56,17 @@ impl CallContext {
     /// Cancels the call when `token` is cancelled.
     pub fn cancellation(mut self, token: CancellationToken) -> Self {
         self.cancel = token;
+        self
+    }
+
+    /// Asks `approver` (instead of the host's
+    /// [`HostBuilder::approver`](crate::HostBuilder::approver)) if this call
+    /// needs approval. The host's checks stay the same: the decision must be
+    /// an approval of this very request (plugin sha256, tool, argument
+    /// digest, a nonce used once), given before the host's approval
+    /// deadline, and it is recorded like any other.
+    pub fn approver(mut self, approver: Arc<dyn Approver>) -> Self {
+        self.approver = Some(approver);
         self
     }
 
@@ -116,7 +140,8 @@ impl Host {
     ///
     /// The arguments are parsed once (duplicate keys refused) and validated
     /// against the tool's input schema. If the tool's approval setting says
-    /// so, the host then asks its [`Approver`](crate::Approver) and runs the plugin only on
+    /// so, the host then asks the call's [`CallContext::approver`] or else its
+    /// [`Approver`](crate::Approver), and runs the plugin only on
     /// an approval bound to this exact request. The plugin receives exactly
     /// the validated bytes, in a fresh instance. The call's start, approval,
     /// denials and end are recorded before this returns.
@@ -398,8 +423,9 @@ impl Host {
         // Nobody waits forever: past the deadline the call is refused, and
         // recorded as such, like any refusal.
         let waited = inner.approval_timeout;
+        let approver = call.ctx.approver.as_deref().unwrap_or(&*inner.approver);
         let decision = tokio::select! {
-            decision = tokio::time::timeout(waited, inner.approver.approve(&request)) => decision.ok(),
+            decision = tokio::time::timeout(waited, approver.approve(&request)) => decision.ok(),
             () = call.ctx.cancel.cancelled() => return Err(Error::Cancelled { tool }),
         };
         let timed_out = decision.is_none();

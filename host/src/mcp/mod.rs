@@ -7,16 +7,22 @@
 //! legacy clients (`initialize`, 2025-11-25 and before) and 2026-07-28
 //! clients (`server/discover`, per-request `_meta`). The tool list is made
 //! by hand from the host's descriptors (`tools`); what a call returns or
-//! refuses is mapped in `results`.
+//! refuses is mapped in `results`; a call that needs approval asks the
+//! client's user through elicitation (`approvals`, with the sealed
+//! `requestState` of the 2026-07-28 era in `state`).
 
+mod approvals;
 mod results;
+mod state;
 mod tools;
+
+pub use state::{MIN_STATE_KEY_BYTES, StateKey, StateKeyTooShort};
 
 use crate::error::Error;
 use crate::host::{CallContext, Host};
 use rmcp::ErrorData as McpError;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    CallToolRequestParams, CallToolResponse, Implementation, InputRequiredResult, ListToolsResult,
     PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
@@ -40,6 +46,8 @@ struct Inner {
     /// Cancelled on shutdown: every call in flight is cancelled with it.
     shutdown: CancellationToken,
     in_flight: InFlight,
+    /// Seals the `requestState` of 2026-07-28 approvals.
+    sealer: state::Sealer,
 }
 
 impl std::fmt::Debug for McpServer {
@@ -74,6 +82,21 @@ impl McpServer {
     /// [`Error::NameCollision`] or [`Error::InvalidPlugin`] when a tool
     /// cannot be offered as an MCP tool.
     pub fn new(host: Host) -> Result<McpServer, Error> {
+        McpServer::with_sealer(host, state::Sealer::random())
+    }
+
+    /// A server that seals the `requestState` of 2026-07-28 approvals with
+    /// `key` instead of a random key of its own, so that several servers
+    /// sharing the key (behind one load balancer) accept each other's.
+    ///
+    /// # Errors
+    ///
+    /// As [`McpServer::new`].
+    pub fn with_state_key(host: Host, key: StateKey) -> Result<McpServer, Error> {
+        McpServer::with_sealer(host, state::Sealer::new(key))
+    }
+
+    fn with_sealer(host: Host, sealer: state::Sealer) -> Result<McpServer, Error> {
         let descriptors = host.tools();
         let tools = tools::mcp_tools(&descriptors)?;
         let names = descriptors.into_iter().map(|d| d.name).collect();
@@ -84,6 +107,7 @@ impl McpServer {
                 names,
                 shutdown: CancellationToken::new(),
                 in_flight: InFlight::default(),
+                sealer,
             }),
         })
     }
@@ -192,10 +216,37 @@ impl ServerHandler for Handler {
         let modern = context
             .protocol_version()
             .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
+        let elicits = context
+            .client_capabilities()
+            .is_some_and(|c| c.elicitation.is_some());
         let cancel = inner.shutdown.child_token();
-        let ctx = CallContext::new()
+        let client = client_name(&context);
+        let mut ctx = CallContext::new()
             .caller(caller(self.transport, &context))
             .cancellation(cancel.clone());
+        // Who asks the person if the call needs approval. Without the
+        // elicitation capability nobody can: the host's approver (which
+        // denies) decides, and the answer says how to pre-approve.
+        let state = request.request_state.as_deref().filter(|_| modern);
+        let asked_person = elicits || state.is_some();
+        let mut asking = None;
+        if let Some(token) = state {
+            // A 2026-07-28 retry: the sealed state and the person's answer.
+            ctx = ctx.approver(Arc::new(approvals::Answered {
+                state: inner.sealer.open(token),
+                action: approvals::answer(request.input_responses.as_ref()),
+                client,
+            }));
+        } else if modern && elicits {
+            let ask = Arc::new(approvals::Asking::default());
+            asking = Some(Arc::clone(&ask));
+            ctx = ctx.approver(ask);
+        } else if elicits {
+            ctx = ctx.approver(Arc::new(approvals::Eliciting {
+                peer: context.peer.clone(),
+                client,
+            }));
+        }
         // The call runs on its own task, so that it ends (and is recorded)
         // even when the connection drops this future; a cancelled request
         // or a shutdown cancels it.
@@ -213,9 +264,13 @@ impl ServerHandler for Handler {
                 return Err(McpError::invalid_request("the request was cancelled", None));
             }
         };
+        let asked = asking.and_then(|a| a.asked.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let (Some(asked), Ok(Err(_))) = (asked, &outcome) {
+            return Ok(CallToolResponse::InputRequired(self.input_required(&asked)));
+        }
         let result = match outcome {
             Ok(Ok(output)) => results::output_result(&output, modern),
-            Ok(Err(error)) => results::error_result(&error)?,
+            Ok(Err(error)) => results::error_result(&error, asked_person)?,
             Err(join) => {
                 tracing::error!(error = %join, "MCP call task failed");
                 return Err(McpError::internal_error("internal host error", None));
@@ -225,13 +280,35 @@ impl ServerHandler for Handler {
     }
 }
 
-/// Who is calling, for the audit record: transport, protocol version and
-/// the client's own name and version (as it states them).
-fn caller(transport: Transport, context: &RequestContext<RoleServer>) -> String {
-    let protocol = context
-        .protocol_version()
-        .map_or_else(|| "unknown".to_string(), |v| v.to_string());
-    let client = context.client_info().map_or_else(
+impl Handler {
+    /// The first answer to a 2026-07-28 call that needs approval: the
+    /// elicitation to show, and the sealed state to send back with it.
+    fn input_required(&self, asked: &crate::ApprovalRequest) -> InputRequiredResult {
+        let sealed = self.server.inner.sealer.seal(
+            &asked.plugin_sha256,
+            &asked.tool,
+            &asked.arguments_sha256,
+        );
+        let mut requests = rmcp::model::InputRequests::new();
+        requests.insert(
+            approvals::INPUT_KEY.to_string(),
+            approvals::input_request(asked),
+        );
+        let mut result = InputRequiredResult::new(Some(requests), Some(sealed));
+        result.meta = Some(results::meta(serde_json::json!({
+            "approval": {
+                "tool": asked.tool,
+                "plugin_sha256": asked.plugin_sha256,
+                "arguments_sha256": asked.arguments_sha256,
+            }
+        })));
+        result
+    }
+}
+
+/// The client's own name and version (as it states them), for the record.
+fn client_name(context: &RequestContext<RoleServer>) -> String {
+    context.client_info().map_or_else(
         || "unknown".to_string(),
         |c| {
             format!(
@@ -240,10 +317,19 @@ fn caller(transport: Transport, context: &RequestContext<RoleServer>) -> String 
                 crate::text::sanitize_text(&c.version, 32)
             )
         },
-    );
+    )
+}
+
+/// Who is calling, for the audit record: transport, protocol version and
+/// the client's own name and version (as it states them).
+fn caller(transport: Transport, context: &RequestContext<RoleServer>) -> String {
+    let protocol = context
+        .protocol_version()
+        .map_or_else(|| "unknown".to_string(), |v| v.to_string());
     format!(
-        "mcp transport={} protocol={protocol} client={client}",
-        transport.as_str()
+        "mcp transport={} protocol={protocol} client={}",
+        transport.as_str(),
+        client_name(context)
     )
 }
 

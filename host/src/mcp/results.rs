@@ -39,8 +39,9 @@ pub(super) fn output_result(output: &ToolOutput, modern: bool) -> CallToolResult
 }
 
 /// A failed call: an `isError` result the model can act on, or a JSON-RPC
-/// error for what is not a tool result at all.
-pub(super) fn error_result(error: &Error) -> Result<CallToolResult, McpError> {
+/// error for what is not a tool result at all. `asked` says whether the
+/// client's user could be asked for approval (elicitation).
+pub(super) fn error_result(error: &Error, asked: bool) -> Result<CallToolResult, McpError> {
     let (kind, detail) = match error {
         Error::InvalidArguments {
             pointer, reason, ..
@@ -51,6 +52,10 @@ pub(super) fn error_result(error: &Error) -> Result<CallToolResult, McpError> {
         Error::Tool { error, .. } => ("tool_error", json!({"error": error.to_string()})),
         Error::LimitExceeded { limit, .. } => ("limit_exceeded", json!({"limit": limit.as_str()})),
         Error::ApprovalDenied { reason, .. } => ("approval_denied", json!({"reason": reason})),
+        Error::ApprovalTimedOut { after, .. } => (
+            "approval_timed_out",
+            json!({"after_seconds": after.as_secs()}),
+        ),
         Error::Suspicious { denials, .. } => ("suspicious", json!({"denials": denials})),
         Error::Crashed { .. } => ("crashed", json!({})),
         Error::Cancelled { .. } => ("cancelled", json!({})),
@@ -72,7 +77,7 @@ pub(super) fn error_result(error: &Error) -> Result<CallToolResult, McpError> {
         }
     };
     let mut text = error.to_string();
-    if let Error::ApprovalDenied { tool, .. } = error {
+    if let (Error::ApprovalDenied { tool, .. }, false) = (error, asked) {
         text.push_str(&pre_approval_hint(tool));
     } else if let Some(hint) = error.hint() {
         text.push_str("\nhint: ");
@@ -88,20 +93,20 @@ pub(super) fn error_result(error: &Error) -> Result<CallToolResult, McpError> {
     Ok(result)
 }
 
-/// How an operator can let such a call run: approvals are not asked
-/// through the protocol by this server (yet), so they come from the
-/// manifest or the terminal.
+/// How an operator can let such a call run when the client cannot ask its
+/// user (no elicitation capability): from the manifest or the terminal.
 fn pre_approval_hint(tool: &str) -> String {
     let (plugin, name) = tool.split_once('.').unwrap_or((tool, tool));
     format!(
-        "\nhint: this server cannot ask a person to approve the call over MCP; an operator can \
+        "\nhint: this client cannot ask a person to approve the call (it did not declare the \
+         elicitation capability); an operator can \
          pre-approve it in the manifest (`[plugins.{plugin}.tools.{name}] approval = {{ rules = [...] }}` \
          or `\"never\"`, for `write` tools) or run it once with `portcullis call --approve`"
     )
 }
 
 /// `_meta` with every key of `fields` under our prefix.
-fn meta(fields: Value) -> MetaObject {
+pub(super) fn meta(fields: Value) -> MetaObject {
     let mut meta = MetaObject::new();
     if let Value::Object(fields) = fields {
         for (k, v) in fields {
