@@ -33,14 +33,32 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-#[test]
-fn the_bundled_plugins_pass_their_tests_files() {
-    let manifest = root().join("plugins/portcullis.toml");
+/// Runs `portcullis test` on a manifest under `plugins/` and checks that
+/// every case passed.
+fn passes_its_tests_files(manifest: &str) {
+    let manifest = root().join(manifest);
+    assert!(
+        manifest.is_file(),
+        "`{}` is missing: run `plugins/build.sh` first (the README's test command does)",
+        manifest.display()
+    );
     let out = portcullis(&[Path::new("test"), &manifest]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.ends_with(" passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn the_bundled_plugins_pass_their_tests_files() {
+    passes_its_tests_files("plugins/portcullis.toml");
+}
+
+/// The Python and JavaScript plugins, as `plugins/build.sh` pinned them
+/// into `dist/languages.toml`.
+#[test]
+fn the_language_plugins_pass_their_tests_files() {
+    passes_its_tests_files("plugins/dist/languages.toml");
 }
 
 /// The `json` plugin with one passing and one failing case.
