@@ -29,8 +29,8 @@ mod check;
 mod inspect;
 mod new;
 mod pin;
-mod test;
 mod serve;
+mod test;
 mod tools;
 
 use clap::{Parser, Subcommand};
