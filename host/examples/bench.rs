@@ -19,8 +19,17 @@
 //!   deadline, memory limiter, capped stdio), the call, output checks,
 //!   audit when configured.
 //!
-//! Rows that need the MCP server, HTTP and the 500-in-flight row come with
-//! their issues; see `BENCHMARKS.md`.
+//! - `json.query` over a ~900 KiB document: the CPU-heavy row, raw
+//!   unmetered against raw with fuel and epochs (the host's metering),
+//!   and through `Host::call`.
+//! - `hostile.write` of 4 KiB into a read-write grant: the disk budget's
+//!   cost per write (floor with the same preopen, no budget).
+//! - 500 calls in flight, each waiting on a slow loopback endpoint: peak
+//!   RSS, all complete.
+//! - Cold start: `portcullis tools plugins/portcullis.toml` with a warm
+//!   compile cache, process wall time (needs `cargo build --release`).
+//!
+//! The MCP round-trip row is still to come; see `BENCHMARKS.md`.
 
 use portcullis::{
     ApprovalRequest, Approver, CallContext, Decision, DirMode, FileSink, Host, PluginConfig,
@@ -31,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 mod raw {
     wasmtime::component::bindgen!({
@@ -86,16 +95,43 @@ fn host_pool() -> PoolingAllocationConfig {
 struct Floor {
     engine: Engine,
     pre: raw::PluginPre<Raw>,
+    /// Fuel and epochs as the host sets them (the metering row).
+    metered: bool,
+    /// A directory preopened read-write at `/rw` for every call.
+    rw: Option<PathBuf>,
 }
 
 impl Floor {
     fn new(bytes: &[u8], pooled: bool) -> wasmtime::Result<Floor> {
+        Floor::with(bytes, pooled, false, None)
+    }
+
+    fn with(
+        bytes: &[u8],
+        pooled: bool,
+        metered: bool,
+        rw: Option<PathBuf>,
+    ) -> wasmtime::Result<Floor> {
         let mut config = Config::new();
-        config.wasm_component_model(true).max_wasm_stack(512 * 1024);
+        config
+            .wasm_component_model(true)
+            .max_wasm_stack(512 * 1024)
+            .consume_fuel(metered)
+            .epoch_interruption(metered);
         if pooled {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(host_pool()));
         }
         let engine = Engine::new(&config)?;
+        if metered {
+            // The host's ticker: the epoch advances every 10 ms.
+            let ticking = engine.clone();
+            std::thread::spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_millis(10));
+                    ticking.increment_epoch();
+                }
+            });
+        }
         let component = Component::from_binary(&engine, bytes)?;
         let mut linker = Linker::<Raw>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -104,17 +140,32 @@ impl Floor {
             |r| r,
         )?;
         let pre = raw::PluginPre::new(linker.instantiate_pre(&component)?)?;
-        Ok(Floor { engine, pre })
+        Ok(Floor {
+            engine,
+            pre,
+            metered,
+            rw,
+        })
     }
 
     async fn call(&self, tool: &str, args: &str) {
+        let mut wasi = WasiCtx::builder();
+        if let Some(rw) = &self.rw {
+            wasi.preopened_dir(rw, "/rw", FsPerms::ReadWrite)
+                .expect("preopen");
+        }
         let mut store = Store::new(
             &self.engine,
             Raw {
-                wasi: WasiCtx::builder().build(),
+                wasi: wasi.build(),
                 table: ResourceTable::new(),
             },
         );
+        if self.metered {
+            store.set_fuel(1_000_000_000).expect("fuel");
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_async_yield_and_update(1);
+        }
         let plugin = self
             .pre
             .instantiate_async(&mut store)
@@ -156,17 +207,27 @@ struct Bench {
 
 impl Bench {
     /// Measures `call` `iterations` times one after another (after a warm-up).
-    async fn latency<F, Fut>(&mut self, what: &str, mut call: F)
+    async fn latency<F, Fut>(&mut self, what: &str, call: F) -> Duration
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
-        for _ in 0..self.iterations / 10 {
+        self.latency_n(what, self.iterations, call).await
+    }
+
+    /// Measures `call` `iterations` times one after another (after a
+    /// warm-up); returns the row's p50.
+    async fn latency_n<F, Fut>(&mut self, what: &str, iterations: usize, mut call: F) -> Duration
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        for _ in 0..iterations.div_ceil(10) {
             call().await;
         }
-        let mut times = Vec::with_capacity(self.iterations);
+        let mut times = Vec::with_capacity(iterations);
         let start = Instant::now();
-        for _ in 0..self.iterations {
+        for _ in 0..iterations {
             let t = Instant::now();
             call().await;
             times.push(t.elapsed());
@@ -179,13 +240,15 @@ impl Bench {
             p50: at(0.50),
             p95: at(0.95),
             p99: at(0.99),
-            per_second: self.iterations as f64 / total.as_secs_f64(),
+            per_second: iterations as f64 / total.as_secs_f64(),
         };
         if self.floor_p50.is_none() {
             self.floor_p50 = Some(row.p50);
         }
         eprintln!("measured {what}");
+        let p50 = row.p50;
         self.rows.push(row);
+        p50
     }
 
     /// Calls/s with `tasks` tasks calling at once on the multi-thread
@@ -262,6 +325,148 @@ fn plugin(name: &str) -> Result<(PathBuf, Vec<u8>), String> {
 
 fn config(name: &str, path: &Path, bytes: &[u8]) -> PluginConfig {
     PluginConfig::new(name, path).sha256(sha256_hex(bytes))
+}
+
+/// `json.query` arguments: a document of about 900 KiB and a path that
+/// walks all of it and matches nothing.
+fn big_query() -> String {
+    let mut items = Vec::new();
+    let mut size = 0;
+    let mut i = 0u64;
+    while size < 900 * 1024 {
+        let item = serde_json::json!({
+            "id": i,
+            "name": format!("item-{i}"),
+            "tags": ["alpha", "beta", "gamma"],
+            "price": i as f64 * 1.5,
+            "nested": { "ok": i.is_multiple_of(2), "level": [1, 2, 3] },
+        });
+        size += item.to_string().len() + 1;
+        items.push(item);
+        i += 1;
+    }
+    serde_json::json!({ "value": { "items": items }, "path": "$..nothing" }).to_string()
+}
+
+/// A loopback HTTP endpoint that answers every request after `delay`.
+async fn slow_endpoint(delay: Duration) -> std::io::Result<std::net::SocketAddr> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// 500 calls at once, each waiting in a host call (`fetch.fetch`) on an
+/// endpoint that answers after 500 ms: how many complete, and the peak RSS
+/// while they are in flight.
+async fn in_flight(bench: &mut Bench, quick: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let calls: u32 = if quick { 100 } else { 500 };
+    let (fetch_path, fetch) = plugin("fetch")?;
+    let addr = slow_endpoint(Duration::from_millis(500)).await?;
+    let base = format!("http://{addr}");
+    let host =
+        Host::builder()
+            .max_concurrent_calls(calls + 12)
+            .plugin(config("fetch", &fetch_path, &fetch).http(
+                portcullis::manifest::HttpEntry::Table(portcullis::manifest::HttpTable {
+                    url: base.clone(),
+                    methods: None,
+                    allow_private: true,
+                }),
+            ))
+            .build()
+            .await?;
+    let args = serde_json::json!({ "url": format!("{base}/slow") }).to_string();
+    host.call("fetch.fetch", &args, &CallContext::new()).await?;
+    let before = rss_mib().0;
+    // Reset the peak (VmHWM) to the current RSS, where the kernel allows it.
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let start = Instant::now();
+    let handles: Vec<_> = (0..calls)
+        .map(|_| {
+            let host = host.clone();
+            let args = args.clone();
+            tokio::spawn(async move { host.call("fetch.fetch", &args, &CallContext::new()).await })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut failed = Vec::new();
+    for handle in handles {
+        match handle.await? {
+            Ok(_) => ok += 1,
+            Err(e) => failed.push(e.kind()),
+        }
+    }
+    let wall = start.elapsed();
+    let (_, peak) = rss_mib();
+    failed.dedup();
+    bench.notes.push(format!(
+        "{calls} calls in flight at once (`fetch.fetch`, each waiting 500 ms on a loopback endpoint): {ok} of {calls} completed in {:.2} s{}; RSS {before:.1} MiB before, peak {peak:.1} MiB during{}.",
+        wall.as_secs_f64(),
+        if failed.is_empty() { String::new() } else { format!(", failures: {failed:?}") },
+        if reset { "" } else { " (peak not reset: process-wide peak)" }
+    ));
+    Ok(())
+}
+
+/// `portcullis tools plugins/portcullis.toml` with a warm compile cache:
+/// process wall time, median of 10 runs after one warm-up run.
+fn cold_start(bench: &mut Bench) -> Result<(), Box<dyn std::error::Error>> {
+    let exe = std::env::current_exe()?;
+    let Some(binary) = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("portcullis"))
+        .filter(|p| p.exists())
+    else {
+        bench.notes.push(
+            "Cold start: skipped, no `portcullis` binary beside the examples (run `cargo build --release` first).".into(),
+        );
+        return Ok(());
+    };
+    let run = || -> Result<Duration, Box<dyn std::error::Error>> {
+        let start = Instant::now();
+        let status = std::process::Command::new(&binary)
+            .args(["tools", "plugins/portcullis.toml"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        let wall = start.elapsed();
+        if !status.success() {
+            return Err(format!("`portcullis tools` exited with {status}").into());
+        }
+        Ok(wall)
+    };
+    run()?;
+    let mut walls = (0..10).map(|_| run()).collect::<Result<Vec<_>, _>>()?;
+    walls.sort();
+    bench.notes.push(format!(
+        "Cold start: `portcullis tools plugins/portcullis.toml` (compile cache warm), process wall time, median of 10: {:.1} ms (min {:.1}, max {:.1}).",
+        walls[5].as_secs_f64() * 1e3,
+        walls[0].as_secs_f64() * 1e3,
+        walls[9].as_secs_f64() * 1e3
+    ));
+    Ok(())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -415,6 +620,88 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         floor_two / floor_one,
         host_two / host_one
     ));
+
+    // CPU-heavy: `json.query` over a ~900 KiB document (under the 1 MiB
+    // argument cap), a recursive descent that matches nothing, so the time
+    // is parsing and walking. Raw unmetered, raw metered (fuel + epochs as
+    // the host sets them), and through the host.
+    let (json_path, json) = plugin("json")?;
+    let query = big_query();
+    let heavy = if quick { 10 } else { 100 };
+    let unmetered = Floor::with(&json, true, false, None)?;
+    let unmetered_p50 = bench
+        .latency_n(
+            "raw floor, `json.query` over 900 KiB, unmetered",
+            heavy,
+            || unmetered.call("query", &query),
+        )
+        .await;
+    let metered = Floor::with(&json, true, true, None)?;
+    let metered_p50 = bench
+        .latency_n(
+            "raw floor, `json.query` over 900 KiB, fuel + epochs",
+            heavy,
+            || metered.call("query", &query),
+        )
+        .await;
+    let json_host = Host::builder()
+        .plugin(config("json", &json_path, &json))
+        .build()
+        .await?;
+    let json_host_p50 = bench
+        .latency_n("`Host::call`, `json.query` over 900 KiB", heavy, || async {
+            json_host
+                .call("json.query", &query, &ctx)
+                .await
+                .expect("call");
+        })
+        .await;
+    bench.notes.push(format!(
+        "CPU-heavy (`json.query` over {} KiB, {heavy} calls, p50): metering (fuel + epochs) costs {:.2}x unmetered; `Host::call` (metered, arguments validated against the schema) is {:.2}x the unmetered floor.",
+        query.len() / 1024,
+        metered_p50.as_secs_f64() / unmetered_p50.as_secs_f64(),
+        json_host_p50.as_secs_f64() / unmetered_p50.as_secs_f64()
+    ));
+
+    // The disk budget's cost: a 4 KiB write into a read-write grant, from
+    // the floor (same preopen, nothing counted) and through the host
+    // (every write counted against `limits.disk_write`).
+    let rw = scratch.path().join("rw");
+    std::fs::create_dir(&rw)?;
+    let write_args =
+        serde_json::json!({ "path": "/rw/out.txt", "data": "w".repeat(4096) }).to_string();
+    let floor_writer = Floor::with(&hostile, true, false, Some(rw.clone()))?;
+    let floor_write_p50 = bench
+        .latency(
+            "raw floor, `hostile.write` 4 KiB, read-write preopen",
+            || floor_writer.call("write", &write_args),
+        )
+        .await;
+    let writer = Host::builder()
+        .approver(AutoApprove)
+        .plugin(config("hostile", &hostile_path, &hostile).dir(&rw, "/rw", DirMode::ReadWrite))
+        .build()
+        .await?;
+    let host_write_p50 = bench
+        .latency(
+            "`Host::call`, `hostile.write` 4 KiB, read-write grant + disk budget",
+            || async {
+                writer
+                    .call("hostile.write", &write_args, &ctx)
+                    .await
+                    .expect("call");
+            },
+        )
+        .await;
+    bench.notes.push(format!(
+        "Disk budget: a 4 KiB write through a read-write grant costs {:.1} µs through `Host::call` against {:.1} µs on the floor with the same preopen ({:+.1} µs, which includes every other per-call check, an approval and the grant's reopen; the budget itself is a table lookup and one atomic update per write, per open with `create` and per stream opened).",
+        host_write_p50.as_secs_f64() * 1e6,
+        floor_write_p50.as_secs_f64() * 1e6,
+        (host_write_p50.as_secs_f64() - floor_write_p50.as_secs_f64()) * 1e6
+    ));
+
+    in_flight(&mut bench, quick).await?;
+    cold_start(&mut bench)?;
 
     // RSS over many sequential calls.
     let calls = if quick { 10_000 } else { 100_000 };

@@ -19,11 +19,15 @@ pub enum Limit {
     Time,
     /// The size of the tool's output.
     Output,
+    /// Bytes written or files, directories and links created through
+    /// read-write grants in one call (`limits.disk_write`,
+    /// `limits.disk_files`).
+    Disk,
 }
 
 impl Limit {
     /// The name used in manifests and messages: `fuel`, `memory`,
-    /// `resources`, `time`, `output`.
+    /// `resources`, `time`, `output`, `disk`.
     pub fn as_str(self) -> &'static str {
         match self {
             Limit::Fuel => "fuel",
@@ -31,6 +35,7 @@ impl Limit {
             Limit::Resources => "resources",
             Limit::Time => "time",
             Limit::Output => "output",
+            Limit::Disk => "disk",
         }
     }
 }
@@ -365,6 +370,7 @@ impl Error {
                 "raise `limits.{}` for this plugin in the manifest if the tool legitimately needs more",
                 match limit {
                     Limit::Time => "timeout",
+                    Limit::Disk => "disk_write` or `limits.disk_files",
                     other => other.as_str(),
                 }
             )),

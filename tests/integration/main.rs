@@ -11,6 +11,7 @@ mod audit_trail;
 mod cache;
 mod deny_imports;
 mod dirs;
+mod disk;
 mod egress;
 mod egress_limits;
 mod egress_secrets;

@@ -29,6 +29,8 @@
 //! http_request_body = "1 MiB"
 //! http_timeout = "10s"                # per request, never past the call's deadline
 //! http_connect_timeout = "3s"
+//! disk_write = "64 MiB"               # bytes written per call through read-write grants
+//! disk_files = 1_000                  # files, directories and links created per call
 //!
 //! [plugins.files.tools.read_file]     # per tool; the tool must exist
 //! approval = "always"                 # or "never", or { rules = ["/amount > 100"] }
@@ -457,6 +459,11 @@ pub struct LimitsEntry {
     pub http_timeout: Option<HumanDuration>,
     /// Time to establish one TCP connection.
     pub http_connect_timeout: Option<HumanDuration>,
+    /// Bytes one call may write through read-write grants.
+    pub disk_write: Option<ByteSize>,
+    /// Files, directories and links one call may create through
+    /// read-write grants.
+    pub disk_files: Option<u32>,
 }
 
 impl Manifest {

@@ -163,6 +163,8 @@ impl PluginConfig {
             http_request_body: Some(crate::manifest::ByteSize(limits.http_request_body)),
             http_timeout: Some(crate::manifest::HumanDuration(limits.http_timeout)),
             http_connect_timeout: Some(crate::manifest::HumanDuration(limits.http_connect_timeout)),
+            disk_write: Some(crate::manifest::ByteSize(limits.disk_write)),
+            disk_files: Some(limits.disk_files),
         };
         self
     }

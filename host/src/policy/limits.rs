@@ -38,6 +38,17 @@ pub struct Limits {
     /// Time to establish one TCP connection. Default 3 s; range 1 ms to
     /// 1 min.
     pub http_connect_timeout: Duration,
+    /// Bytes one call may write through read-write grants (every byte
+    /// handed to a write, and a file's growth by `set-size`). Default
+    /// 64 MiB, as much as the default `memory` limit lets a tool hold, far
+    /// more than an edited document or a generated report; range 0 to
+    /// 16 GiB.
+    pub disk_write: u64,
+    /// Files, directories and links one call may create through read-write
+    /// grants (each open with `create` counts). Default 1,000: a scaffold
+    /// or an unpacked archive fits, a loop exhausting the disk's inodes
+    /// does not; range 0 to 1,000,000.
+    pub disk_files: u32,
 }
 
 impl Default for Limits {
@@ -53,6 +64,8 @@ impl Default for Limits {
             http_request_body: 1 << 20,
             http_timeout: Duration::from_secs(10),
             http_connect_timeout: Duration::from_secs(3),
+            disk_write: 64 << 20,
+            disk_files: 1_000,
         }
     }
 }
@@ -136,6 +149,8 @@ pub(crate) fn validate_limits(entry: &LimitsEntry) -> Result<Limits, String> {
         http_connect_timeout: entry
             .http_connect_timeout
             .map_or(d.http_connect_timeout, |t| t.0),
+        disk_write: entry.disk_write.map_or(d.disk_write, |b| b.0),
+        disk_files: entry.disk_files.unwrap_or(d.disk_files),
     };
     let bytes = |n: u64| format!("{n} bytes");
     let time = |t: Duration| format!("{t:?}");
@@ -203,6 +218,20 @@ pub(crate) fn validate_limits(entry: &LimitsEntry) -> Result<Limits, String> {
         ms..=Duration::from_secs(60),
         "1ms and 1m",
         time,
+    )?;
+    within(
+        "disk_write",
+        limits.disk_write,
+        0..=(16 << 30),
+        "0 and 16 GiB",
+        bytes,
+    )?;
+    within(
+        "disk_files",
+        limits.disk_files,
+        0..=1_000_000,
+        "0 and 1000000",
+        |n: u32| n.to_string(),
     )?;
     Ok(limits)
 }

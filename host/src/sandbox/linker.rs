@@ -136,6 +136,9 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Store
     }
     // Allowed only to plugins that opt in (`deny_imports`); see deny.rs.
     super::deny::add_to_linker(&mut linker)?;
+    // The writing and creating filesystem functions count against the
+    // call's disk budget; see disk.rs.
+    super::disk::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -52,6 +52,8 @@
 //! - `stdio.rs`: the capped, scrubbing stdout and stderr sinks;
 //! - `store.rs`: [`StoreData`], the host state of one call;
 //! - `limits.rs`: the memory limiter over all of an instance's memories;
+//! - `disk.rs`: the disk budget, counted in shadowed `wasi:filesystem`
+//!   functions and wrapped file streams;
 //! - `http.rs`: `portcullis:tool/http`, through the gate;
 //! - `wasi_http.rs`: `wasi:http/outgoing-handler`, through the same gate;
 //! - `log.rs`: `portcullis:tool/log`, scrubbed and capped.
@@ -59,6 +61,7 @@
 mod core_dump;
 mod deny;
 mod dirs;
+mod disk;
 mod http;
 mod limits;
 mod linker;

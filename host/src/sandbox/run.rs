@@ -9,6 +9,7 @@
 //! counted in, is started once per engine.
 
 use super::OpenDirs;
+use super::disk::DiskBudget;
 use super::stdio::{CappedPipe, Captured};
 use super::store::StoreData;
 use super::{Busy, LogRecord, PluginPre, Prepared, Sandbox, WitToolError, WitToolSpec};
@@ -252,6 +253,7 @@ impl Sandbox {
             Arc::clone(&self.scrubber),
             egress,
             limits.memory,
+            DiskBudget::new(limits.disk_write, u64::from(limits.disk_files)),
         );
         let mut store = Store::new(&self.engine, data);
         store.limiter(|data| &mut data.limiter);
@@ -388,6 +390,9 @@ fn classify(error: &wasmtime::Error, data: &StoreData, limits: &Limits) -> Failu
     }
     if let Some((limit, what)) = &data.limiter.exceeded {
         return Failure::Limit(*limit, what.clone());
+    }
+    if let Some((limit, what)) = data.disk.exceeded() {
+        return Failure::Limit(limit, what);
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {

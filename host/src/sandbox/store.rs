@@ -8,6 +8,7 @@
 //! it live beside their interfaces: `http.rs`, `log.rs`, `wasi_http.rs`.
 
 use super::bindings::portcullis::tool::log::{Host as LogHost, Level};
+use super::disk::DiskBudget;
 use super::limits::Limiter;
 use super::log::Logs;
 use super::wasi_http;
@@ -25,6 +26,9 @@ pub(crate) struct StoreData {
     pub(super) wasi: WasiCtx,
     table: ResourceTable,
     pub(super) limiter: Limiter,
+    /// What the call may still write and create through read-write grants
+    /// (shared with the file streams it opens).
+    pub(super) disk: Arc<DiskBudget>,
     pub(super) logs: Logs,
     pub(super) plugin: Arc<str>,
     pub(super) scrubber: Arc<Scrubber>,
@@ -39,13 +43,14 @@ pub(crate) struct StoreData {
 impl StoreData {
     /// The state of a new call of `plugin`: `wasi` as built for the call,
     /// at most `memory` bytes of linear memory in total, and every HTTP
-    /// request through `egress`.
+    /// request through `egress`; writes to disk count against `disk`.
     pub(super) fn new(
         wasi: WasiCtx,
         plugin: Arc<str>,
         scrubber: Arc<Scrubber>,
         egress: Option<Arc<CallEgress>>,
         memory: u64,
+        disk: DiskBudget,
     ) -> StoreData {
         let mut table = ResourceTable::new();
         table.set_max_capacity(caps::RESOURCES);
@@ -53,6 +58,7 @@ impl StoreData {
             wasi,
             table,
             limiter: Limiter::new(memory),
+            disk: Arc::new(disk),
             logs: Logs::default(),
             plugin,
             scrubber,
