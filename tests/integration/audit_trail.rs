@@ -6,8 +6,8 @@
 
 use portcullis::manifest::HttpTable;
 use portcullis::{
-    ApprovalFuture, ApprovalRequest, Approver, AuditSink, CallContext, Error, FileSink, Host,
-    PluginConfig, TamperKind, verify_log,
+    ApprovalFuture, ApprovalRequest, Approver, AuditSink, CallContext, DirMode, Error, FileSink,
+    Host, PluginConfig, TamperKind, verify_log,
 };
 use portcullis_tests::{ApproveAll, audit_records, events, plugin_path, plugin_sha, refunds};
 use serde_json::{Value, json};
@@ -399,6 +399,32 @@ async fn a_plugin_refused_at_load_is_on_the_record() {
         records[0]["reason"]
             .as_str()
             .is_some_and(|r| r.contains("sha256")),
+        "{}",
+        records[0]
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_refused_for_its_grants_is_on_the_record() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("audit.jsonl");
+    let result = Host::builder()
+        .plugin(
+            PluginConfig::new("refunds", plugin_path("refunds"))
+                .sha256(plugin_sha("refunds"))
+                .dir("/etc", "/etc", DirMode::ReadOnly),
+        )
+        .audit(FileSink::open(&log).expect("open"))
+        .build()
+        .await;
+    assert!(matches!(result, Err(Error::Manifest { .. })), "{result:?}");
+    let records = intact(&log);
+    assert_eq!(events(&records), ["plugin_refused"]);
+    assert_eq!(records[0]["plugin"], "refunds");
+    assert!(
+        records[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("/etc")),
         "{}",
         records[0]
     );

@@ -304,9 +304,8 @@ impl HostBuilder {
                 })
                 .collect(),
         };
-        reach::check(&policies, &state)
-            .map_err(|(message, hint)| Error::manifest(&origin, message).with_hint(hint))?;
-        let scrubber = Arc::new(secrets::load(&secret_policies, &origin).await?);
+        // The sink opens before the grants are judged, so that a plugin
+        // refused for its grants is on the record too.
         let sink = match (self.audit, audit_path) {
             (Some(sink), _) => Some(sink),
             (None, Some(path)) => {
@@ -320,6 +319,20 @@ impl HostBuilder {
             }
             (None, None) => None,
         };
+        if let Err((plugin, (message, hint))) = reach::check(&policies, &state) {
+            let error = Error::manifest(&origin, message).with_hint(hint);
+            let policy = policies.iter().find(|p| p.name == plugin);
+            return Err(match (&sink, policy) {
+                (Some(sink), Some(policy)) => {
+                    // Before the secrets are loaded, so unscrubbed: the
+                    // reason holds paths and names, never a secret value.
+                    let audit = AuditLog::new(Some(Arc::clone(sink)))?;
+                    refused(&audit, policy, manifest_sha256.as_ref(), error).await
+                }
+                _ => error,
+            });
+        }
+        let scrubber = Arc::new(secrets::load(&secret_policies, &origin).await?);
         let audit = AuditLog::new(sink)?.scrubbing(Arc::clone(&scrubber));
         for policy in &policies {
             if let Err(e) = check_secrets(policy, &secret_policies, &scrubber, &origin) {

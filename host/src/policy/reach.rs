@@ -27,6 +27,9 @@ pub(crate) struct HostState {
 /// Why a grant was refused: the message and a hint.
 pub(crate) type Refusal = (String, String);
 
+/// A refused grant: the plugin it belongs to, and why.
+pub(crate) type RefusedGrant = (String, Refusal);
+
 /// `path` with symlinks resolved as far as it exists; the missing rest
 /// (an audit log or cache not created yet) is appended as written, without
 /// `.` and with `..` applied.
@@ -125,7 +128,7 @@ fn describe(plugin: &str, grant: &DirGrant) -> String {
 /// # Errors
 ///
 /// The first grant refused, naming it and what it would expose.
-pub(crate) fn check(policies: &[PluginPolicy], state: &HostState) -> Result<(), Refusal> {
+pub(crate) fn check(policies: &[PluginPolicy], state: &HostState) -> Result<(), RefusedGrant> {
     let home = home();
     let sources: Vec<(&str, PathBuf)> = policies
         .iter()
@@ -146,112 +149,118 @@ pub(crate) fn check(policies: &[PluginPolicy], state: &HostState) -> Result<(), 
         .flat_map(|p| p.dirs.iter().map(move |d| (p.name.as_str(), d)))
         .collect();
     for (i, &(plugin, grant)) in grants.iter().enumerate() {
-        let who = describe(plugin, grant);
-        let host = grant.host.as_path();
-        let writes = grant.mode == DirMode::ReadWrite;
-        let refuse = |what: String, hint: &str| {
-            Err((format!("{who} would expose {what}"), hint.to_string()))
-        };
-        let keep_apart =
-            "grant a folder that holds only the plugin's data, apart from the host's own files";
+        // The checks of one grant, so that a refusal names its plugin.
+        let checked = (|| -> Result<(), Refusal> {
+            let who = describe(plugin, grant);
+            let host = grant.host.as_path();
+            let writes = grant.mode == DirMode::ReadWrite;
+            let refuse = |what: String, hint: &str| {
+                Err((format!("{who} would expose {what}"), hint.to_string()))
+            };
+            let keep_apart =
+                "grant a folder that holds only the plugin's data, apart from the host's own files";
 
-        if let Some(why) = dangerous(host, home.as_deref())
-            && grant.unsafe_allow.is_none()
-        {
-            return refuse(
-                why,
-                "grant a narrower folder; if you really mean it, add `unsafe_allow = \"why\"` to this one grant",
-            );
-        }
-        if writes
-            && let Some(m) = &manifest
-            && within(m, host)
-        {
-            return refuse(
-                format!(
-                    "the manifest `{}`: the plugin could rewrite its own grants and limits",
-                    m.display()
-                ),
-                "grant a subfolder that does not hold the manifest (e.g. `files/out`)",
-            );
-        }
-        if let Some(c) = &cache {
-            if within(c, host) {
+            if let Some(why) = dangerous(host, home.as_deref())
+                && grant.unsafe_allow.is_none()
+            {
                 return refuse(
-                    format!(
-                        "the compile cache `{}`: compiled code and its key run in the host",
-                        c.display()
-                    ),
-                    "move the compile cache (`PORTCULLIS_CACHE_DIR`) or narrow the grant",
+                    why,
+                    "grant a narrower folder; if you really mean it, add `unsafe_allow = \"why\"` to this one grant",
                 );
             }
-            if within(host, c) {
-                return Err((
-                    format!("{who} lies inside the compile cache `{}`", c.display()),
-                    keep_apart.into(),
-                ));
-            }
-        }
-        if let Some(a) = &audit
-            && within(a, host)
-        {
-            return refuse(
-                format!(
-                    "the audit log `{}`: the plugin could read or rewrite the record",
-                    a.display()
-                ),
-                "keep `audit.path` outside every granted folder",
-            );
-        }
-        if let Some(d) = &core_dumps {
-            if within(d, host) {
+            if writes
+                && let Some(m) = &manifest
+                && within(m, host)
+            {
                 return refuse(
                     format!(
-                        "the core dump folder `{}`: dumps hold other calls' memory",
-                        d.display()
+                        "the manifest `{}`: the plugin could rewrite its own grants and limits",
+                        m.display()
                     ),
-                    "keep the core dump folder outside every granted folder",
+                    "grant a subfolder that does not hold the manifest (e.g. `files/out`)",
                 );
             }
-            if within(host, d) {
-                return Err((
-                    format!("{who} lies inside the core dump folder `{}`", d.display()),
-                    keep_apart.into(),
-                ));
+            if let Some(c) = &cache {
+                if within(c, host) {
+                    return refuse(
+                        format!(
+                            "the compile cache `{}`: compiled code and its key run in the host",
+                            c.display()
+                        ),
+                        "move the compile cache (`PORTCULLIS_CACHE_DIR`) or narrow the grant",
+                    );
+                }
+                if within(host, c) {
+                    return Err((
+                        format!("{who} lies inside the compile cache `{}`", c.display()),
+                        keep_apart.into(),
+                    ));
+                }
             }
-        }
-        if let Some((name, file)) = secrets.iter().find(|(_, f)| within(f, host)) {
-            return refuse(
-                format!(
-                    "the file `{}` of secret `{name}`: the plugin could read its value",
-                    file.display()
-                ),
-                "keep secret files outside every granted folder",
-            );
-        }
-        if let Some((owner, source)) = sources.iter().find(|(_, s)| within(s, host))
-            && (writes || *owner == plugin)
-        {
-            return refuse(
-                format!(
-                    "the component `{}` of plugin `{owner}`: its source must never be reached through a grant",
-                    source.display()
-                ),
-                "keep plugin components outside every granted folder",
-            );
-        }
-        for &(other_plugin, other) in &grants[i + 1..] {
-            let either_writes = writes || other.mode == DirMode::ReadWrite;
-            if either_writes && (within(host, &other.host) || within(&other.host, host)) {
-                return Err((
+            if let Some(a) = &audit
+                && within(a, host)
+            {
+                return refuse(
                     format!(
-                        "{who} and {} overlap: one could change what the other sees",
-                        describe(other_plugin, other)
+                        "the audit log `{}`: the plugin could read or rewrite the record",
+                        a.display()
                     ),
-                    "grant folders that do not contain each other when either is read-write".into(),
-                ));
+                    "keep `audit.path` outside every granted folder",
+                );
             }
-        }
+            if let Some(d) = &core_dumps {
+                if within(d, host) {
+                    return refuse(
+                        format!(
+                            "the core dump folder `{}`: dumps hold other calls' memory",
+                            d.display()
+                        ),
+                        "keep the core dump folder outside every granted folder",
+                    );
+                }
+                if within(host, d) {
+                    return Err((
+                        format!("{who} lies inside the core dump folder `{}`", d.display()),
+                        keep_apart.into(),
+                    ));
+                }
+            }
+            if let Some((name, file)) = secrets.iter().find(|(_, f)| within(f, host)) {
+                return refuse(
+                    format!(
+                        "the file `{}` of secret `{name}`: the plugin could read its value",
+                        file.display()
+                    ),
+                    "keep secret files outside every granted folder",
+                );
+            }
+            if let Some((owner, source)) = sources.iter().find(|(_, s)| within(s, host))
+                && (writes || *owner == plugin)
+            {
+                return refuse(
+                    format!(
+                        "the component `{}` of plugin `{owner}`: its source must never be reached through a grant",
+                        source.display()
+                    ),
+                    "keep plugin components outside every granted folder",
+                );
+            }
+            for &(other_plugin, other) in &grants[i + 1..] {
+                let either_writes = writes || other.mode == DirMode::ReadWrite;
+                if either_writes && (within(host, &other.host) || within(&other.host, host)) {
+                    return Err((
+                        format!(
+                            "{who} and {} overlap: one could change what the other sees",
+                            describe(other_plugin, other)
+                        ),
+                        "grant folders that do not contain each other when either is read-write"
+                            .into(),
+                    ));
+                }
+            }
+            Ok(())
+        })();
+        checked.map_err(|refusal| (plugin.to_string(), refusal))?;
     }
     Ok(())
 }
@@ -327,7 +336,8 @@ mod tests {
                 (sub, DirMode::ReadOnly),
             ],
         );
-        let (why, _) = check(&[rw], &HostState::default()).expect_err("aliased");
+        let (plugin, (why, _)) = check(&[rw], &HostState::default()).expect_err("aliased");
+        assert_eq!(plugin, "a");
         assert!(why.contains("overlap"), "{why}");
     }
 }
