@@ -259,8 +259,9 @@ async fn secret_never_enters_guest_memory() {
     }
 }
 
-/// A vault that gives out a new token for every call.
-struct Rotating;
+/// A vault that gives out a new token for every call (`token-known-at-load-0000`
+/// at load, `rotated-token-for-call-NNNN` for call NNNN).
+pub(crate) struct Rotating;
 
 impl portcullis::SecretSource for Rotating {
     fn get(&self, request: &portcullis::SecretRequest) -> Result<portcullis::Secret, String> {

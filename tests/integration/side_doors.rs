@@ -217,22 +217,10 @@ async fn a_secret_source_error_reaches_the_plugin_scrubbed() {
     }
 }
 
-/// A vault that gives out a new token for every call, unknown at load.
-struct Rotating;
-
-impl portcullis::SecretSource for Rotating {
-    fn get(&self, request: &portcullis::SecretRequest) -> Result<portcullis::Secret, String> {
-        Ok(portcullis::Secret::new(match request.call_id {
-            None => "token-known-at-load-0000".to_string(),
-            Some(id) => format!("rotated-token-for-call-{id:04}"),
-        }))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_cannot_send_a_secret_value_it_learned() {
     let net = Net::start(Interface::Tool).await;
-    let secret = portcullis::SecretConfig::new("api", Rotating)
+    let secret = portcullis::SecretConfig::new("api", crate::egress_secrets::Rotating)
         .destination(net.bound())
         .inject(InjectEntry::header("X-Api-Key", "{}"));
     let host = net.host_with_secret_config(secret, |b| b).await;
