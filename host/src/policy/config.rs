@@ -5,7 +5,7 @@
 use super::approval::{ApprovalRule, ApprovalSetting};
 use super::dirs::dirs;
 use super::limits::{Limits, validate_limits};
-use super::{DirMode, HttpRule, PluginPolicy, resolve, valid_name};
+use super::{DirMode, DirSpec, HttpRule, Invalid, PluginPolicy, resolve, valid_name};
 use crate::error::Error;
 use crate::manifest::{ApprovalEntry, HttpEntry, LimitsEntry, Manifest};
 use std::collections::BTreeMap;
@@ -232,13 +232,6 @@ impl PluginConfig {
         })
     }
 }
-
-/// A directory grant as configured: host, guest, mode, `unsafe_allow`.
-pub(super) type DirSpec = (PathBuf, String, DirMode, Option<String>);
-
-/// What a validation step found wrong: the message and, when the user can
-/// act, a hint. The caller adds the manifest's path.
-pub(super) type Invalid = (String, Option<&'static str>);
 
 /// Turns a step's [`Invalid`] into the manifest error naming `origin`.
 fn err_with(origin: &Path) -> impl Fn(Invalid) -> Error + '_ {

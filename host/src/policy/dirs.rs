@@ -2,8 +2,7 @@
 //! plain guest paths that do not overlap. Part of validation (`config`);
 //! what grants may reach across plugins is `reach`.
 
-use super::config::{DirSpec, Invalid};
-use super::{DirGrant, resolve};
+use super::{DirGrant, DirSpec, Invalid, resolve};
 use std::path::Path;
 
 /// Directory grants: existing directories, canonical, at plain guest paths

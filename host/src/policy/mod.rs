@@ -47,6 +47,14 @@ use std::path::{Path, PathBuf};
 
 pub use crate::manifest::DirMode;
 
+/// A directory grant as configured: host, guest, mode, `unsafe_allow`
+/// (the input of the `dirs` validation step of `config`).
+type DirSpec = (PathBuf, String, DirMode, Option<String>);
+
+/// What a validation step found wrong: the message and, when the user can
+/// act, a hint. The caller adds the manifest's path.
+type Invalid = (String, Option<&'static str>);
+
 /// A directory the plugin may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirGrant {
