@@ -347,7 +347,7 @@ fn a_limit_hit_is_a_typed_error_result_naming_the_limit() {
     let result = &call["result"];
     assert_eq!(result["isError"], true, "{call}");
     let error = &result["_meta"]["dev.portcullis/error"];
-    assert_eq!(error["kind"], "limit_exceeded");
+    assert_eq!(error["kind"], "limit");
     assert_eq!(error["limit"], "fuel");
     let text = result["content"][0]["text"].as_str().expect("text");
     assert!(text.contains("fuel"), "{text}");

@@ -42,24 +42,22 @@ pub(super) fn output_result(output: &ToolOutput, modern: bool) -> CallToolResult
 /// error for what is not a tool result at all. `asked` says whether the
 /// client's user could be asked for approval (elicitation).
 pub(super) fn error_result(error: &Error, asked: bool) -> Result<CallToolResult, McpError> {
-    let (kind, detail) = match error {
+    // The kind is `Error::kind()`, the names the audit's `call_ended`
+    // outcomes use too.
+    let detail = match error {
         Error::InvalidArguments {
             pointer, reason, ..
-        } => (
-            "invalid_arguments",
-            json!({"field": pointer, "reason": reason}),
-        ),
-        Error::Tool { error, .. } => ("tool_error", json!({"error": error.to_string()})),
-        Error::LimitExceeded { limit, .. } => ("limit_exceeded", json!({"limit": limit.as_str()})),
-        Error::ApprovalDenied { reason, .. } => ("approval_denied", json!({"reason": reason})),
-        Error::ApprovalTimedOut { after, .. } => (
-            "approval_timed_out",
-            json!({"after_seconds": after.as_secs()}),
-        ),
-        Error::Suspicious { denials, .. } => ("suspicious", json!({"denials": denials})),
-        Error::Crashed { .. } => ("crashed", json!({})),
-        Error::Cancelled { .. } => ("cancelled", json!({})),
-        Error::InvalidOutput { .. } => ("invalid_output", json!({})),
+        } => json!({"field": pointer, "reason": reason}),
+        Error::Tool { error, .. } => json!({"error": error.to_string()}),
+        Error::LimitExceeded { limit, .. } => json!({"limit": limit.as_str()}),
+        Error::ApprovalDenied { reason, .. } => json!({"reason": reason}),
+        Error::ApprovalTimedOut { after, .. } => json!({"after_seconds": after.as_secs()}),
+        Error::Suspicious { denials, .. } => json!({"denials": denials}),
+        // A full host is the client's to retry, not a failure of the host.
+        Error::Busy { slots, waited, .. } => {
+            json!({"slots": slots, "waited_ms": waited.as_millis()})
+        }
+        Error::Crashed { .. } | Error::Cancelled { .. } | Error::InvalidOutput { .. } => json!({}),
         Error::UnknownTool { tool, .. } => {
             return Err(McpError::invalid_params(
                 format!("unknown tool `{tool}`"),
@@ -85,7 +83,7 @@ pub(super) fn error_result(error: &Error, asked: bool) -> Result<CallToolResult,
     }
     let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
     let mut fields = Map::new();
-    fields.insert("kind".into(), json!(kind));
+    fields.insert("kind".into(), json!(error.kind()));
     if let Value::Object(detail) = detail {
         fields.extend(detail);
     }
