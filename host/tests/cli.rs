@@ -48,10 +48,13 @@ fn help_documents_every_command_and_the_exit_codes() {
     let out = portcullis(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for word in ["hash", "pin", "check", "call", "audit", "Exit codes"] {
+    const COMMANDS: [&str; 10] = [
+        "hash", "pin", "check", "inspect", "tools", "call", "test", "new", "serve", "audit",
+    ];
+    for word in COMMANDS.iter().chain(&["Exit codes"]) {
         assert!(help.contains(word), "--help lacks `{word}`:\n{help}");
     }
-    for command in ["hash", "pin", "check", "call", "audit"] {
+    for command in COMMANDS {
         let out = portcullis(&[command, "--help"]);
         assert!(out.status.success(), "`{command} --help` failed");
     }
