@@ -270,3 +270,36 @@ async fn a_request_cut_short_by_the_call_ending_is_still_audited() {
     assert_eq!(end["event"], "call_ended", "{records:?}");
     assert_eq!(end["outcome"], "cancelled", "{records:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_list_over_the_transfer_bound_is_refused_before_the_host_copies_it() {
+    // `portcullis:tool/http` hands the host its header list in one piece.
+    let net = Net::start(Interface::Tool).await;
+    let limits = limits(|l| {
+        l.output = 32 << 10;
+        l.http_request_body = 32 << 10;
+    });
+    let host = net.host(vec![net.allowed_entry()], limits).await;
+    // 160 KiB of header values: over the 96 KiB (32 KiB + 64 KiB of slack)
+    // this plugin may hand the host at once, so wasmtime refuses the list
+    // from its lengths, before the gate (whose own 64-header cap would
+    // answer with an `invalid_request` the plugin could handle) sees it.
+    let headers: Vec<(String, String)> = (0..160)
+        .map(|i| (format!("x-h{i}"), "v".repeat(1024)))
+        .collect();
+    let requests = json!([{ "url": net.url("/hello"), "headers": headers }]);
+    let result = host
+        .call(
+            "egress.send",
+            &json!({ "requests": requests }).to_string(),
+            &CallContext::new(),
+        )
+        .await;
+    match result {
+        Err(e) if e.limit() == Some(portcullis::Limit::Output) => {
+            assert!(e.to_string().contains("98304 bytes at once"), "{e}");
+        }
+        other => panic!("expected the transfer to be refused, got {other:?}"),
+    }
+    assert_eq!(net.allowed.hits(), 0, "nothing was sent");
+}

@@ -101,6 +101,37 @@ async fn oversized_output_is_refused_not_truncated() {
 }
 
 #[tokio::test]
+async fn an_output_over_every_limit_is_refused_before_it_is_copied() {
+    let fixture = Fixture::new();
+    let host = fixture
+        .hostile(limits(|l| {
+            // Room for the guest to build a 64 MiB output (and its JSON
+            // copy): only the output limit may stop it.
+            l.memory = 768 << 20;
+            l.fuel = 50_000_000_000;
+            l.timeout = Duration::from_secs(120);
+        }))
+        .await;
+    let (result, largest) = crate::allocations::largest_allocation_during(call(
+        &host,
+        "hostile.big_output",
+        &format!(r#"{{"bytes": {}}}"#, 64 << 20),
+    ))
+    .await;
+    let e = expect_limit(result, Limit::Output);
+    assert!(
+        e.to_string().contains("1048576"),
+        "names the output limit: {e}"
+    );
+    // Refused from its length alone: the host never held a copy of it.
+    assert!(
+        largest < 4 << 20,
+        "the host allocated {largest} bytes in one piece while refusing the output"
+    );
+    assert_next_call_succeeds(&host).await;
+}
+
+#[tokio::test]
 async fn stdout_flood_is_captured_capped_and_counted_not_an_error() {
     let fixture = Fixture::new();
     let host = fixture.hostile(limits(|l| l.stdio = 1024)).await;

@@ -4,6 +4,7 @@
 //!
 //! Run `plugins/build.sh` first (the README's test command does).
 
+mod allocations;
 mod approvals;
 mod arguments;
 mod audit;

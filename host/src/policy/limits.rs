@@ -70,6 +70,20 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The most bytes the plugin may hand the host in one piece: the
+    /// call's result, or the arguments of one host call (a request with
+    /// its body, a log message, a write). The largest of `output` and
+    /// `http_request_body`, plus [`caps::TRANSFER_SLACK`] for what comes
+    /// with them (URL, headers, list bookkeeping). The sandbox gives this
+    /// to wasmtime, which checks each length against it *before* copying
+    /// out of guest memory, so a plugin cannot make the host allocate
+    /// its whole linear memory to find out the output is too large.
+    pub(crate) fn largest_transfer(&self) -> u64 {
+        self.output.max(self.http_request_body) + caps::TRANSFER_SLACK
+    }
+}
+
 /// Fixed caps per call that are not configurable: they bound resources that
 /// no tool legitimately needs many of.
 pub mod caps {
@@ -95,6 +109,12 @@ pub mod caps {
     /// interface: its `send` blocks the guest until the response is
     /// complete, so there is never more than one.
     pub const HTTP_IN_FLIGHT: usize = 1;
+
+    /// What one transfer from the plugin to the host may carry beyond
+    /// its output or request body (see `Limits::largest_transfer`): the
+    /// URL, method and headers of a request, bounded by the header caps
+    /// above, and the list bookkeeping wasmtime counts with them.
+    pub const TRANSFER_SLACK: u64 = 64 * 1024;
 
     /// Why a request with `count` headers of `bytes` bytes of names and
     /// values is over [`HTTP_HEADERS`] or [`HTTP_HEADER_BYTES`], if it is.

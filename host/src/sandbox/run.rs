@@ -257,6 +257,9 @@ impl Sandbox {
         );
         let mut store = Store::new(&self.engine, data);
         store.limiter(|data| &mut data.limiter);
+        // Checked by wasmtime against each string and list length before
+        // it copies guest memory into the host (the result included).
+        store.set_hostcall_fuel(usize::try_from(limits.largest_transfer()).unwrap_or(usize::MAX));
         store
     }
 }
@@ -378,6 +381,19 @@ fn settle(
     (result, core_dump)
 }
 
+/// Whether wasmtime refused to copy a string or list out of guest memory
+/// because it was longer than the store's transfer bound
+/// ([`Limits::largest_transfer`]). Wasmtime's error type for it is
+/// private, so it is recognised by its type name (`Debug` of a unit
+/// struct), never by text a plugin could write; the test
+/// `limits::an_output_over_every_limit_is_refused_before_it_is_copied`
+/// fails if a wasmtime upgrade renames it.
+fn is_transfer_refused(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| format!("{cause:?}") == "HostcallFuelExhausted")
+}
+
 fn time_limit(timeout: Duration) -> Failure {
     Failure::Limit(Limit::Time, format!("stopped after {timeout:?}"))
 }
@@ -393,6 +409,17 @@ fn classify(error: &wasmtime::Error, data: &StoreData, limits: &Limits) -> Failu
     }
     if let Some((limit, what)) = data.disk.exceeded() {
         return Failure::Limit(limit, what);
+    }
+    if is_transfer_refused(error) {
+        return Failure::Limit(
+            Limit::Output,
+            format!(
+                "the plugin handed the host more than {} bytes at once (its output, or one \
+                 request or message); the output limit is {} bytes",
+                limits.largest_transfer(),
+                limits.output
+            ),
+        );
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
