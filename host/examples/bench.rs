@@ -29,6 +29,12 @@
 //! - Cold start: `portcullis tools plugins/portcullis.toml` with a warm
 //!   compile cache, process wall time (needs `cargo build --release`).
 //!
+//! - File I/O on a grant (`bench/io.rs`): `files.search` over 1,000 files
+//!   and a one-file listing, in place (the default) and on blocking
+//!   threads.
+//! - HTTP through the egress gate (`bench/io.rs`): ten requests per call,
+//!   on a kept-alive connection and on a new connection each.
+//!
 //! The MCP round-trip row is still to come; see `BENCHMARKS.md`.
 
 use portcullis::{
@@ -41,6 +47,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+#[path = "bench/io.rs"]
+mod io;
 
 mod raw {
     wasmtime::component::bindgen!({
@@ -700,6 +709,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (host_write_p50.as_secs_f64() - floor_write_p50.as_secs_f64()) * 1e6
     ));
 
+    io::files(&mut bench, scratch.path(), quick).await?;
+    io::http(&mut bench, quick).await?;
     in_flight(&mut bench, quick).await?;
     cold_start(&mut bench)?;
 

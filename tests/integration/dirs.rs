@@ -92,3 +92,49 @@ async fn one_open_grant_serves_every_call() {
         );
     }
 }
+
+/// File operations run on the call's own thread by default, and on tokio's
+/// blocking threads when the embedder asks (for network filesystems): the
+/// grant serves reads and listings the same either way, and a multi-thread
+/// runtime runs calls of both kinds side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_directories_serve_calls_in_place_and_on_blocking_threads() {
+    let fixture = Fixture::new();
+    let granted = fixture.path("docs");
+    std::fs::create_dir(&granted).expect("mkdir");
+    std::fs::write(granted.join("a.txt"), "alpha").expect("write");
+    for in_place in [true, false] {
+        let host = Host::builder()
+            .approver(ApproveAll)
+            .file_io_in_place(in_place)
+            .plugin(
+                PluginConfig::new("hostile", plugin_path("hostile"))
+                    .sha256(plugin_sha("hostile"))
+                    .dir(&granted, "/docs", DirMode::ReadOnly),
+            )
+            .build()
+            .await
+            .expect("loads");
+        let (a, b, c) = tokio::join!(
+            list(&host, "/docs"),
+            list(&host, "/docs"),
+            list(&host, "/docs")
+        );
+        for listing in [a, b, c] {
+            assert_eq!(listing.expect("call"), serde_json::json!(["a.txt"]));
+        }
+        let read = host
+            .call(
+                "hostile.read",
+                r#"{"path": "/docs/a.txt"}"#,
+                &CallContext::new(),
+            )
+            .await
+            .expect("read");
+        assert_eq!(
+            read.value,
+            serde_json::json!("alpha"),
+            "in place: {in_place}"
+        );
+    }
+}

@@ -219,6 +219,17 @@ impl HostBuilder {
         self
     }
 
+    /// Whether operations on granted directories run on the thread that
+    /// runs the call (default `true`: a stat or a small read costs a
+    /// syscall, not a hop to a blocking thread and back). Set `false` when
+    /// granted directories live on a network filesystem, where one
+    /// operation may stall: they then run on tokio's blocking threads, and
+    /// a stalled one cannot hold up a runtime worker.
+    pub fn file_io_in_place(mut self, in_place: bool) -> Self {
+        self.pool.file_io_in_place = in_place;
+        self
+    }
+
     /// Adds a plugin.
     pub fn plugin(mut self, plugin: PluginConfig) -> Self {
         self.plugins.push(plugin);

@@ -113,6 +113,8 @@ pub(crate) struct Sandbox {
     slots: Slots,
     /// Scrubs secret values from captured stdio and logs.
     scrubber: Arc<Scrubber>,
+    /// File operations on grants run on the call's own thread.
+    file_io_in_place: bool,
 }
 
 impl Sandbox {
@@ -154,6 +156,7 @@ impl Sandbox {
             _ticker: ticker,
             slots: Slots::new(pool),
             scrubber,
+            file_io_in_place: pool.file_io_in_place,
         })
     }
 

@@ -73,7 +73,8 @@ pub(crate) const DEFAULT_BUSY_WAIT: Duration = Duration::from_secs(5);
 /// Most slots a host may ask for.
 pub(crate) const MAX_SLOTS: u32 = 10_000;
 
-/// How the host's instances are allocated and how many run at once.
+/// How the host's instances are allocated, how many run at once, and
+/// where their file operations run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PoolSettings {
     pub(crate) allocation: InstanceAllocation,
@@ -83,6 +84,11 @@ pub(crate) struct PoolSettings {
     pub(crate) busy_wait: Duration,
     /// Bytes of one memory slot: the largest `limits.memory` of any plugin.
     pub(crate) memory: u64,
+    /// Whether operations on granted directories run on the thread that
+    /// runs the call (no hop to a blocking thread and back, the default),
+    /// or on tokio's blocking threads (for directories on network
+    /// filesystems, where one operation may stall).
+    pub(crate) file_io_in_place: bool,
 }
 
 impl Default for PoolSettings {
@@ -92,6 +98,7 @@ impl Default for PoolSettings {
             slots: DEFAULT_SLOTS,
             busy_wait: DEFAULT_BUSY_WAIT,
             memory: crate::policy::Limits::default().memory,
+            file_io_in_place: true,
         }
     }
 }

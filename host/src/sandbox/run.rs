@@ -189,7 +189,12 @@ impl Sandbox {
         };
         let grants = matches!(request, Invocation::Call { .. });
         let dirs = grants.then_some(&prepared.dirs);
-        let wasi = match wasi_ctx(policy, dirs, &collector.stdout, &collector.stderr) {
+        let io = Io {
+            stdout: &collector.stdout,
+            stderr: &collector.stderr,
+            in_place: self.file_io_in_place,
+        };
+        let wasi = match wasi_ctx(policy, dirs, &io) {
             Ok(wasi) => wasi,
             Err(e) => return collector.finish(Err(Failure::Setup(e)), None, None),
         };
@@ -472,16 +477,26 @@ fn crash_reason(error: &wasmtime::Error) -> String {
 /// The WASI context for one call: stdin empty, stdout/stderr capped sinks,
 /// no args, no network; with `dirs` (a call, not listing tools), the
 /// manifest's env and directories, from their handles opened at load.
+/// Where a call's stdio goes, and where its file operations run.
+struct Io<'a> {
+    stdout: &'a CappedPipe,
+    stderr: &'a CappedPipe,
+    /// File operations on grants run on the calling thread (see
+    /// `PoolSettings::file_io_in_place`).
+    in_place: bool,
+}
+
 fn wasi_ctx(
     policy: &PluginPolicy,
     dirs: Option<&OpenDirs>,
-    stdout: &CappedPipe,
-    stderr: &CappedPipe,
+    io: &Io<'_>,
 ) -> Result<WasiCtx, String> {
     let mut builder = WasiCtxBuilder::new();
     builder
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
+        .stdout(io.stdout.clone())
+        .stderr(io.stderr.clone())
+        // Before the preopens: each directory takes the setting with it.
+        .allow_blocking_current_thread(io.in_place)
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
