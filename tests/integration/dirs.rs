@@ -2,7 +2,7 @@
 //! path again: a folder swapped for a symlink between two calls of a
 //! long-lived host is not followed.
 
-use portcullis::{CallContext, DirMode, Host, PluginConfig};
+use portcullis::{CallContext, DirMode, Host, HostBuilder, PluginConfig};
 use portcullis_tests::{ApproveAll, Fixture, SECRET, plugin_path, plugin_sha};
 
 async fn list(host: &Host, path: &str) -> Result<serde_json::Value, portcullis::Error> {
@@ -13,6 +13,20 @@ async fn list(host: &Host, path: &str) -> Result<serde_json::Value, portcullis::
     )
     .await
     .map(|out| out.value)
+}
+
+/// `hostile` with `granted` read-only at `/docs`, `extra` applied to the
+/// builder last.
+async fn hostile_granted(
+    granted: &std::path::Path,
+    extra: impl FnOnce(HostBuilder) -> HostBuilder,
+) -> Host {
+    let builder = Host::builder().approver(ApproveAll).plugin(
+        PluginConfig::new("hostile", plugin_path("hostile"))
+            .sha256(plugin_sha("hostile"))
+            .dir(granted, "/docs", DirMode::ReadOnly),
+    );
+    extra(builder).build().await.expect("loads")
 }
 
 /// Between two calls, someone with write access next to the grant (another
@@ -28,16 +42,7 @@ async fn a_granted_folder_swapped_for_a_symlink_between_calls_is_not_followed() 
     std::fs::create_dir_all(&granted).expect("mkdir");
     std::fs::write(granted.join("original.txt"), "original").expect("write");
 
-    let host = Host::builder()
-        .approver(ApproveAll)
-        .plugin(
-            PluginConfig::new("hostile", plugin_path("hostile"))
-                .sha256(plugin_sha("hostile"))
-                .dir(&granted, "/docs", DirMode::ReadOnly),
-        )
-        .build()
-        .await
-        .expect("loads");
+    let host = hostile_granted(&granted, |b| b).await;
     assert_eq!(
         list(&host, "/docs").await.expect("first call"),
         serde_json::json!(["original.txt"])
@@ -75,16 +80,7 @@ async fn one_open_grant_serves_every_call() {
     let granted = fixture.path("docs");
     std::fs::create_dir(&granted).expect("mkdir");
     std::fs::write(granted.join("a.txt"), "a").expect("write");
-    let host = Host::builder()
-        .approver(ApproveAll)
-        .plugin(
-            PluginConfig::new("hostile", plugin_path("hostile"))
-                .sha256(plugin_sha("hostile"))
-                .dir(&granted, "/docs", DirMode::ReadOnly),
-        )
-        .build()
-        .await
-        .expect("loads");
+    let host = hostile_granted(&granted, |b| b).await;
     for _ in 0..3 {
         assert_eq!(
             list(&host, "/docs").await.expect("call"),
@@ -104,17 +100,7 @@ async fn granted_directories_serve_calls_in_place_and_on_blocking_threads() {
     std::fs::create_dir(&granted).expect("mkdir");
     std::fs::write(granted.join("a.txt"), "alpha").expect("write");
     for in_place in [true, false] {
-        let host = Host::builder()
-            .approver(ApproveAll)
-            .file_io_in_place(in_place)
-            .plugin(
-                PluginConfig::new("hostile", plugin_path("hostile"))
-                    .sha256(plugin_sha("hostile"))
-                    .dir(&granted, "/docs", DirMode::ReadOnly),
-            )
-            .build()
-            .await
-            .expect("loads");
+        let host = hostile_granted(&granted, |b| b.file_io_in_place(in_place)).await;
         let (a, b, c) = tokio::join!(
             list(&host, "/docs"),
             list(&host, "/docs"),
