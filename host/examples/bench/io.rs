@@ -89,6 +89,7 @@ pub(crate) async fn http(bench: &mut Bench, quick: bool) -> Result<(), Box<dyn s
     const REQUESTS: usize = 10;
     let (egress_path, egress) = plugin("egress")?;
     let calls = if quick { 50 } else { 500 };
+    let floor = floor_requests(bench, REQUESTS, calls).await?;
     let mut p50 = Vec::new();
     for (keep_alive, how) in [(true, "kept alive"), (false, "closed after each")] {
         let addr = server(keep_alive).await?;
@@ -127,12 +128,56 @@ pub(crate) async fn http(bench: &mut Bench, quick: bool) -> Result<(), Box<dyn s
     }
     let per_request = |d: std::time::Duration| d.as_secs_f64() * 1e6 / REQUESTS as f64;
     bench.notes.push(format!(
-        "HTTP through the egress gate, {REQUESTS} requests per call to a loopback server, p50 per request: {:.1} µs on a kept-alive connection, {:.1} µs with a new connection each ({:.2}x).",
+        "HTTP through the egress gate, {REQUESTS} requests per call to a loopback server, p50 per request: {:.1} µs on a kept-alive connection, {:.1} µs with a new connection each ({:.2}x); the floor, the same requests from the host process on one kept-alive hyper connection (no wasm, no checks), {:.1} µs: the gate's kept-alive request, the call's own cost included, is {:.2}x the floor's.",
         per_request(p50[0]),
         per_request(p50[1]),
-        p50[1].as_secs_f64() / p50[0].as_secs_f64()
+        p50[1].as_secs_f64() / p50[0].as_secs_f64(),
+        per_request(floor),
+        p50[0].as_secs_f64() / floor.as_secs_f64()
     ));
     Ok(())
+}
+
+/// The floor for HTTP: `requests` GETs in a row from the host process on
+/// one kept-alive hyper connection to the same kind of server, measured
+/// `calls` times; the row's p50.
+async fn floor_requests(
+    bench: &mut Bench,
+    requests: usize,
+    calls: usize,
+) -> Result<std::time::Duration, Box<dyn std::error::Error>> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    let addr = server(true).await?;
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let sender = std::sync::Arc::new(tokio::sync::Mutex::new(sender));
+    let url = format!("http://{addr}/ok");
+    let p50 = bench
+        .latency_n(
+            &format!("floor: {requests} HTTP requests on one kept-alive hyper connection, no wasm"),
+            calls,
+            || {
+                let sender = std::sync::Arc::clone(&sender);
+                let url = url.clone();
+                async move {
+                    let mut sender = sender.lock().await;
+                    for _ in 0..requests {
+                        let request = hyper::Request::get(&url)
+                            .header("host", addr.to_string())
+                            .body(Empty::<Bytes>::new())
+                            .expect("request");
+                        let response = sender.send_request(request).await.expect("send");
+                        let body = response.into_body().collect().await.expect("body");
+                        assert_eq!(body.to_bytes().as_ref(), b"ok");
+                    }
+                }
+            },
+        )
+        .await;
+    Ok(p50)
 }
 
 /// A loopback HTTP/1.1 server answering every GET with `ok`, keeping each
