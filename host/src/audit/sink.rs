@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Where audit records go. Implement it to ship records to a log pipeline,
 /// OpenTelemetry or a database; [`FileSink`] and [`StderrSink`] are built in.
@@ -91,7 +92,18 @@ pub struct FileSink {
     file: File,
     path: PathBuf,
     fsync: bool,
+    /// Where this sink's last batch ended ([`NOT_YET`] before the first):
+    /// a file still that long under the lock holds nothing written since,
+    /// so the host's own chain continues without reading the tail back.
+    end: AtomicU64,
+    /// Whether this sink holds the file's lock (between
+    /// [`AuditSink::lock_tail`] and [`AuditSink::unlock`]): only a batch
+    /// written under it may set `end`.
+    locked: AtomicBool,
 }
+
+/// [`FileSink::end`] before the sink has written anything.
+const NOT_YET: u64 = u64::MAX;
 
 impl FileSink {
     /// Opens (creating if needed, mode `0600`) `path` for appending. A
@@ -123,6 +135,8 @@ impl FileSink {
             file,
             path: path.to_path_buf(),
             fsync: false,
+            end: AtomicU64::new(NOT_YET),
+            locked: AtomicBool::new(false),
         })
     }
 
@@ -143,6 +157,10 @@ impl FileSink {
     fn tail(&self) -> std::io::Result<SinkTail> {
         let mut file = &self.file;
         let len = file.seek(SeekFrom::End(0))?;
+        if len == self.end.load(Ordering::Relaxed) {
+            // Nobody appended since this sink's last batch.
+            return Ok(SinkTail::Own);
+        }
         if len == 0 {
             return Ok(SinkTail::Empty);
         }
@@ -200,21 +218,28 @@ impl AuditSink for FileSink {
             bytes.extend_from_slice(line.as_bytes());
             bytes.push(b'\n');
         }
+        self.end.store(NOT_YET, Ordering::Relaxed);
         (&self.file).write_all(&bytes)?;
         if self.fsync {
             self.file.sync_data()?;
+        }
+        if self.locked.load(Ordering::Relaxed) {
+            // Nobody else appends while the lock is held: this batch ends
+            // the file.
+            let end = (&self.file).seek(SeekFrom::End(0))?;
+            self.end.store(end, Ordering::Relaxed);
         }
         Ok(())
     }
 
     fn lock_tail(&self) -> std::io::Result<SinkTail> {
         self.file.lock()?;
-        self.tail().inspect_err(|_| {
-            let _ = self.file.unlock();
-        })
+        self.locked.store(true, Ordering::Relaxed);
+        self.tail().inspect_err(|_| self.unlock())
     }
 
     fn unlock(&self) {
+        self.locked.store(false, Ordering::Relaxed);
         if let Err(e) = self.file.unlock() {
             tracing::warn!(error = %e, path = %self.path.display(), "failed to unlock the audit log");
         }
