@@ -6,6 +6,7 @@
 //! ```sh
 //! plugins/build.sh && cargo run --release --example bench -- --markdown
 //! cargo run --release --example bench -- --quick     # fewer iterations
+//! cargo run --release --example bench -- --languages # Python/JS rows only
 //! ```
 //!
 //! - `raw floor (pooled)`: what any wasmtime host pays at least, with the
@@ -41,6 +42,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+#[path = "bench/languages.rs"]
+mod languages;
 
 mod raw {
     wasmtime::component::bindgen!({
@@ -479,6 +483,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         floor_p50: None,
         notes: Vec::new(),
     };
+    // `--languages`: only the Python and JavaScript rows (bench/languages.rs).
+    if args.iter().any(|a| a == "--languages") {
+        languages::run(&mut bench, quick).await?;
+        println!("{}", bench.markdown());
+        return Ok(());
+    }
     let (hostile_path, hostile) = plugin("hostile")?;
     let (refunds_path, refunds) = plugin("refunds")?;
     let scratch = tempfile::tempdir()?;
@@ -700,6 +710,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (host_write_p50.as_secs_f64() - floor_write_p50.as_secs_f64()) * 1e6
     ));
 
+    languages::run(&mut bench, quick).await?;
     in_flight(&mut bench, quick).await?;
     cold_start(&mut bench)?;
 
