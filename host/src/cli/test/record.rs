@@ -352,6 +352,26 @@ expect.error = "denied"
     }
 
     #[test]
+    fn a_json_tests_file_gets_its_fixtures_in_the_same_structure() {
+        let original = r#"{"case": [
+            {"name": "one", "tool": "list", "expect": {"output": {"count": 1}},
+             "fixture": [{"url": "https://old.example/"}]},
+            {"name": "two", "tool": "list", "expect": {"error": "denied"}}
+        ]}"#;
+        let specs = vec![spec(
+            "url = \"https://a.example/x\"\nbody = \"null\"\nexpect_headers = [\"authorization\"]",
+        )];
+        let text = edit_json(original, &[(0, "one".into(), specs)]).expect("edited");
+        let file: super::super::TestsFile = serde_json::from_str(&text).expect("a tests file");
+        assert_eq!(file.case.len(), 2);
+        assert_eq!(file.case[0].fixture.len(), 1);
+        assert_eq!(file.case[0].fixture[0].url, "https://a.example/x");
+        assert_eq!(file.case[0].fixture[0].body.as_deref(), Some("null"));
+        assert!(file.case[1].fixture.is_empty());
+        assert!(!text.contains("old.example"), "{text}");
+    }
+
+    #[test]
     fn null_has_no_toml_form() {
         assert!(toml_value(&serde_json::json!({"a": [1, null]})).is_none());
         assert!(toml_value(&serde_json::json!({"a": [1, 2.5, "x", true]})).is_some());
