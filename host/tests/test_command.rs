@@ -511,4 +511,29 @@ fn a_failed_recording_leaves_the_tests_file_untouched() {
         1,
         "no temporary file is left behind"
     );
+
+    // The upstream answers and one case records, but another fails its
+    // expectation: nothing is written either.
+    let upstream = Upstream::start();
+    let api = format!("http://{}/api/v1", upstream.addr);
+    let dir = recording_suite(
+        &api,
+        r#"{ header = "Authorization", format = "Bearer {}" }"#,
+    );
+    let tests = dir.path().join("tests/issues.toml");
+    let mut edited = std::fs::read_to_string(&tests).expect("read");
+    edited.push_str(&format!(
+        "\n[[case]]\nname = \"expects too many\"\ntool = \"list\"\narguments = {{ base_url = \"{api}\" }}\nexpect.output = {{ count = 5 }}\n"
+    ));
+    std::fs::write(&tests, &edited).expect("write");
+    let out = portcullis(&[
+        Path::new("test"),
+        &dir.path().join("portcullis.toml"),
+        Path::new("--record"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("2 passed, 1 failed"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&tests).expect("read"), edited);
+    drop(upstream);
 }
