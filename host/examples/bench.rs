@@ -6,6 +6,7 @@
 //! ```sh
 //! plugins/build.sh && cargo run --release --example bench -- --markdown
 //! cargo run --release --example bench -- --quick     # fewer iterations
+//! cargo run --release --example bench -- --languages # Python/JS rows only
 //! ```
 //!
 //! - `raw floor (pooled)`: what any wasmtime host pays at least, with the
@@ -50,6 +51,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 #[path = "bench/io.rs"]
 mod io;
+#[path = "bench/languages.rs"]
+mod languages;
 
 mod raw {
     wasmtime::component::bindgen!({
@@ -488,6 +491,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         floor_p50: None,
         notes: Vec::new(),
     };
+    // `--languages`: only the Python and JavaScript rows (bench/languages.rs).
+    if args.iter().any(|a| a == "--languages") {
+        languages::run(&mut bench, quick).await?;
+        println!("{}", bench.markdown());
+        return Ok(());
+    }
     let (hostile_path, hostile) = plugin("hostile")?;
     let (refunds_path, refunds) = plugin("refunds")?;
     let scratch = tempfile::tempdir()?;
@@ -711,6 +720,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     io::files(&mut bench, scratch.path(), quick).await?;
     io::http(&mut bench, quick).await?;
+    languages::run(&mut bench, quick).await?;
     in_flight(&mut bench, quick).await?;
     cold_start(&mut bench)?;
 

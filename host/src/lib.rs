@@ -81,7 +81,8 @@ pub use audit::{
 };
 pub use descriptor::{ToolDescriptor, descriptor_json};
 pub use egress::{
-    DEFAULT_FIXTURE_ADDRESS, Fixture, Fixtures, Received, ResolveFuture, Resolver, SystemResolver,
+    DEFAULT_FIXTURE_ADDRESS, Fixture, Fixtures, Received, Recorded, ResolveFuture, Resolver,
+    SystemResolver,
 };
 pub use error::{Error, Limit, ToolError};
 pub use formats::{ExportedTools, ToolFormat, ToolNames, export_tools};

@@ -30,7 +30,10 @@
 //! ```
 //!
 //! The plugin crate is a `cdylib` built for `wasm32-wasip2` and depends on
-//! `portcullis-sdk`, `serde` and `schemars` (the derives name those crates).
+//! `portcullis-sdk`, `serde` and `schemars` (the derives name those crates);
+//! `portcullis new NAME` writes one with its build script, manifest and
+//! tests file. The component implements the `portcullis:tool` world
+//! `plugin`, whose WIT this crate carries in its own `wit/` folder.
 //!
 //! - Arguments that do not fit the input type become
 //!   [`ToolError::InvalidInput`] with serde's message; the tool does not run.
@@ -79,7 +82,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "plugin",
         pub_export_macro: true,
         export_macro_name: "__export_plugin_bindings",

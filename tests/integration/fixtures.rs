@@ -146,3 +146,74 @@ async fn a_fixture_response_over_the_limit_never_reaches_the_plugin() {
         other => panic!("expected the plugin's failure, got {other:?}"),
     }
 }
+
+/// Recording (`Fixtures::record`, `portcullis test --record`): requests go
+/// to the real upstream through every check of the gate, and what is kept
+/// of the exchange carries no form of the secret, even from an upstream
+/// that echoes it in every form it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_runs_every_check_of_the_gate_and_keeps_no_secret() {
+    use portcullis_tests::tracker::{Tracker, builder};
+    let tracker = Tracker::start(true).await;
+    let canary = Canary::start().await;
+    let fixtures = Arc::new(Fixtures::default());
+    let host = builder(&tracker, &[tracker.port()], &Vault::new(TOKEN))
+        .approver(ApproveAll)
+        .http_fixtures(Arc::clone(&fixtures))
+        .build()
+        .await
+        .expect("the issues plugin loads");
+    let base = tracker.base_url();
+    fixtures.record();
+
+    call(
+        &host,
+        "issues.create",
+        json!({"title": "Printer on fire", "base_url": base}),
+    )
+    .await
+    .expect("created upstream");
+    call(&host, "issues.list", json!({"base_url": base}))
+        .await
+        .expect("listed upstream");
+    assert_eq!(
+        tracker.titles(),
+        ["Printer on fire"],
+        "the upstream was reached"
+    );
+
+    let recorded = fixtures.take_recorded();
+    assert_eq!(recorded.len(), 2);
+    for r in &recorded {
+        assert_eq!(r.failed, None);
+        assert_eq!(r.secret_headers, ["authorization"]);
+        let f = &r.fixture;
+        let kept = format!(
+            "{} {} {:?} {:?} {}",
+            f.method,
+            f.url,
+            f.request_body.as_deref().map(String::from_utf8_lossy),
+            f.headers,
+            String::from_utf8_lossy(&f.body)
+        );
+        assert!(
+            kept.contains("[redacted:tracker]"),
+            "the echo was kept: {kept}"
+        );
+        assert_no_secret("a recorded exchange", kept.as_bytes(), TOKEN);
+    }
+    assert_eq!(recorded[0].fixture.method, "POST");
+    assert!(recorded[0].fixture.request_body.is_some());
+
+    // The allowlist still decides: a destination it does not list is
+    // denied and nothing is sent or recorded.
+    let result = call(
+        &host,
+        "issues.list",
+        json!({"base_url": format!("http://{}/api/v1", canary.addr)}),
+    )
+    .await;
+    assert!(matches!(tool_error(result), ToolError::Denied(_)));
+    assert!(fixtures.take_recorded().is_empty());
+    canary.assert_untouched();
+}

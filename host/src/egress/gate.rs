@@ -335,7 +335,12 @@ impl CallEgress {
     ) -> Result<GuestResponse, Refusal> {
         let sent = match &self.grants.network.fixtures {
             // Tests only (`HostBuilder::http_fixtures`): served offline.
-            Some(fixtures) => fixtures.send(outgoing, bounds).await,
+            Some(fixtures) => {
+                let network = (&self.grants.network.tls, &self.pool);
+                fixtures
+                    .send(outgoing, bounds, network, &self.scrubber())
+                    .await
+            }
             None => client::send(outgoing, bounds, &self.grants.network.tls, &self.pool).await,
         };
         let incoming = sent.map_err(|e| {

@@ -60,7 +60,7 @@ mod resolve;
 mod tally;
 
 pub(crate) use client::Tls;
-pub use fixture::{DEFAULT_FIXTURE_ADDRESS, Fixture, Fixtures, Received};
+pub use fixture::{DEFAULT_FIXTURE_ADDRESS, Fixture, Fixtures, Received, Recorded};
 pub(crate) use request::{EgressError, GuestRequest, GuestResponse, GuestTimeouts, SecretChoice};
 pub use resolve::{ResolveFuture, Resolver, SystemResolver};
 pub(crate) use tally::{CallLog, Reservation, SharedCallLog, Suspicious};

@@ -3,53 +3,69 @@
 //! exchange itself is served by the host's egress gate
 //! ([`portcullis::Fixtures`]): only the final send is replaced.
 
-use portcullis::{DEFAULT_FIXTURE_ADDRESS, Fixture, Received};
-use serde::Deserialize;
+use portcullis::{DEFAULT_FIXTURE_ADDRESS, Fixture, Received, Recorded};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// One `[[case.fixture]]`.
-#[derive(Debug, Deserialize)]
+/// One `[[case.fixture]]` (written back in this field order by
+/// `--record`, defaults left out).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Spec {
     /// The method answered (default `GET`).
-    #[serde(default = "get")]
-    method: String,
+    #[serde(default = "get", skip_serializing_if = "is_get")]
+    pub(super) method: String,
     /// The URL answered, query included.
-    url: String,
+    pub(super) url: String,
     /// When set, the request body must be exactly this.
-    request_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) request_body: Option<String>,
     /// What the URL's host resolves to; the real address check runs on
     /// them (default: one public address).
-    #[serde(default)]
-    addresses: Vec<IpAddr>,
-    #[serde(default = "ok")]
-    status: u16,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) addresses: Vec<IpAddr>,
+    #[serde(default = "ok", skip_serializing_if = "is_ok")]
+    pub(super) status: u16,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) headers: BTreeMap<String, String>,
     /// The response body, as text...
-    body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) body: Option<String>,
     /// ... or as JSON (`content-type: application/json` unless set).
-    json: Option<Value>,
-    #[serde(default)]
-    delay_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) json: Option<Value>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) delay_ms: u64,
     /// Request headers the fixture must receive (the host's injected
     /// secret, say); their values must not appear in the case's result.
-    #[serde(default)]
-    expect_headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) expect_headers: Vec<String>,
     /// Request headers the fixture must not receive.
-    #[serde(default)]
-    absent_headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) absent_headers: Vec<String>,
 }
 
 fn get() -> String {
     "GET".into()
 }
 
+fn is_get(method: &str) -> bool {
+    method == "GET"
+}
+
 fn ok() -> u16 {
     200
+}
+
+fn is_ok(status: &u16) -> bool {
+    *status == 200
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Whether a case's fixtures are well formed.
@@ -107,6 +123,76 @@ impl Spec {
         };
         fixture.delay = Duration::from_millis(self.delay_ms);
         fixture
+    }
+}
+
+impl Spec {
+    /// The fixture a recording made of one exchange, keeping what the
+    /// author declared on the fixture it replaces (same method and URL):
+    /// the request headers it expects or refuses, and its delay. A header
+    /// that carried the host's secret is expected by name. The response
+    /// body is `json` when that replays byte for byte, else `body`.
+    pub(super) fn recorded(recorded: &Recorded, old: &[Spec]) -> Spec {
+        let f = &recorded.fixture;
+        // The same URL, else the same path (a recorded query may carry a
+        // scrubbed secret the author's fixture did not spell).
+        let same = old
+            .iter()
+            .find(|s| s.method.eq_ignore_ascii_case(&f.method) && same_url(&s.url, &f.url))
+            .or_else(|| {
+                old.iter()
+                    .find(|s| s.method.eq_ignore_ascii_case(&f.method) && same_path(&s.url, &f.url))
+            });
+        let text = String::from_utf8_lossy(&f.body).into_owned();
+        let json = serde_json::from_str::<Value>(&text).ok().filter(|v| {
+            // Compact, in serde_json's key order: what `json` replays.
+            serde_json::to_string(v).is_ok_and(|compact| compact == text)
+                && super::record::toml_value(v).is_some()
+        });
+        let mut headers: BTreeMap<String, String> = f.headers.iter().cloned().collect();
+        if json.is_some()
+            && headers
+                .get("content-type")
+                .is_some_and(|t| t == "application/json")
+        {
+            headers.remove("content-type");
+        }
+        let mut expect_headers = same.map(|s| s.expect_headers.clone()).unwrap_or_default();
+        for name in &recorded.secret_headers {
+            if !expect_headers.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                expect_headers.push(name.clone());
+            }
+        }
+        Spec {
+            method: f.method.clone(),
+            url: f.url.clone(),
+            request_body: f
+                .request_body
+                .as_ref()
+                .and_then(|b| String::from_utf8(b.clone()).ok()),
+            addresses: f.addresses.clone(),
+            status: f.status,
+            headers,
+            body: json.is_none().then_some(text),
+            json,
+            delay_ms: same.map_or(0, |s| s.delay_ms),
+            expect_headers,
+            absent_headers: same.map(|s| s.absent_headers.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+fn same_path(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin() && a.path() == b.path(),
+        _ => false,
+    }
+}
+
+fn same_url(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 

@@ -9,10 +9,13 @@
 //! and HTTP is served offline by the case's fixtures ([`fixtures`]) behind
 //! the real egress gate.
 //! Results print as a table with a `N passed, N failed` line, as JSON or as
-//! JUnit XML; any failure exits with 1.
+//! JUnit XML; any failure exits with 1. With `--record` the cases run
+//! against the real upstreams instead and their fixtures are written back
+//! ([`record`]).
 
 mod copies;
 mod fixtures;
+mod record;
 
 use super::Failure;
 use portcullis::{
@@ -62,6 +65,19 @@ check, method and path rules, secret binding and injection, limits, audit
 records); only the send is answered by the case's fixtures. A host name
 resolves only to its fixtures' addresses, so nothing reaches the network.
 
+Recording (--record): the cases run against the real allowlisted upstreams
+instead, through the same gate (names resolve as in production), and each
+case's [[case.fixture]] tables are replaced by what its requests got, in the
+tests file itself. Secret values are scrubbed from everything written (URL,
+request body, response headers and body read [redacted:NAME]; a request
+header that carried a secret is listed by name in expect_headers); `date`
+and cookie headers are left out. A case with `record = false` keeps its
+fixtures and runs offline. Nothing is written unless every case passes; a
+file is replaced whole (a temporary file renamed over it), and only if it
+did not change meanwhile. A TOML file keeps its comments; a JSON file is
+rewritten with sorted keys. Offline, a `[redacted:NAME]` in a fixture's URL
+or request_body matches whatever value the secret has.
+
 Error kinds: invalid-input, not-found, denied, internal (the tool's own),
 validation (arguments refused by the schema), limit or limit:NAME (fuel,
 memory, resources, time, output), approval-denied, suspicious, crashed,
@@ -69,7 +85,8 @@ invalid-output, unknown-tool. The same structure in JSON: tests/PLUGIN.json.
 
 Examples:
   portcullis test plugins/portcullis.toml
-  portcullis test plugins/portcullis.toml files.read_file --format junit")]
+  portcullis test plugins/portcullis.toml files.read_file --format junit
+  portcullis test plugins/portcullis.toml issues --record")]
 pub(crate) struct Args {
     /// The manifest (`portcullis.toml`).
     pub(crate) manifest: PathBuf,
@@ -78,6 +95,10 @@ pub(crate) struct Args {
     /// How to print the results.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Run the cases against the real upstreams and write what they
+    /// answered into the tests files as fixtures, secrets scrubbed.
+    #[arg(long)]
+    record: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,7 +114,7 @@ enum Format {
 /// One tests file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TestsFile {
+pub(super) struct TestsFile {
     #[serde(default)]
     case: Vec<Case>,
 }
@@ -109,6 +130,14 @@ struct Case {
     /// The HTTP exchanges the case serves offline.
     #[serde(default)]
     fixture: Vec<fixtures::Spec>,
+    /// `false`: `--record` keeps this case's fixtures (a denial or limit
+    /// they stage) and runs it offline.
+    #[serde(default = "yes")]
+    record: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,20 +200,26 @@ pub(crate) async fn run(
     };
     let mut outcomes = Vec::new();
     let mut files = 0;
+    let mut recording = record::Recording::default();
     for policy in host.policies() {
         if only_plugin.is_some_and(|p| p != policy.name) {
             continue;
         }
-        let Some(cases) = read_cases(&base, &policy.name)? else {
+        let Some((path, text, cases)) = read_cases(&base, &policy.name)? else {
             continue;
         };
         files += 1;
-        for case in cases {
+        for (index, case) in cases.into_iter().enumerate() {
             if only_tool.is_some_and(|t| t != case.tool) {
                 continue;
             }
             let qualified = format!("{}.{}", policy.name, case.tool);
-            served.set(case.fixture.iter().map(fixtures::Spec::fixture).collect());
+            let records = args.record && case.record;
+            if records {
+                served.record();
+            } else {
+                served.set(case.fixture.iter().map(fixtures::Spec::fixture).collect());
+            }
             let arguments = case.arguments.to_string();
             let writable = policy
                 .dirs
@@ -208,9 +243,22 @@ pub(crate) async fn run(
                 Err(e) => e.to_string(),
             };
             let received = served.take_received();
-            let failure = judge(&case.expect, result)
-                .and_then(|()| fixtures::judge(&case.fixture, &received, &shown))
-                .err();
+            let recorded = records.then(|| record::specs(&case.fixture, &served.take_recorded()));
+            let specs = match &recorded {
+                Some(Ok(specs)) => specs,
+                _ => &case.fixture,
+            };
+            let failure = match &recorded {
+                Some(Err(why)) => Some(why.clone()),
+                _ => judge(&case.expect, result)
+                    .and_then(|()| fixtures::judge(specs, &received, &shown))
+                    .err(),
+            };
+            if let Some(Ok(specs)) = recorded
+                && !specs.is_empty()
+            {
+                recording.case(&path, &text, index, &case.name, specs);
+            }
             outcomes.push(Outcome {
                 plugin: policy.name.clone(),
                 tool: case.tool.clone(),
@@ -240,6 +288,19 @@ pub(crate) async fn run(
         Format::Json => print_json(&outcomes, passed, failed),
         Format::Junit => print_junit(&outcomes, failed),
     }
+    if args.record {
+        // The summary is data in a table run, a note beside JSON or XML.
+        let summary = if failed == 0 {
+            recording.write()?
+        } else {
+            format!("recorded nothing: {failed} case(s) failed; the tests files are unchanged\n")
+        };
+        if args.format == Format::Table {
+            outln!("{}", summary.trim_end());
+        } else {
+            eprint!("{summary}");
+        }
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -247,9 +308,9 @@ pub(crate) async fn run(
     })
 }
 
-/// The cases of `plugin`, from `tests/PLUGIN.toml` or `.json`; `None` if
-/// it has no tests file.
-fn read_cases(base: &Path, plugin: &str) -> Result<Option<Vec<Case>>, Failure> {
+/// The cases of `plugin`, from `tests/PLUGIN.toml` or `.json`, with that
+/// file's path and text; `None` if it has no tests file.
+fn read_cases(base: &Path, plugin: &str) -> Result<Option<(PathBuf, String, Vec<Case>)>, Failure> {
     for ext in ["toml", "json"] {
         let path = base.join("tests").join(format!("{plugin}.{ext}"));
         let text = match std::fs::read_to_string(&path) {
@@ -288,7 +349,7 @@ fn read_cases(base: &Path, plugin: &str) -> Result<Option<Vec<Case>>, Failure> {
                 });
             }
         }
-        return Ok(Some(file.case));
+        return Ok(Some((path, text, file.case)));
     }
     Ok(None)
 }
