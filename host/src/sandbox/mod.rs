@@ -68,6 +68,7 @@ mod linker;
 mod log;
 mod pool;
 mod run;
+mod settle;
 mod stdio;
 mod store;
 mod wasi_http;

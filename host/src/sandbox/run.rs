@@ -1,27 +1,29 @@
 //! One call in the sandbox, from a fresh store to the collected [`Run`].
 //!
 //! [`Sandbox::run`] reads as the steps listed in `mod.rs`, each a function
-//! here: [`wasi_ctx`] (the call's WASI context), [`Sandbox::new_store`] and [`bound`] (the store, its fuel and
-//! deadline), [`call_with_deadline`] (instantiate and call, racing
-//! cancellation, the gate and the clock), [`settle`] with [`classify`] (the
-//! typed outcome), and [`Collector::finish`] (what the call leaves behind).
-//! The [`Ticker`] that advances the engine's epoch, which the deadline is
-//! counted in, is started once per engine.
+//! here or beside it: [`wasi_ctx`] (the call's WASI context),
+//! [`Sandbox::new_store`] and [`bound`] (the store, its fuel, deadline and
+//! transfer bound), [`call_with_deadline`] (instantiate and call, racing
+//! cancellation, the gate and the clock), `settle.rs` (the typed outcome),
+//! and [`Collector::finish`] (what the call leaves behind). The [`Ticker`]
+//! that advances the engine's epoch, which the deadline is counted in, is
+//! started once per engine.
 
 use super::OpenDirs;
 use super::disk::DiskBudget;
+use super::settle::settle;
 use super::stdio::{CappedPipe, Captured};
 use super::store::StoreData;
 use super::{Busy, LogRecord, PluginPre, Prepared, Sandbox, WitToolError, WitToolSpec};
-use crate::egress::{CallEgress, Suspicious};
+use crate::egress::CallEgress;
 use crate::error::{Error, Limit, ToolError};
-use crate::policy::{Limits, PluginPolicy, caps};
+use crate::policy::{Limits, PluginPolicy};
 use crate::secrets::Scrubber;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 /// How often the engine's epoch advances: the granularity of deadlines.
@@ -286,7 +288,7 @@ fn bound(store: &mut Store<StoreData>, fuel: u64, deadline: Instant) -> wasmtime
 }
 
 /// How the guest's part of a call ended.
-enum Interrupted {
+pub(super) enum Interrupted {
     No(Returned),
     Trap(wasmtime::Error),
     Deadline,
@@ -350,133 +352,6 @@ async fn instantiate_and_call(
     }
 }
 
-/// The typed result of the guest's part of a call, and the store's core
-/// dump when the guest trapped and the engine captures them.
-fn settle(
-    outcome: Interrupted,
-    store: &mut Store<StoreData>,
-    policy: &PluginPolicy,
-) -> (Result<Returned, Failure>, Option<Vec<u8>>) {
-    let limits = &policy.limits;
-    let mut core_dump = None;
-    let result = match outcome {
-        Interrupted::No(Returned::Output(output)) if output.len() as u64 > limits.output => {
-            Err(Failure::Limit(
-                Limit::Output,
-                format!(
-                    "the output is {} bytes; the limit is {} bytes",
-                    output.len(),
-                    limits.output
-                ),
-            ))
-        }
-        Interrupted::No(response) => Ok(response),
-        Interrupted::Cancelled => Err(Failure::Cancelled),
-        Interrupted::Suspicious => Err(Failure::Suspicious(
-            store.data().egress.as_ref().map_or(0, |e| e.stopped().1),
-        )),
-        Interrupted::Deadline => Err(time_limit(limits.timeout)),
-        Interrupted::Trap(e) => {
-            core_dump = e
-                .downcast_ref::<wasmtime::WasmCoreDump>()
-                .map(|dump| dump.serialize(&mut *store, &policy.name));
-            Err(classify(&e, store.data(), limits))
-        }
-    };
-    (result, core_dump)
-}
-
-/// Whether wasmtime refused to copy a string or list out of guest memory
-/// because it was longer than the store's transfer bound
-/// ([`Limits::largest_transfer`]). Wasmtime's error type for it is
-/// private, so it is recognised by its type name (`Debug` of a unit
-/// struct), never by text a plugin could write; the test
-/// `limits::an_output_over_every_limit_is_refused_before_it_is_copied`
-/// fails if a wasmtime upgrade renames it.
-fn is_transfer_refused(error: &wasmtime::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| format!("{cause:?}") == "HostcallFuelExhausted")
-}
-
-fn time_limit(timeout: Duration) -> Failure {
-    Failure::Limit(Limit::Time, format!("stopped after {timeout:?}"))
-}
-
-/// Turns a guest failure into a typed outcome, from trap codes and the
-/// limiter's own record: never from error message text.
-fn classify(error: &wasmtime::Error, data: &StoreData, limits: &Limits) -> Failure {
-    if let Some(suspicious) = error.downcast_ref::<Suspicious>() {
-        return Failure::Suspicious(suspicious.0);
-    }
-    if let Some((limit, what)) = &data.limiter.exceeded {
-        return Failure::Limit(*limit, what.clone());
-    }
-    if let Some((limit, what)) = data.disk.exceeded() {
-        return Failure::Limit(limit, what);
-    }
-    if is_transfer_refused(error) {
-        return Failure::Limit(
-            Limit::Output,
-            format!(
-                "the plugin handed the host more than {} bytes at once (its output, or one \
-                 request or message); the output limit is {} bytes",
-                limits.largest_transfer(),
-                limits.output
-            ),
-        );
-    }
-    if let Some(trap) = error.downcast_ref::<Trap>() {
-        return match trap {
-            Trap::OutOfFuel => Failure::Limit(
-                Limit::Fuel,
-                format!("used all {} units of fuel", limits.fuel),
-            ),
-            Trap::Interrupt => time_limit(limits.timeout),
-            Trap::StackOverflow => Failure::Crashed("stack overflow".into()),
-            Trap::UnreachableCodeReached => {
-                Failure::Crashed("the plugin aborted (a panic or `unreachable`)".into())
-            }
-            Trap::MemoryOutOfBounds => Failure::Crashed("out-of-bounds memory access".into()),
-            other => Failure::Crashed(format!("trap: {other}")),
-        };
-    }
-    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return Failure::Crashed(format!("the plugin exited with status {}", exit.0));
-    }
-    if error
-        .downcast_ref::<wasmtime_wasi::ResourceTableError>()
-        .is_some()
-    {
-        return Failure::Limit(
-            Limit::Resources,
-            format!("the plugin held more than {} open handles", caps::RESOURCES),
-        );
-    }
-    Failure::Crashed(crash_reason(error))
-}
-
-/// Why a call failed that no trap code or limit explains: usually a host
-/// function that refused the guest's request (e.g. `get-random-bytes` asked
-/// for 2^64 bytes). wasmtime's own message is only "error while executing
-/// at wasm backtrace"; the causes below it say why. The backtrace itself is
-/// left out (it names guest internals, not the cause).
-fn crash_reason(error: &wasmtime::Error) -> String {
-    let causes: Vec<String> = error
-        .chain()
-        .map(ToString::to_string)
-        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
-        .collect();
-    match causes.as_slice() {
-        [] => error.to_string(),
-        [only] if error.chain().count() == 1 => only.clone(),
-        causes => format!("a host call failed: {}", causes.join(": ")),
-    }
-}
-
-/// The WASI context for one call: stdin empty, stdout/stderr capped sinks,
-/// no args, no network; with `dirs` (a call, not listing tools), the
-/// manifest's env and directories, from their handles opened at load.
 /// Where a call's stdio goes, and where its file operations run.
 struct Io<'a> {
     stdout: &'a CappedPipe,
@@ -486,6 +361,9 @@ struct Io<'a> {
     in_place: bool,
 }
 
+/// The WASI context for one call: stdin empty, stdout/stderr capped sinks,
+/// no args, no network; with `dirs` (a call, not listing tools), the
+/// manifest's env and directories, from their handles opened at load.
 fn wasi_ctx(
     policy: &PluginPolicy,
     dirs: Option<&OpenDirs>,
@@ -603,6 +481,7 @@ fn close(mut store: Store<StoreData>) -> Leftovers {
 
 #[cfg(test)]
 mod tests {
+    use super::super::settle::classify;
     use super::*;
 
     /// A component whose `run` asks `wasi:random` for 2^64 - 1 bytes.
