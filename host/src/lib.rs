@@ -87,7 +87,10 @@ pub use error::{Error, Limit, ToolError};
 pub use formats::{ExportedTools, ToolFormat, ToolNames, export_tools};
 pub use hash::sha256_hex;
 pub use host::{CallContext, Host, HostBuilder, ToolOutput};
-pub use mcp::{MIN_STATE_KEY_BYTES, McpServer, StateKey, StateKeyTooShort, Transport};
+pub use mcp::{
+    BadToken, BearerToken, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_JSON_DEPTH, HttpOptions, MCP_PATH,
+    MIN_STATE_KEY_BYTES, MIN_TOKEN_BYTES, McpServer, StateKey, StateKeyTooShort, Transport,
+};
 pub use plugin::{ImportStatus, InspectedTool, Inspection, inspect, tool_diff, tool_list_hash};
 pub use policy::{
     ApprovalRule, ApprovalSetting, DirGrant, DirMode, Effect, Grants, HttpRule, Limits,

@@ -239,6 +239,17 @@ pub enum AuditEvent {
         /// The name of the secret attached, if any (never the value).
         secret: Option<String>,
     },
+    /// The MCP server refused an HTTP request before it reached the
+    /// protocol (wrong `Host`, foreign `Origin`, missing or wrong token,
+    /// body too large or too deep).
+    HttpRefused {
+        /// The client's address.
+        peer: String,
+        /// The HTTP status answered.
+        status: u16,
+        /// Why.
+        reason: String,
+    },
     /// An outbound request's outcome, allowed or not.
     Egress {
         /// Call id.

@@ -12,10 +12,15 @@
 //! `requestState` of the 2026-07-28 era in `state`).
 
 mod approvals;
+mod http;
 mod results;
 mod state;
 mod tools;
 
+pub use http::{
+    BadToken, BearerToken, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_JSON_DEPTH, HttpOptions, MCP_PATH,
+    MIN_TOKEN_BYTES,
+};
 pub use state::{MIN_STATE_KEY_BYTES, StateKey, StateKeyTooShort};
 
 use crate::error::Error;
@@ -64,12 +69,15 @@ impl std::fmt::Debug for McpServer {
 pub enum Transport {
     /// A child process's stdin and stdout.
     Stdio,
+    /// Streamable HTTP.
+    Http,
 }
 
 impl Transport {
     fn as_str(self) -> &'static str {
         match self {
             Transport::Stdio => "stdio",
+            Transport::Http => "http",
         }
     }
 }
@@ -326,11 +334,25 @@ fn caller(transport: Transport, context: &RequestContext<RoleServer>) -> String 
     let protocol = context
         .protocol_version()
         .map_or_else(|| "unknown".to_string(), |v| v.to_string());
-    format!(
+    let mut caller = format!(
         "mcp transport={} protocol={protocol} client={}",
         transport.as_str(),
         client_name(context)
-    )
+    );
+    if let Some(token) = authenticated(context) {
+        caller.push_str(" caller=");
+        caller.push_str(token);
+    }
+    caller
+}
+
+/// The name of the bearer token an HTTP request authenticated with.
+fn authenticated(context: &RequestContext<RoleServer>) -> Option<&str> {
+    context
+        .extensions
+        .get::<::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<http::Authenticated>())
+        .map(|a| a.0.as_str())
 }
 
 /// Counts calls in flight, so shutdown can wait for them.
