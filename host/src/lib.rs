@@ -76,7 +76,7 @@ mod text;
 pub use approval::{Approval, ApprovalFuture, ApprovalRequest, Approver, Decision, DenyAll};
 pub use arguments::MAX_ARGUMENT_BYTES;
 pub use audit::{
-    AuditEvent, AuditHead, AuditReport, AuditSink, AuditTamper, DirRecord, FileSink,
+    AuditEvent, AuditHead, AuditReport, AuditSink, AuditTamper, CallOrigin, DirRecord, FileSink,
     MAX_RECORDED_ARGUMENTS, StderrSink, TamperKind, verify_log,
 };
 pub use descriptor::{ToolDescriptor, descriptor_json};

@@ -401,11 +401,14 @@ fn eof_ends_the_server_cleanly_and_the_audit_log_verifies() {
     server.initialize();
     server.call("json.length", json!({"value": [1]}));
     server.finish();
-    let log = std::fs::read_to_string(setup.audit()).expect("audit log");
-    assert!(
-        log.contains("mcp transport=stdio protocol=2025-11-25 client=pipe-test/1.0"),
-        "{log}"
-    );
+    let started = call_started(&setup.audit());
+    assert_eq!(started["transport"], "stdio", "{started}");
+    assert_eq!(started["protocol_version"], "2025-11-25", "{started}");
+    assert_eq!(started["client_name"], "pipe-test", "{started}");
+    assert_eq!(started["client_version"], "1.0", "{started}");
+    // Nobody was authenticated over stdio.
+    assert_eq!(started["caller"], Value::Null, "{started}");
+    assert!(started.get("authenticated").is_none(), "{started}");
     let verify = Command::new(portcullis_bin())
         .args(["audit", "verify"])
         .arg(setup.audit())
@@ -506,4 +509,21 @@ fn wait_for_audit(setup: &Setup, done: impl Fn(&str) -> bool) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("the audit log never showed what was waited for");
+}
+
+/// The audit log's records.
+pub(crate) fn records(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .expect("audit log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record"))
+        .collect()
+}
+
+/// The log's first `call_started` record.
+pub(crate) fn call_started(log: &Path) -> Value {
+    records(log)
+        .into_iter()
+        .find(|r| r["event"] == "call_started")
+        .expect("a call_started record")
 }

@@ -6,7 +6,7 @@
 //! `--state-key` file accept each other's sealed `requestState`; a public
 //! address without a token refuses to start.
 
-use super::mcp::{Setup, meta_2026, portcullis_bin};
+use super::mcp::{Setup, call_started, meta_2026, portcullis_bin, records};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -257,9 +257,13 @@ fn http_list_and_call_round_trip_in_the_2026_era_with_the_token_name_as_caller()
         "{result}"
     );
     server.stop();
+    let started = call_started(&setup.audit());
+    assert_eq!(started["transport"], "http", "{started}");
+    assert_eq!(started["protocol_version"], "2026-07-28", "{started}");
+    assert_eq!(started["client_name"], "pipe-test", "{started}");
+    assert_eq!(started["authenticated"], TOKEN_NAME, "{started}");
+    assert_eq!(started["caller"], TOKEN_NAME, "{started}");
     let log = audit(&setup);
-    assert!(log.contains("transport=http protocol=2026-07-28"), "{log}");
-    assert!(log.contains(&format!("caller={TOKEN_NAME}")), "{log}");
     assert!(!log.contains(TOKEN), "the token's secret is never recorded");
     assert_audit_verifies(&setup.audit());
 }
@@ -309,11 +313,12 @@ fn http_list_and_call_round_trip_in_the_legacy_era_with_a_session() {
     let result = &called.response(3)["result"];
     assert_eq!(result["isError"], false, "{called:?}");
     server.stop();
-    let log = audit(&setup);
-    assert!(
-        log.contains("transport=http protocol=2025-11-25 client=http-test/1.0"),
-        "{log}"
-    );
+    let started = call_started(&setup.audit());
+    assert_eq!(started["transport"], "http", "{started}");
+    assert_eq!(started["protocol_version"], "2025-11-25", "{started}");
+    assert_eq!(started["client_name"], "http-test", "{started}");
+    assert_eq!(started["client_version"], "1.0", "{started}");
+    assert_eq!(started["authenticated"], TOKEN_NAME, "{started}");
 }
 
 /// A `tools/list` with these headers instead of the good ones.
@@ -524,8 +529,17 @@ fn http_servers_sharing_a_state_key_accept_each_others_request_state() {
     for server in [a, b, c] {
         server.stop();
     }
-    let log = audit(&setup);
-    assert_eq!(log.matches("\"approved\":true").count(), 2, "{log}");
+    let approvals: Vec<Value> = records(&setup.audit())
+        .into_iter()
+        .filter(|r| r["event"] == "approval_decided" && r["approved"] == true)
+        .collect();
+    assert_eq!(approvals.len(), 2, "{approvals:?}");
+    // A person approved through elicitation (the client's), not the
+    // operator's approver.
+    assert!(
+        approvals.iter().all(|r| r["approver"] == "client"),
+        "{approvals:?}"
+    );
     assert_audit_verifies(&setup.audit());
 }
 

@@ -198,8 +198,12 @@ fn run_http_client(mode: &str) -> Option<String> {
     assert!(stdout.contains("all checks passed"), "{stdout}\n{stderr}");
     assert_audit_verifies(&setup.audit());
     let log = std::fs::read_to_string(setup.audit()).expect("audit log");
-    assert!(log.contains(&format!("caller={TOKEN_NAME}")), "{log}");
+    let started = super::mcp::call_started(&setup.audit());
+    assert_eq!(started["transport"], "http", "{started}");
+    assert_eq!(started["authenticated"], TOKEN_NAME, "{started}");
+    assert_eq!(started["client_name"], "mcp", "{started}");
     assert!(log.contains("\"approved\":true"), "{log}");
+    assert!(log.contains("\"approver\":\"client\""), "{log}");
     Some(log)
 }
 

@@ -23,6 +23,7 @@ pub use http::{
 };
 pub use state::{MIN_STATE_KEY_BYTES, StateKey, StateKeyTooShort};
 
+use crate::audit::CallOrigin;
 use crate::error::Error;
 use crate::host::{CallContext, Host};
 use rmcp::ErrorData as McpError;
@@ -229,9 +230,15 @@ impl ServerHandler for Handler {
             .is_some_and(|c| c.elicitation.is_some());
         let cancel = inner.shutdown.child_token();
         let client = client_name(&context);
+        let origin = origin(self.transport, &context);
+        // The caller is who the transport authenticated (HTTP: the token's
+        // name); a stdio client is whoever started the server.
         let mut ctx = CallContext::new()
-            .caller(caller(self.transport, &context))
+            .origin(origin.clone())
             .cancellation(cancel.clone());
+        if let Some(name) = &origin.authenticated {
+            ctx = ctx.caller(name.clone());
+        }
         // Who asks the person if the call needs approval. Without the
         // elicitation capability nobody can: the host's approver (which
         // denies) decides, and the answer says how to pre-approve.
@@ -328,22 +335,18 @@ fn client_name(context: &RequestContext<RoleServer>) -> String {
     )
 }
 
-/// Who is calling, for the audit record: transport, protocol version and
-/// the client's own name and version (as it states them).
-fn caller(transport: Transport, context: &RequestContext<RoleServer>) -> String {
-    let protocol = context
-        .protocol_version()
-        .map_or_else(|| "unknown".to_string(), |v| v.to_string());
-    let mut caller = format!(
-        "mcp transport={} protocol={protocol} client={}",
-        transport.as_str(),
-        client_name(context)
-    );
-    if let Some(token) = authenticated(context) {
-        caller.push_str(" caller=");
-        caller.push_str(token);
+/// How the call came, for its audit record: transport, protocol version,
+/// the client's own name and version (as it states them), and on HTTP the
+/// token it authenticated with.
+fn origin(transport: Transport, context: &RequestContext<RoleServer>) -> CallOrigin {
+    let mut origin = CallOrigin::new(transport.as_str());
+    origin.protocol_version = context.protocol_version().map(|v| v.to_string());
+    if let Some(client) = context.client_info() {
+        origin.client_name = Some(crate::text::sanitize_text(&client.name, 64));
+        origin.client_version = Some(crate::text::sanitize_text(&client.version, 32));
     }
-    caller
+    origin.authenticated = authenticated(context).map(str::to_string);
+    origin
 }
 
 /// The name of the bearer token an HTTP request authenticated with.
