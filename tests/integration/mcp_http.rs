@@ -584,3 +584,21 @@ fn http_on_a_public_address_without_a_token_refuses_to_start() {
     assert_eq!(unasked.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("no bearer token"), "{stderr}");
 }
+
+#[test]
+fn http_a_call_with_a_progress_token_streams_its_progress_before_the_result() {
+    let setup = Setup::new();
+    let server = HttpServer::start(&setup, &[]);
+    let mut meta = meta_2026();
+    meta["progressToken"] = json!("p-http");
+    let called = post_2026_raw(
+        &server.addr,
+        5,
+        "tools/call",
+        json!({"_meta": meta, "name": "json.length", "arguments": {"value": [1]}}),
+    );
+    let messages = called.messages();
+    let progress = super::mcp::progress_before_response(&messages, "p-http", 5);
+    super::mcp::assert_start_and_end(&progress);
+    server.stop();
+}

@@ -13,6 +13,7 @@
 
 mod approvals;
 mod http;
+mod progress;
 mod results;
 mod state;
 mod tools;
@@ -267,6 +268,10 @@ impl ServerHandler for Handler {
         // or a shutdown cancels it.
         let host = inner.host.clone();
         let name = request.name.to_string();
+        let progress = context
+            .meta
+            .get_progress_token()
+            .map(|token| progress::Reporter::start(context.peer.clone(), token, name.clone()));
         let guard = inner.in_flight.enter();
         let call = tokio::spawn(async move {
             let _guard = guard;
@@ -279,6 +284,9 @@ impl ServerHandler for Handler {
                 return Err(McpError::invalid_request("the request was cancelled", None));
             }
         };
+        if let Some(progress) = progress {
+            progress.finish().await;
+        }
         let asked = asking.and_then(|a| a.asked.lock().unwrap_or_else(|p| p.into_inner()).take());
         if let (Some(asked), Ok(Err(_))) = (asked, &outcome) {
             return Ok(CallToolResponse::InputRequired(self.input_required(&asked)));
