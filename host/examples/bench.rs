@@ -29,7 +29,12 @@
 //! - Cold start: `portcullis tools plugins/portcullis.toml` with a warm
 //!   compile cache, process wall time (needs `cargo build --release`).
 //!
-//! The MCP round-trip row is still to come; see `BENCHMARKS.md`.
+//! - MCP: `tools/call` over stdio and Streamable HTTP against
+//!   `Host::call`, and `portcullis serve` to its first `tools/list`
+//!   (`bench/mcp.rs`).
+
+#[path = "bench/mcp.rs"]
+mod mcp;
 
 use portcullis::{
     ApprovalRequest, Approver, CallContext, Decision, DirMode, FileSink, Host, PluginConfig,
@@ -702,6 +707,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     in_flight(&mut bench, quick).await?;
     cold_start(&mut bench)?;
+    mcp::rows(&mut bench).await?;
 
     // RSS over many sequential calls.
     let calls = if quick { 10_000 } else { 100_000 };
