@@ -543,35 +543,42 @@ fn http_servers_sharing_a_state_key_accept_each_others_request_state() {
     assert_audit_verifies(&setup.audit());
 }
 
+/// Runs `command`, which must exit by itself: a server that started
+/// instead of refusing is killed and fails the test (a guard against
+/// hanging the suite, not a timed assertion).
+fn refused_to_start(mut command: Command) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("portcullis serve runs");
+    for _ in 0..1200 {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("output");
+    panic!(
+        "the server started instead of refusing: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn http_on_a_public_address_without_a_token_refuses_to_start() {
     let setup = Setup::new();
     let run = |args: &[&str]| {
-        let mut child = Command::new(portcullis_bin())
+        let mut command = Command::new(portcullis_bin());
+        command
             .arg("serve")
             .arg(setup.manifest())
             .args(args)
             .env_remove("PORTCULLIS_MCP_TOKEN")
-            .env("PORTCULLIS_CACHE_DIR", setup.dir.path().join("cache"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("portcullis serve runs");
-        // A server that started instead of refusing would never exit: a
-        // guard against hanging the suite, not a timed assertion.
-        for _ in 0..1200 {
-            if child.try_wait().expect("wait").is_some() {
-                return child.wait_with_output().expect("output");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let output = child.wait_with_output().expect("output");
-        panic!(
-            "the server started instead of refusing: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+            .env("PORTCULLIS_CACHE_DIR", setup.dir.path().join("cache"));
+        refused_to_start(command)
     };
     let public = run(&["--http", "0.0.0.0:0", "--no-token"]);
     let stderr = String::from_utf8_lossy(&public.stderr);
@@ -600,5 +607,40 @@ fn http_a_call_with_a_progress_token_streams_its_progress_before_the_result() {
     let messages = called.messages();
     let progress = super::mcp::progress_before_response(&messages, "p-http", 5);
     super::mcp::assert_start_and_end(&progress);
+    server.stop();
+}
+
+#[cfg(unix)]
+#[test]
+fn http_token_file_open_to_other_users_is_refused_and_a_private_one_admits_its_names() {
+    use std::os::unix::fs::PermissionsExt;
+    let setup = Setup::new();
+    let tokens = setup.dir.path().join("tokens");
+    std::fs::write(&tokens, "# agents\nreviewer:0123456789abcdef-reviewer\n").expect("tokens");
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut command = Command::new(portcullis_bin());
+    command
+        .arg("serve")
+        .arg(setup.manifest())
+        .args(["--http", "127.0.0.1:0", "--token-file"])
+        .arg(&tokens)
+        .env_remove("PORTCULLIS_MCP_TOKEN");
+    let refused = refused_to_start(command);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("open to other users"), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let path = tokens.to_str().expect("utf-8");
+    // Both tokens admit: the file's and the variable's.
+    let server = HttpServer::start(&setup, &["--token-file", path]);
+    let reviewer = list_with(
+        &server.addr,
+        &[("Authorization", "Bearer 0123456789abcdef-reviewer")],
+    );
+    assert_eq!(reviewer.status, 200, "{reviewer:?}");
+    let auth = authorized();
+    let agent = list_with(&server.addr, &[("Authorization", &auth)]);
+    assert_eq!(agent.status, 200, "{agent:?}");
     server.stop();
 }

@@ -144,6 +144,7 @@ fn http_options(args: &Args) -> Result<HttpOptions, Failure> {
         }
     }
     if let Some(path) = &args.token_file {
+        refuse_shared_file(path)?;
         let text = std::fs::read_to_string(path).map_err(|e| Failure::Config {
             message: format!("failed to read the token file `{}`: {e}", path.display()),
             hint: None,
@@ -170,6 +171,35 @@ fn http_options(args: &Args) -> Result<HttpOptions, Failure> {
         options = options.allow_origin(origin.clone());
     }
     Ok(options)
+}
+
+/// A token file others can read or write holds no secret: refused, as
+/// ssh refuses such a key.
+fn refuse_shared_file(path: &Path) -> Result<(), Failure> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| Failure::Config {
+                message: format!("failed to read the token file `{}`: {e}", path.display()),
+                hint: None,
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Failure::Config {
+                message: format!(
+                    "the token file `{}` is open to other users (mode {:o})",
+                    path.display(),
+                    mode & 0o777
+                ),
+                hint: Some(format!("`chmod 600 {}`", path.display())),
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// The `--state-key` file's bytes, as they are (no newline trimmed).
