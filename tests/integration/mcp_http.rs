@@ -200,9 +200,12 @@ fn post_2026_raw(addr: &str, id: u64, method: &str, params: Value) -> Reply {
 
 /// A legacy request in session `session` (none for `initialize`).
 fn post_legacy(addr: &str, session: Option<&str>, message: &Value) -> Reply {
-    let auth = authorized();
+    post_legacy_as(addr, &authorized(), session, message)
+}
+
+fn post_legacy_as(addr: &str, auth: &str, session: Option<&str>, message: &Value) -> Reply {
     let mut headers = vec![
-        ("Authorization", auth.as_str()),
+        ("Authorization", auth),
         ("Content-Type", "application/json"),
         ("Accept", "application/json, text/event-stream"),
     ];
@@ -643,4 +646,41 @@ fn http_token_file_open_to_other_users_is_refused_and_a_private_one_admits_its_n
     let agent = list_with(&server.addr, &[("Authorization", &auth)]);
     assert_eq!(agent.status, 200, "{agent:?}");
     server.stop();
+}
+
+#[cfg(unix)]
+#[test]
+fn http_a_legacy_session_serves_only_the_token_that_opened_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let setup = Setup::new();
+    let tokens = setup.dir.path().join("tokens");
+    std::fs::write(&tokens, "intruder:0123456789abcdef-intruder\n").expect("tokens");
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let server = HttpServer::start(&setup, &["--token-file", tokens.to_str().expect("utf-8")]);
+    let init = post_legacy(
+        &server.addr,
+        None,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "http-test", "version": "1.0"},
+        }}),
+    );
+    let session = init.header("mcp-session-id").expect("a legacy session");
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
+    let intruder = post_legacy_as(
+        &server.addr,
+        "Bearer 0123456789abcdef-intruder",
+        Some(&session),
+        &list,
+    );
+    assert_eq!(intruder.status, 404, "{intruder:?}");
+    let owner = post_legacy(&server.addr, Some(&session), &list);
+    assert_eq!(owner.status, 200, "{owner:?}");
+    server.stop();
+    let log = audit(&setup);
+    assert!(
+        log.contains("the session was opened with another token"),
+        "{log}"
+    );
 }

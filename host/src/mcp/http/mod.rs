@@ -15,6 +15,7 @@
 //! stand behind one load balancer.
 
 mod guard;
+mod sessions;
 
 pub use guard::{BadToken, BearerToken, MIN_TOKEN_BYTES};
 
@@ -45,6 +46,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The default cap on JSON nesting (arrays and objects) in a request body.
 pub const DEFAULT_MAX_JSON_DEPTH: usize = 64;
+
+/// The legacy session's header.
+const SESSION_HEADER: &str = "mcp-session-id";
 
 /// How long a client may take to send a request's head, then its body.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -171,6 +175,7 @@ struct Gate {
     allowed_hosts: Vec<String>,
     server: McpServer,
     service: Service,
+    owners: sessions::Owners,
 }
 
 impl McpServer {
@@ -202,6 +207,7 @@ impl McpServer {
             .disable_allowed_origins()
             .with_max_request_body_bytes(options.max_body_bytes)
             .with_cancellation_token(stop.child_token());
+        let manager = Arc::new(LocalSessionManager::default());
         let service = StreamableHttpService::new(
             move || {
                 Ok(Handler {
@@ -209,7 +215,7 @@ impl McpServer {
                     transport: Transport::Http,
                 })
             },
-            Arc::new(LocalSessionManager::default()),
+            Arc::clone(&manager),
             config,
         );
         let gate = Arc::new(Gate {
@@ -217,6 +223,7 @@ impl McpServer {
             options,
             server: self.clone(),
             service,
+            owners: sessions::Owners::new(manager),
         });
         loop {
             let (stream, peer) = tokio::select! {
@@ -303,6 +310,20 @@ impl Gate {
         if request.uri().path() != MCP_PATH {
             return plain(StatusCode::NOT_FOUND, "not found: MCP is served at /mcp");
         }
+        let session = headers
+            .get(SESSION_HEADER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        if let Some(session) = &session
+            && !self.owners.allows(session, caller.as_deref())
+        {
+            self.record(
+                peer,
+                StatusCode::NOT_FOUND,
+                "the session was opened with another token",
+            )
+            .await;
+            return plain(StatusCode::NOT_FOUND, "session not found");
+        }
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -340,12 +361,20 @@ impl Gate {
             self.record(peer, StatusCode::BAD_REQUEST, &reason).await;
             return json_rpc_error(StatusCode::BAD_REQUEST, &reason);
         }
-        if let Some(caller) = caller {
-            parts.extensions.insert(Authenticated(caller));
+        if let Some(caller) = &caller {
+            parts.extensions.insert(Authenticated(caller.clone()));
         }
-        self.service
+        let response = self
+            .service
             .handle(Request::from_parts(parts, Full::new(bytes)))
-            .await
+            .await;
+        if session.is_none()
+            && let Some(opened) = response.headers().get(SESSION_HEADER)
+        {
+            let opened = String::from_utf8_lossy(opened.as_bytes());
+            self.owners.opened(&opened, caller).await;
+        }
+        response
     }
 
     async fn too_large(&self, peer: SocketAddr) -> Response<Body> {
