@@ -29,14 +29,18 @@
 //!   RSS, all complete.
 //! - Cold start: `portcullis tools plugins/portcullis.toml` with a warm
 //!   compile cache, process wall time (needs `cargo build --release`).
-//!
 //! - File I/O on a grant (`bench/io.rs`): `files.search` over 1,000 files
 //!   and a one-file listing, in place (the default) and on blocking
 //!   threads.
 //! - HTTP through the egress gate (`bench/io.rs`): ten requests per call,
-//!   on a kept-alive connection and on a new connection each.
-//!
-//! The MCP round-trip row is still to come; see `BENCHMARKS.md`.
+//!   on a kept-alive connection and on a new connection each, against a
+//!   kept-alive hyper connection from the host process.
+//! - MCP: `tools/call` over stdio and Streamable HTTP against
+//!   `Host::call`, and `portcullis serve` to its first `tools/list`
+//!   (`bench/mcp.rs`).
+
+#[path = "bench/mcp.rs"]
+mod mcp;
 
 use portcullis::{
     ApprovalRequest, Approver, CallContext, Decision, DirMode, FileSink, Host, PluginConfig,
@@ -723,6 +727,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     languages::run(&mut bench, quick).await?;
     in_flight(&mut bench, quick).await?;
     cold_start(&mut bench)?;
+    mcp::rows(&mut bench).await?;
 
     // RSS over many sequential calls.
     let calls = if quick { 10_000 } else { 100_000 };

@@ -295,6 +295,16 @@ pub enum Error {
     /// resource). The call did not complete; the host keeps serving.
     #[error("internal host error: {0}")]
     Internal(String),
+
+    /// The MCP server refused to start as configured (e.g. HTTP on a
+    /// public address without a bearer token).
+    #[error("{message}")]
+    ServeRefused {
+        /// What was refused.
+        message: String,
+        /// What to do instead.
+        hint: String,
+    },
 }
 
 /// ` at `/field`` for a non-empty JSON Pointer.
@@ -311,6 +321,7 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Manifest { hint, .. } => hint.clone(),
+            Error::ServeRefused { hint, .. } => Some(hint.clone()),
             Error::PinMismatch { .. } => Some(
                 "if you rebuilt the plugin on purpose, run `portcullis pin MANIFEST` to update the pins"
                     .into(),

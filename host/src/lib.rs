@@ -76,7 +76,7 @@ mod text;
 pub use approval::{Approval, ApprovalFuture, ApprovalRequest, Approver, Decision, DenyAll};
 pub use arguments::MAX_ARGUMENT_BYTES;
 pub use audit::{
-    AuditEvent, AuditHead, AuditReport, AuditSink, AuditTamper, DirRecord, FileSink,
+    AuditEvent, AuditHead, AuditReport, AuditSink, AuditTamper, CallOrigin, DirRecord, FileSink,
     MAX_RECORDED_ARGUMENTS, StderrSink, TamperKind, verify_log,
 };
 pub use descriptor::{ToolDescriptor, descriptor_json};
@@ -88,7 +88,10 @@ pub use error::{Error, Limit, ToolError};
 pub use formats::{ExportedTools, ToolFormat, ToolNames, export_tools};
 pub use hash::sha256_hex;
 pub use host::{CallContext, Host, HostBuilder, ToolOutput};
-pub use mcp::{MIN_STATE_KEY_BYTES, McpServer, StateKey, StateKeyTooShort, Transport};
+pub use mcp::{
+    BadToken, BearerToken, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_JSON_DEPTH, HttpOptions, MCP_PATH,
+    MIN_STATE_KEY_BYTES, MIN_TOKEN_BYTES, McpServer, StateKey, StateKeyTooShort, Transport,
+};
 pub use plugin::{ImportStatus, InspectedTool, Inspection, inspect, tool_diff, tool_list_hash};
 pub use policy::{
     ApprovalRule, ApprovalSetting, DirGrant, DirMode, Effect, Grants, HttpRule, Limits,

@@ -24,6 +24,7 @@ mod isolation;
 mod limits;
 mod mcp;
 mod mcp_approvals;
+mod mcp_http;
 mod mcp_python;
 mod output;
 mod pinning;

@@ -401,11 +401,14 @@ fn eof_ends_the_server_cleanly_and_the_audit_log_verifies() {
     server.initialize();
     server.call("json.length", json!({"value": [1]}));
     server.finish();
-    let log = std::fs::read_to_string(setup.audit()).expect("audit log");
-    assert!(
-        log.contains("mcp transport=stdio protocol=2025-11-25 client=pipe-test/1.0"),
-        "{log}"
-    );
+    let started = call_started(&setup.audit());
+    assert_eq!(started["transport"], "stdio", "{started}");
+    assert_eq!(started["protocol_version"], "2025-11-25", "{started}");
+    assert_eq!(started["client_name"], "pipe-test", "{started}");
+    assert_eq!(started["client_version"], "1.0", "{started}");
+    // Nobody was authenticated over stdio.
+    assert_eq!(started["caller"], Value::Null, "{started}");
+    assert!(started.get("authenticated").is_none(), "{started}");
     let verify = Command::new(portcullis_bin())
         .args(["audit", "verify"])
         .arg(setup.audit())
@@ -506,4 +509,91 @@ fn wait_for_audit(setup: &Setup, done: impl Fn(&str) -> bool) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("the audit log never showed what was waited for");
+}
+
+/// The audit log's records.
+pub(crate) fn records(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .expect("audit log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record"))
+        .collect()
+}
+
+/// The log's first `call_started` record.
+pub(crate) fn call_started(log: &Path) -> Value {
+    records(log)
+        .into_iter()
+        .find(|r| r["event"] == "call_started")
+        .expect("a call_started record")
+}
+
+/// The `notifications/progress` for `token` among `messages`, which must
+/// all come before the response to `id`.
+pub(crate) fn progress_before_response(messages: &[Value], token: &str, id: u64) -> Vec<Value> {
+    let answered = messages
+        .iter()
+        .position(|m| m["id"] == json!(id))
+        .expect("a response");
+    let progress: Vec<Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| m["params"].clone())
+        .collect();
+    let last_notification = messages
+        .iter()
+        .rposition(|m| m["method"] == "notifications/progress");
+    assert!(
+        last_notification.is_none_or(|last| last < answered),
+        "progress after the result: {messages:?}"
+    );
+    assert!(progress.iter().all(|p| p["progressToken"] == token));
+    progress
+}
+
+/// A start and an end, growing, the end with its total.
+pub(crate) fn assert_start_and_end(progress: &[Value]) {
+    assert!(progress.len() >= 2, "{progress:?}");
+    let values: Vec<f64> = progress
+        .iter()
+        .map(|p| p["progress"].as_f64().expect("progress"))
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+    let last = progress.last().expect("last");
+    assert_eq!(last["total"], last["progress"], "{last}");
+    assert!(
+        progress[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("started")),
+        "{progress:?}"
+    );
+}
+
+#[test]
+fn a_call_with_a_progress_token_reports_its_start_and_end_before_the_result() {
+    let setup = Setup::new();
+    let mut server = setup.serve();
+    server.initialize();
+    let mut call = |id: u64, meta: Value| {
+        server.send(&json!({
+            "jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "json.length", "arguments": {"value": [1]}, "_meta": meta},
+        }));
+        let mut messages = Vec::new();
+        loop {
+            let message = server.next_message();
+            let done = message["id"] == json!(id);
+            messages.push(message);
+            if done {
+                return messages;
+            }
+        }
+    };
+    let messages = call(77, json!({"progressToken": "p-77"}));
+    let progress = progress_before_response(&messages, "p-77", 77);
+    assert_start_and_end(&progress);
+    // Without a token, no progress.
+    let messages = call(78, json!({}));
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    server.finish();
 }

@@ -292,3 +292,39 @@ async fn a_per_call_approver_cannot_replay_an_earlier_approval() {
         other => panic!("expected a refused replay, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_approval_record_says_whether_the_client_or_the_operator_approved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    // The operator's approver approves without asking (`call --approve`).
+    let host = Host::builder()
+        .plugin(PluginConfig::new("hostile", plugin_path("hostile")).sha256(plugin_sha("hostile")))
+        .approver(PerCall {
+            seen: Mutex::default(),
+            answer: |request, _| request.approve_by("--approve"),
+        })
+        .audit(portcullis::FileSink::open(&log).expect("audit"))
+        .build()
+        .await
+        .expect("loads");
+    host.call("hostile.wipe", "{}", &CallContext::new())
+        .await
+        .expect("pre-approved by the operator");
+    let person = Arc::new(PerCall {
+        seen: Mutex::default(),
+        answer: |request, _| request.approve_by("a person through MCP elicitation"),
+    });
+    host.call("hostile.wipe", "{}", &CallContext::new().approver(person))
+        .await
+        .expect("approved by the client's user");
+    drop(host);
+    let decided: Vec<Value> = super::mcp::records(&log)
+        .into_iter()
+        .filter(|r| r["event"] == "approval_decided")
+        .collect();
+    assert_eq!(decided.len(), 2, "{decided:?}");
+    assert_eq!(decided[0]["approver"], "operator", "{decided:?}");
+    assert_eq!(decided[0]["by"], "--approve", "{decided:?}");
+    assert_eq!(decided[1]["approver"], "client", "{decided:?}");
+}

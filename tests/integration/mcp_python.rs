@@ -177,3 +177,42 @@ fn python_elicitation_callback_declining_refuses_the_call_in_auto_mode() {
     );
     assert!(!log.contains("\"approved\":true"), "{log}");
 }
+
+/// Runs `http_client.py URL TOKEN MODE` against `portcullis serve --http`;
+/// returns the audit log.
+fn run_http_client(mode: &str) -> Option<String> {
+    use super::mcp_http::{HttpServer, TOKEN, TOKEN_NAME};
+    let python = python()?;
+    let setup = Setup::new();
+    let server = HttpServer::start(&setup, &[]);
+    let url = format!("http://{}/mcp", server.addr);
+    let output = Command::new(python)
+        .arg(repo_root().join("tests/python/http_client.py"))
+        .args([url.as_str(), TOKEN, mode])
+        .output()
+        .expect("the client runs");
+    server.stop();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("all checks passed"), "{stdout}\n{stderr}");
+    assert_audit_verifies(&setup.audit());
+    let log = std::fs::read_to_string(setup.audit()).expect("audit log");
+    let started = super::mcp::call_started(&setup.audit());
+    assert_eq!(started["transport"], "http", "{started}");
+    assert_eq!(started["authenticated"], TOKEN_NAME, "{started}");
+    assert_eq!(started["client_name"], "mcp", "{started}");
+    assert!(log.contains("\"approved\":true"), "{log}");
+    assert!(log.contains("\"approver\":\"client\""), "{log}");
+    Some(log)
+}
+
+#[test]
+fn python_http_client_in_auto_mode_uses_the_2026_era() {
+    run_http_client("auto");
+}
+
+#[test]
+fn python_http_client_in_legacy_mode_uses_initialize_and_a_session() {
+    run_http_client("legacy");
+}

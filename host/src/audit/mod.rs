@@ -68,6 +68,40 @@ pub struct DirRecord {
     pub mode: &'static str,
 }
 
+/// How a call reached the host through a protocol server (the MCP server,
+/// or an embedder's own): recorded as fields of its `call_started` record.
+/// The client's name and version are what the client says; only
+/// `authenticated` was checked (on HTTP, the name of the bearer token it
+/// presented).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CallOrigin {
+    /// `stdio` or `http`.
+    pub transport: String,
+    /// The protocol version the client speaks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+    /// The client's name, as it states it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    /// The client's version, as it states it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_version: Option<String>,
+    /// The identity the transport authenticated (HTTP: the token's name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authenticated: Option<String>,
+}
+
+impl CallOrigin {
+    /// A call that came over `transport`; the other fields are unknown.
+    pub fn new(transport: impl Into<String>) -> CallOrigin {
+        CallOrigin {
+            transport: transport.into(),
+            ..CallOrigin::default()
+        }
+    }
+}
+
 /// What happened. Serialised with an `event` tag in snake case.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -117,6 +151,11 @@ pub enum AuditEvent {
         call_id: u64,
         /// Who called, from the call context.
         caller: Option<String>,
+        /// How the call came (transport, protocol version, client,
+        /// authenticated identity), when a protocol server set it: its
+        /// fields are fields of the record.
+        #[serde(flatten, skip_serializing_if = "Option::is_none")]
+        origin: Option<CallOrigin>,
         /// `plugin.tool`.
         tool: String,
         /// The plugin's sha256.
@@ -186,6 +225,11 @@ pub enum AuditEvent {
         approved: bool,
         /// Who decided, as the approver said.
         by: Option<String>,
+        /// Which approver decided: `client` (the call's own approver,
+        /// e.g. the MCP client's user through elicitation) or `operator`
+        /// (the host's approver: a terminal prompt, `portcullis call
+        /// --approve`, or the default that denies).
+        approver: &'static str,
         /// Why (for a refusal, or a rejected approval).
         reason: Option<String>,
     },
@@ -238,6 +282,17 @@ pub enum AuditEvent {
         destination: String,
         /// The name of the secret attached, if any (never the value).
         secret: Option<String>,
+    },
+    /// The MCP server refused an HTTP request before it reached the
+    /// protocol (wrong `Host`, foreign `Origin`, missing or wrong token,
+    /// body too large or too deep).
+    HttpRefused {
+        /// The client's address.
+        peer: String,
+        /// The HTTP status answered.
+        status: u16,
+        /// Why.
+        reason: String,
     },
     /// An outbound request's outcome, allowed or not.
     Egress {

@@ -96,7 +96,7 @@ enum Command {
     /// Create a plugin folder (Rust, Python or JavaScript) that builds,
     /// pins, tests and runs on its own.
     New(new::Args),
-    /// Serve the manifest's tools to MCP clients (stdio).
+    /// Serve the manifest's tools to MCP clients (stdio, or HTTP with `--http`).
     Serve(serve::Args),
     /// Work with audit logs.
     #[command(subcommand)]

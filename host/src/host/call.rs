@@ -8,7 +8,7 @@
 use super::Host;
 use crate::approval::{ApprovalRequest, Approver};
 use crate::arguments;
-use crate::audit::{self, AuditEvent, AuditLog, MAX_RECORDED_ARGUMENTS};
+use crate::audit::{self, AuditEvent, AuditLog, CallOrigin, MAX_RECORDED_ARGUMENTS};
 use crate::egress::{CallEgress, CallFacts, CallLog};
 use crate::error::Error;
 use crate::hash::sha256_hex;
@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Default)]
 pub struct CallContext {
     caller: Option<String>,
+    origin: Option<CallOrigin>,
     cancel: CancellationToken,
     /// Asks instead of the host's approver for this call only (a server
     /// that can ask the person behind this one client).
@@ -35,6 +36,7 @@ impl std::fmt::Debug for CallContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallContext")
             .field("caller", &self.caller)
+            .field("origin", &self.origin)
             .field("cancel", &self.cancel)
             .field("approver", &self.approver.is_some())
             .finish()
@@ -50,6 +52,13 @@ impl CallContext {
     /// Names who is calling (a user, session or agent id) for the record.
     pub fn caller(mut self, caller: impl Into<String>) -> Self {
         self.caller = Some(caller.into());
+        self
+    }
+
+    /// Records how the call came (transport, protocol, client) in its
+    /// `call_started` record.
+    pub fn origin(mut self, origin: CallOrigin) -> Self {
+        self.origin = Some(origin);
         self
     }
 
@@ -201,6 +210,7 @@ impl Host {
         let call_started = audit.send(AuditEvent::CallStarted {
             call_id,
             caller: ctx.caller.clone(),
+            origin: ctx.origin.clone(),
             tool: qualified.clone(),
             plugin_sha256: plugin.policy.sha256.clone(),
             arguments: recorded.to_string(),
@@ -440,6 +450,11 @@ impl Host {
                 tool: tool.clone(),
                 approved: checked.is_ok(),
                 by: checked.as_ref().ok().cloned().flatten(),
+                approver: if call.ctx.approver.is_some() {
+                    "client"
+                } else {
+                    "operator"
+                },
                 reason: checked.as_ref().err().cloned(),
             })
             .await?;

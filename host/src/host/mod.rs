@@ -186,6 +186,12 @@ impl Host {
         self.inner.audit.head()
     }
 
+    /// Records `event` (for the MCP server's refusals of requests that
+    /// never became calls).
+    pub(crate) async fn record(&self, event: AuditEvent) -> Result<(), Error> {
+        self.inner.audit.record(event).await
+    }
+
     /// Every tool of every plugin, ordered by plugin then declaration.
     pub fn tools(&self) -> Vec<ToolDescriptor> {
         self.inner

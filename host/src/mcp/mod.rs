@@ -12,12 +12,19 @@
 //! `requestState` of the 2026-07-28 era in `state`).
 
 mod approvals;
+mod http;
+mod progress;
 mod results;
 mod state;
 mod tools;
 
+pub use http::{
+    BadToken, BearerToken, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_JSON_DEPTH, HttpOptions, MCP_PATH,
+    MIN_TOKEN_BYTES,
+};
 pub use state::{MIN_STATE_KEY_BYTES, StateKey, StateKeyTooShort};
 
+use crate::audit::CallOrigin;
 use crate::error::Error;
 use crate::host::{CallContext, Host};
 use rmcp::ErrorData as McpError;
@@ -64,12 +71,15 @@ impl std::fmt::Debug for McpServer {
 pub enum Transport {
     /// A child process's stdin and stdout.
     Stdio,
+    /// Streamable HTTP.
+    Http,
 }
 
 impl Transport {
     fn as_str(self) -> &'static str {
         match self {
             Transport::Stdio => "stdio",
+            Transport::Http => "http",
         }
     }
 }
@@ -221,9 +231,15 @@ impl ServerHandler for Handler {
             .is_some_and(|c| c.elicitation.is_some());
         let cancel = inner.shutdown.child_token();
         let client = client_name(&context);
+        let origin = origin(self.transport, &context);
+        // The caller is who the transport authenticated (HTTP: the token's
+        // name); a stdio client is whoever started the server.
         let mut ctx = CallContext::new()
-            .caller(caller(self.transport, &context))
+            .origin(origin.clone())
             .cancellation(cancel.clone());
+        if let Some(name) = &origin.authenticated {
+            ctx = ctx.caller(name.clone());
+        }
         // Who asks the person if the call needs approval. Without the
         // elicitation capability nobody can: the host's approver (which
         // denies) decides, and the answer says how to pre-approve.
@@ -252,6 +268,10 @@ impl ServerHandler for Handler {
         // or a shutdown cancels it.
         let host = inner.host.clone();
         let name = request.name.to_string();
+        let progress = context
+            .meta
+            .get_progress_token()
+            .map(|token| progress::Reporter::start(context.peer.clone(), token, name.clone()));
         let guard = inner.in_flight.enter();
         let call = tokio::spawn(async move {
             let _guard = guard;
@@ -264,6 +284,9 @@ impl ServerHandler for Handler {
                 return Err(McpError::invalid_request("the request was cancelled", None));
             }
         };
+        if let Some(progress) = progress {
+            progress.finish().await;
+        }
         let asked = asking.and_then(|a| a.asked.lock().unwrap_or_else(|p| p.into_inner()).take());
         if let (Some(asked), Ok(Err(_))) = (asked, &outcome) {
             return Ok(CallToolResponse::InputRequired(self.input_required(&asked)));
@@ -320,17 +343,27 @@ fn client_name(context: &RequestContext<RoleServer>) -> String {
     )
 }
 
-/// Who is calling, for the audit record: transport, protocol version and
-/// the client's own name and version (as it states them).
-fn caller(transport: Transport, context: &RequestContext<RoleServer>) -> String {
-    let protocol = context
-        .protocol_version()
-        .map_or_else(|| "unknown".to_string(), |v| v.to_string());
-    format!(
-        "mcp transport={} protocol={protocol} client={}",
-        transport.as_str(),
-        client_name(context)
-    )
+/// How the call came, for its audit record: transport, protocol version,
+/// the client's own name and version (as it states them), and on HTTP the
+/// token it authenticated with.
+fn origin(transport: Transport, context: &RequestContext<RoleServer>) -> CallOrigin {
+    let mut origin = CallOrigin::new(transport.as_str());
+    origin.protocol_version = context.protocol_version().map(|v| v.to_string());
+    if let Some(client) = context.client_info() {
+        origin.client_name = Some(crate::text::sanitize_text(&client.name, 64));
+        origin.client_version = Some(crate::text::sanitize_text(&client.version, 32));
+    }
+    origin.authenticated = authenticated(context).map(str::to_string);
+    origin
+}
+
+/// The name of the bearer token an HTTP request authenticated with.
+fn authenticated(context: &RequestContext<RoleServer>) -> Option<&str> {
+    context
+        .extensions
+        .get::<::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<http::Authenticated>())
+        .map(|a| a.0.as_str())
 }
 
 /// Counts calls in flight, so shutdown can wait for them.

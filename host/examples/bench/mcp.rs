@@ -1,0 +1,252 @@
+//! The MCP rows of the benchmark: a `tools/call` round trip through
+//! `McpServer` against `Host::call` of the same tool, side by side.
+//!
+//! - stdio: a client in this process drives `McpServer::serve_stdio`
+//!   over an in-memory pipe (newline-delimited JSON-RPC, legacy
+//!   handshake first), one call at a time.
+//! - HTTP: a keep-alive hyper client drives `McpServer::serve_http` on a
+//!   loopback port with a bearer token, 2026-07-28 requests (stateless).
+//! - Start: `portcullis serve plugins/portcullis.toml` as a process (the
+//!   binary beside the examples), from spawn to the first `tools/list`
+//!   answer, compile cache warm.
+
+use super::{Bench, config, plugin};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use portcullis::{BearerToken, CallContext, Host, HttpOptions, McpServer};
+use serde_json::{Value, json};
+use std::error::Error;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+const TOKEN: &str = "bench-token-0123456789abcdef";
+
+/// Adds the MCP rows and a note with the layer's cost.
+pub(crate) async fn rows(bench: &mut Bench) -> Result<()> {
+    let (path, bytes) = plugin("hostile")?;
+    let host = Host::builder()
+        .plugin(config("hostile", &path, &bytes))
+        .build()
+        .await?;
+    let ctx = CallContext::new();
+    let library = bench
+        .latency(
+            "`Host::call` `hostile.echo` (the MCP rows' baseline)",
+            || async {
+                host.call("hostile.echo", "{}", &ctx).await.expect("call");
+            },
+        )
+        .await;
+
+    let stdio = stdio_row(bench, host.clone()).await?;
+    let http = http_row(bench, host).await?;
+    bench.notes.push(format!(
+        "MCP `tools/call` of `hostile.echo`, p50 over `Host::call` of the same tool ({:.1} µs): stdio (in-process client over a pipe) {:+.1} µs; Streamable HTTP (keep-alive loopback client, bearer token, 2026-07-28, event-stream answer) {:+.1} µs.",
+        micros(library),
+        micros(stdio) - micros(library),
+        micros(http) - micros(library),
+    ));
+    first_list(bench)?;
+    Ok(())
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// A newline-delimited JSON-RPC client over an in-memory pipe.
+struct StdioClient {
+    writer: tokio::io::WriteHalf<tokio::io::DuplexStream>,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::io::ReadHalf<tokio::io::DuplexStream>>>,
+    id: u64,
+}
+
+impl StdioClient {
+    /// One request, then lines until its response.
+    async fn rpc(&mut self, method: &str, params: Value) -> Value {
+        self.id += 1;
+        let id = self.id;
+        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write");
+        loop {
+            let line = self.lines.next_line().await.expect("read").expect("a line");
+            let message: Value = serde_json::from_str(&line).expect("JSON");
+            if message["id"] == json!(id) {
+                return message;
+            }
+        }
+    }
+}
+
+async fn stdio_row(bench: &mut Bench, host: Host) -> Result<Duration> {
+    let server = McpServer::new(host)?;
+    let (client_side, server_side) = tokio::io::duplex(1 << 20);
+    let (server_read, server_write) = tokio::io::split(server_side);
+    let (client_read, writer) = tokio::io::split(client_side);
+    let stop = CancellationToken::new();
+    let serving = {
+        let stop = stop.clone();
+        tokio::spawn(async move { server.serve_stdio(server_read, server_write, stop).await })
+    };
+    let mut client = StdioClient {
+        writer,
+        lines: tokio::io::BufReader::new(client_read).lines(),
+        id: 0,
+    };
+    client
+        .rpc(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "bench", "version": "1"}}),
+        )
+        .await;
+    let client = Arc::new(Mutex::new(client));
+    let p50 = bench
+        .latency("MCP stdio `tools/call` `hostile.echo` round trip", || {
+            let client = Arc::clone(&client);
+            async move {
+                let answer = client
+                    .lock()
+                    .await
+                    .rpc(
+                        "tools/call",
+                        json!({"name": "hostile.echo", "arguments": {}}),
+                    )
+                    .await;
+                assert_eq!(answer["result"]["isError"], false, "{answer}");
+            }
+        })
+        .await;
+    stop.cancel();
+    serving.await??;
+    Ok(p50)
+}
+
+async fn http_row(bench: &mut Bench, host: Host) -> Result<Duration> {
+    let server = McpServer::new(host)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let options = HttpOptions::new().token(BearerToken::new("bench", TOKEN)?);
+    let stop = CancellationToken::new();
+    let serving = {
+        let stop = stop.clone();
+        tokio::spawn(async move { server.serve_http(listener, options, stop).await })
+    };
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let sender = Arc::new(Mutex::new(sender));
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let body = Bytes::from(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"_meta": meta, "name": "hostile.echo", "arguments": {}}})
+        .to_string(),
+    );
+    let authorization = format!("Bearer {TOKEN}");
+    let host_header = addr.to_string();
+    let p50 = bench
+        .latency(
+            "MCP Streamable HTTP `tools/call` `hostile.echo` round trip",
+            || {
+                let request = http::Request::post("/mcp")
+                    .header("host", &host_header)
+                    .header("authorization", &authorization)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream")
+                    .header("mcp-protocol-version", "2026-07-28")
+                    .header("mcp-method", "tools/call")
+                    .header("mcp-name", "hostile.echo")
+                    .body(Full::new(body.clone()))
+                    .expect("request");
+                let sender = Arc::clone(&sender);
+                async move {
+                    let mut sender = sender.lock().await;
+                    sender.ready().await.expect("the connection stays open");
+                    let response = sender.send_request(request).await.expect("response");
+                    assert_eq!(response.status(), 200);
+                    let text = response
+                        .into_body()
+                        .collect()
+                        .await
+                        .expect("body")
+                        .to_bytes();
+                    assert!(
+                        std::str::from_utf8(&text).is_ok_and(|t| t.contains("\"isError\":false")),
+                        "{text:?}"
+                    );
+                }
+            },
+        )
+        .await;
+    stop.cancel();
+    serving.await??;
+    Ok(p50)
+}
+
+/// `portcullis serve` from spawn to its first `tools/list` answer.
+fn first_list(bench: &mut Bench) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let Some(binary) = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("portcullis"))
+        .filter(|p| p.exists())
+    else {
+        bench.notes.push(
+            "MCP start: skipped, no `portcullis` binary beside the examples (run `cargo build --release` first).".into(),
+        );
+        return Ok(());
+    };
+    let run = || -> Result<Duration> {
+        let start = Instant::now();
+        let mut child = std::process::Command::new(&binary)
+            .args(["serve", "plugins/portcullis.toml"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"}}});
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
+        write!(stdin, "{init}\n{initialized}\n{list}\n")?;
+        let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+        let wall = loop {
+            let line = lines.next().ok_or("the server ended early")??;
+            let message: Value = serde_json::from_str(&line)?;
+            if message["id"] == 2 {
+                break start.elapsed();
+            }
+        };
+        drop(stdin);
+        child.wait()?;
+        Ok(wall)
+    };
+    run()?;
+    let mut walls = (0..10).map(|_| run()).collect::<Result<Vec<_>>>()?;
+    walls.sort();
+    bench.notes.push(format!(
+        "MCP start: `portcullis serve plugins/portcullis.toml` from spawn to the first `tools/list` answer over stdio (legacy handshake first; compile cache warm), median of 10: {:.1} ms (min {:.1}, max {:.1}).",
+        walls[5].as_secs_f64() * 1e3,
+        walls[0].as_secs_f64() * 1e3,
+        walls[9].as_secs_f64() * 1e3
+    ));
+    Ok(())
+}
