@@ -39,9 +39,6 @@
 //!   `Host::call`, and `portcullis serve` to its first `tools/list`
 //!   (`bench/mcp.rs`).
 
-#[path = "bench/mcp.rs"]
-mod mcp;
-
 use portcullis::{
     ApprovalRequest, Approver, CallContext, Decision, DirMode, FileSink, Host, PluginConfig,
     sha256_hex,
@@ -57,6 +54,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 mod io;
 #[path = "bench/languages.rs"]
 mod languages;
+#[path = "bench/mcp.rs"]
+mod mcp;
 
 mod raw {
     wasmtime::component::bindgen!({
