@@ -156,33 +156,12 @@ fn fixture_cases_run_through_the_egress_gate_and_never_show_the_secret() {
 
     // A case claiming the bound secret does not arrive fails, naming the
     // header and never its value.
-    let dir = tempfile::tempdir().expect("temp dir");
     let token = "fixture-test-token-0123456789";
-    std::fs::write(dir.path().join("tracker.token"), token).expect("token");
-    let component = root().join("plugins/dist/issues.wasm");
-    let sha = text(&portcullis(&[Path::new("hash"), &component]).stdout);
-    let sha = sha.split_whitespace().next().expect("a hash");
-    std::fs::write(
-        dir.path().join("portcullis.toml"),
-        format!(
-            r#"[secrets.tracker]
-source = "file:tracker.token"
-destinations = ["https://issues.example.com/api/v1"]
-inject = {{ header = "Authorization", format = "Bearer {{}}" }}
-
-[plugins.issues]
-source = {:?}
-sha256 = "{sha}"
-http = ["https://issues.example.com/api/v1/"]
-secrets = ["tracker"]
-"#,
-            component.display().to_string()
-        ),
-    )
-    .expect("write manifest");
-    std::fs::create_dir(dir.path().join("tests")).expect("mkdir");
-    std::fs::write(
-        dir.path().join("tests/issues.toml"),
+    let dir = issues_folder(
+        token,
+        r#"destinations = ["https://issues.example.com/api/v1"]
+inject = { header = "Authorization", format = "Bearer {}" }"#,
+        r#"http = ["https://issues.example.com/api/v1/"]"#,
         r#"
 [[case]]
 name = "claims no credential is sent"
@@ -193,8 +172,7 @@ url = "https://issues.example.com/api/v1/issues?limit=20"
 json = []
 absent_headers = ["authorization"]
 "#,
-    )
-    .expect("write tests");
+    );
     let out = portcullis(&[Path::new("test"), &dir.path().join("portcullis.toml")]);
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
@@ -348,33 +326,14 @@ impl Drop for Upstream {
 /// `allow_private`), secret `tracker` bound to it and injected as `inject`,
 /// and a tests file with one case whose fixture is out of date.
 fn recording_suite(api: &str, inject: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("tracker.token"), TOKEN).expect("token");
-    let component = root().join("plugins/dist/issues.wasm");
-    let sha = text(&portcullis(&[Path::new("hash"), &component]).stdout);
-    let sha = sha.split_whitespace().next().expect("a hash");
-    std::fs::write(
-        dir.path().join("portcullis.toml"),
-        format!(
-            r#"[secrets.tracker]
-source = "file:tracker.token"
-destinations = [{{ url = "{api}", allow_private = true }}]
-inject = {inject}
-
-[plugins.issues]
-source = {:?}
-sha256 = "{sha}"
-http = [{{ url = "{api}/", allow_private = true }}]
-secrets = ["tracker"]
-"#,
-            component.display().to_string()
+    issues_folder(
+        TOKEN,
+        &format!(
+            r#"destinations = [{{ url = "{api}", allow_private = true }}]
+inject = {inject}"#
         ),
-    )
-    .expect("write manifest");
-    std::fs::create_dir(dir.path().join("tests")).expect("mkdir");
-    std::fs::write(
-        dir.path().join("tests/issues.toml"),
-        format!(
+        &format!(r#"http = [{{ url = "{api}/", allow_private = true }}]"#),
+        &format!(
             r#"# The author's notes stay.
 [[case]]
 name = "lists the tracker's one issue"
@@ -394,7 +353,37 @@ expect.error = "denied"
 "#
         ),
     )
-    .expect("write tests");
+}
+
+/// A folder with the issues plugin (granted `http`, the TOML line), secret
+/// `tracker` holding `token` and bound as `binding` says (its
+/// `destinations` and `inject` lines), and `tests/issues.toml` holding
+/// `tests`.
+fn issues_folder(token: &str, binding: &str, http: &str, tests: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("tracker.token"), token).expect("token");
+    let component = root().join("plugins/dist/issues.wasm");
+    let sha = text(&portcullis(&[Path::new("hash"), &component]).stdout);
+    let sha = sha.split_whitespace().next().expect("a hash");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        format!(
+            r#"[secrets.tracker]
+source = "file:tracker.token"
+{binding}
+
+[plugins.issues]
+source = {:?}
+sha256 = "{sha}"
+{http}
+secrets = ["tracker"]
+"#,
+            component.display().to_string()
+        ),
+    )
+    .expect("write manifest");
+    std::fs::create_dir(dir.path().join("tests")).expect("mkdir");
+    std::fs::write(dir.path().join("tests/issues.toml"), tests).expect("write tests");
     dir
 }
 
