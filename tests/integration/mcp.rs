@@ -28,6 +28,21 @@ pub(crate) fn portcullis_bin() -> PathBuf {
     bin
 }
 
+/// `portcullis audit verify LOG` passes.
+pub(crate) fn assert_audit_verifies(log: &Path) {
+    let verify = Command::new(portcullis_bin())
+        .args(["audit", "verify"])
+        .arg(log)
+        .output()
+        .expect("audit verify runs");
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
 /// A manifest with the `hostile` and `json` plugins, and an audit log.
 pub(crate) struct Setup {
     pub(crate) dir: tempfile::TempDir,
@@ -409,17 +424,7 @@ fn eof_ends_the_server_cleanly_and_the_audit_log_verifies() {
     // Nobody was authenticated over stdio.
     assert_eq!(started["caller"], Value::Null, "{started}");
     assert!(started.get("authenticated").is_none(), "{started}");
-    let verify = Command::new(portcullis_bin())
-        .args(["audit", "verify"])
-        .arg(setup.audit())
-        .output()
-        .expect("audit verify runs");
-    assert!(
-        verify.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_audit_verifies(&setup.audit());
 }
 
 #[test]
@@ -456,12 +461,7 @@ fn sigterm_ends_the_server_cleanly() {
     // stdin stays open: the signal alone ends the server.
     let status = server.child.wait().expect("the server exits");
     assert!(status.success(), "{status:?}");
-    let verify = Command::new(portcullis_bin())
-        .args(["audit", "verify"])
-        .arg(setup.audit())
-        .output()
-        .expect("audit verify runs");
-    assert!(verify.status.success(), "{verify:?}");
+    assert_audit_verifies(&setup.audit());
 }
 
 #[test]

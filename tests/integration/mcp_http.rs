@@ -6,11 +6,10 @@
 //! `--state-key` file accept each other's sealed `requestState`; a public
 //! address without a token refuses to start.
 
-use super::mcp::{Setup, call_started, meta_2026, portcullis_bin, records};
+use super::mcp::{Setup, assert_audit_verifies, call_started, meta_2026, portcullis_bin, records};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -218,15 +217,6 @@ fn post_legacy_as(addr: &str, auth: &str, session: Option<&str>, message: &Value
 
 fn audit(setup: &Setup) -> String {
     std::fs::read_to_string(setup.audit()).expect("audit log")
-}
-
-fn assert_audit_verifies(log: &Path) {
-    let verify = Command::new(portcullis_bin())
-        .args(["audit", "verify"])
-        .arg(log)
-        .output()
-        .expect("audit verify runs");
-    assert!(verify.status.success(), "{verify:?}");
 }
 
 #[test]

@@ -8,10 +8,10 @@
 //! that fails, the test fails under `CI=true` and is skipped with a loud
 //! message otherwise (no Python, no network).
 
-use super::mcp::{Setup, portcullis_bin};
+use super::mcp::{Setup, assert_audit_verifies, portcullis_bin};
 use portcullis_tests::repo_root;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// The target directory (`target/<profile>/deps/<test>` -> `target`).
@@ -110,15 +110,6 @@ fn run_client_with(script: &str, args: &[&str]) -> Option<String> {
     assert!(stdout.contains("all checks passed"), "{stdout}\n{stderr}");
     assert_audit_verifies(&setup.audit());
     Some(std::fs::read_to_string(setup.audit()).expect("audit log"))
-}
-
-fn assert_audit_verifies(log: &Path) {
-    let verify = Command::new(portcullis_bin())
-        .args(["audit", "verify"])
-        .arg(log)
-        .output()
-        .expect("audit verify runs");
-    assert!(verify.status.success(), "{verify:?}");
 }
 
 #[test]
