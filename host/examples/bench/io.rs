@@ -169,6 +169,7 @@ async fn floor_requests(
                             .header("host", addr.to_string())
                             .body(Empty::<Bytes>::new())
                             .expect("request");
+                        sender.ready().await.expect("the connection is ready");
                         let response = sender.send_request(request).await.expect("send");
                         let body = response.into_body().collect().await.expect("body");
                         assert_eq!(body.to_bytes().as_ref(), b"ok");
