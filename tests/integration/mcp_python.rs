@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The target directory (`target/<profile>/deps/<test>` -> `target`).
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -76,7 +76,7 @@ fn install() -> Result<PathBuf, String> {
     Ok(python)
 }
 
-fn run(command: &mut Command) -> Result<(), String> {
+pub(crate) fn run(command: &mut Command) -> Result<(), String> {
     let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
     if output.status.success() {
         Ok(())
@@ -112,7 +112,7 @@ fn run_client_with(script: &str, args: &[&str]) -> Option<String> {
     Some(std::fs::read_to_string(setup.audit()).expect("audit log"))
 }
 
-fn assert_audit_verifies(log: &Path) {
+pub(crate) fn assert_audit_verifies(log: &Path) {
     let verify = Command::new(portcullis_bin())
         .args(["audit", "verify"])
         .arg(log)
