@@ -25,6 +25,7 @@ mod limits;
 mod mcp;
 mod mcp_approvals;
 mod mcp_http;
+mod mcp_inspector;
 mod mcp_python;
 mod output;
 mod pinning;
