@@ -52,6 +52,16 @@ pub trait AuditSink: Send + Sync + 'static {
     /// after every batch, whether it was written or not.
     fn unlock(&self) {}
 
+    /// Whether a record may be written on the calling thread (an async
+    /// runtime's worker) when no other batch is in progress: `true` only
+    /// for a sink whose writes are short local system calls, such as
+    /// [`FileSink`] without fsync. The default, `false`, has the sink's
+    /// writer thread do every write (a sink that may block for long: a
+    /// network, an fsync).
+    fn writes_inline(&self) -> bool {
+        false
+    }
+
     /// Pushes buffered records to stable storage. Called when the host is
     /// dropped; the default does nothing.
     ///
@@ -243,6 +253,10 @@ impl AuditSink for FileSink {
         if let Err(e) = self.file.unlock() {
             tracing::warn!(error = %e, path = %self.path.display(), "failed to unlock the audit log");
         }
+    }
+
+    fn writes_inline(&self) -> bool {
+        !self.fsync
     }
 
     fn flush(&self) -> std::io::Result<()> {

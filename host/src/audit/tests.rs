@@ -187,3 +187,120 @@ async fn a_file_continues_its_chain_past_a_torn_last_line() {
     assert_eq!(report.interrupted, [2]);
     assert_eq!(report.torn_line, None);
 }
+
+/// A sink that allows inline writes and notes which thread wrote each
+/// batch; optionally holds the first batch a caller writes inline until
+/// released.
+struct Inline {
+    batches: Mutex<Vec<(Option<String>, Vec<String>)>>,
+    hold_first: Option<(
+        std::sync::mpsc::Sender<()>,
+        Mutex<std::sync::mpsc::Receiver<()>>,
+    )>,
+}
+
+struct InlineSink(Arc<Inline>);
+
+impl AuditSink for InlineSink {
+    fn write_line(&self, _line: &str) -> std::io::Result<()> {
+        unreachable!("the writer writes batches")
+    }
+
+    fn write_batch(&self, lines: &[String]) -> std::io::Result<()> {
+        let first = self.0.batches.lock().expect("lock").is_empty();
+        let caller = std::thread::current().name() != Some("portcullis-audit");
+        if let (true, true, Some((started, release))) = (first, caller, &self.0.hold_first) {
+            let _ = started.send(());
+            let _ = release.lock().expect("lock").recv();
+        }
+        let thread = std::thread::current().name().map(String::from);
+        self.0
+            .batches
+            .lock()
+            .expect("lock")
+            .push((thread, lines.to_vec()));
+        Ok(())
+    }
+
+    fn writes_inline(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_sink_that_allows_it_is_written_on_the_calling_thread() {
+    let sink = Arc::new(Inline {
+        batches: Mutex::new(Vec::new()),
+        hold_first: None,
+    });
+    let log = AuditLog::new(Some(Arc::new(InlineSink(Arc::clone(&sink))))).expect("writer");
+    log.record(event("a.b")).await.expect("written");
+    log.record(event("a.c")).await.expect("written");
+    let batches = sink.batches.lock().expect("lock");
+    let here = std::thread::current().name().map(String::from);
+    let threads: Vec<_> = batches.iter().map(|(thread, _)| thread.clone()).collect();
+    assert_eq!(
+        threads,
+        [here.clone(), here],
+        "no handoff to the writer thread"
+    );
+}
+
+#[tokio::test]
+async fn records_queued_during_an_inline_write_follow_it_in_the_chain() {
+    let (started, busy) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    let sink = Arc::new(Inline {
+        batches: Mutex::new(Vec::new()),
+        hold_first: Some((started, Mutex::new(released))),
+    });
+    let log =
+        Arc::new(AuditLog::new(Some(Arc::new(InlineSink(Arc::clone(&sink))))).expect("writer"));
+    // A caller writes its record inline and is held inside the sink.
+    let caller = {
+        let log = Arc::clone(&log);
+        std::thread::Builder::new()
+            .name("first-caller".into())
+            .spawn(move || log.send(event("a.first")))
+            .expect("spawn")
+    };
+    busy.recv().expect("the first caller is writing");
+    // Meanwhile ten more: the pen is taken, so they go to the writer
+    // thread, which must wait for the inline write to end.
+    let rest: Vec<Ack> = (0..10).map(|_| log.send(event("a.more"))).collect();
+    // Time for the writer thread to write them now if it wrongly would (the
+    // outcome checked below does not depend on it when the pen is kept).
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    release.send(()).expect("release");
+    caller
+        .join()
+        .expect("the first caller")
+        .written()
+        .await
+        .expect("written");
+    for ack in rest {
+        ack.written().await.expect("written");
+    }
+    let batches = sink.batches.lock().expect("lock");
+    let shape: Vec<_> = batches
+        .iter()
+        .map(|(thread, lines)| (thread.clone().unwrap_or_default(), lines.len()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("first-caller".to_string(), 1),
+            ("portcullis-audit".to_string(), 10)
+        ]
+    );
+    // One chain, in queue order: the inline record first.
+    let lines: Vec<&String> = batches.iter().flat_map(|(_, lines)| lines).collect();
+    let mut prev = GENESIS.to_string();
+    for (i, line) in lines.iter().enumerate() {
+        let record: serde_json::Value = serde_json::from_str(line).expect("json");
+        assert_eq!(record["seq"], i as u64 + 1, "{line}");
+        assert_eq!(record["prev"], prev.as_str(), "{line}");
+        prev = sha256_hex(line.as_bytes());
+    }
+    assert!(lines[0].contains("a.first"), "{}", lines[0]);
+}
