@@ -7,6 +7,7 @@
 //! plugins/build.sh && cargo run --release --example bench -- --markdown
 //! cargo run --release --example bench -- --quick     # fewer iterations
 //! cargo run --release --example bench -- --languages # Python/JS rows only
+//! cargo run --release --example bench -- --mcp       # MCP rows only
 //! ```
 //!
 //! - `raw floor (pooled)`: what any wasmtime host pays at least, with the
@@ -497,6 +498,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `--languages`: only the Python and JavaScript rows (bench/languages.rs).
     if args.iter().any(|a| a == "--languages") {
         languages::run(&mut bench, quick).await?;
+        println!("{}", bench.markdown());
+        return Ok(());
+    }
+    // `--mcp`: only the MCP rows (bench/mcp.rs), e.g. to profile them.
+    if args.iter().any(|a| a == "--mcp") {
+        mcp::rows(&mut bench).await?;
         println!("{}", bench.markdown());
         return Ok(());
     }
