@@ -445,16 +445,19 @@ async fn in_flight(bench: &mut Bench, quick: bool) -> Result<(), Box<dyn std::er
     Ok(())
 }
 
-/// `portcullis tools plugins/portcullis.toml` with a warm compile cache:
-/// process wall time, median of 10 runs after one warm-up run.
-fn cold_start(bench: &mut Bench) -> Result<(), Box<dyn std::error::Error>> {
-    let exe = std::env::current_exe()?;
-    let Some(binary) = exe
-        .parent()
+/// The `portcullis` binary of the same build, beside the examples' folder.
+fn portcullis_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    exe.parent()
         .and_then(Path::parent)
         .map(|dir| dir.join("portcullis"))
         .filter(|p| p.exists())
-    else {
+}
+
+/// `portcullis tools plugins/portcullis.toml` with a warm compile cache:
+/// process wall time, median of 10 runs after one warm-up run.
+fn cold_start(bench: &mut Bench) -> Result<(), Box<dyn std::error::Error>> {
+    let Some(binary) = portcullis_binary() else {
         bench.notes.push(
             "Cold start: skipped, no `portcullis` binary beside the examples (run `cargo build --release` first).".into(),
         );

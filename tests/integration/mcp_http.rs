@@ -603,14 +603,31 @@ fn http_a_call_with_a_progress_token_streams_its_progress_before_the_result() {
     server.stop();
 }
 
+/// A `--token-file` in the setup's folder holding `lines`, with permission
+/// bits `mode`.
+#[cfg(unix)]
+fn token_file(setup: &Setup, lines: &str, mode: u32) -> std::path::PathBuf {
+    let tokens = setup.dir.path().join("tokens");
+    std::fs::write(&tokens, lines).expect("tokens");
+    set_mode(&tokens, mode);
+    tokens
+}
+
+#[cfg(unix)]
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
 #[cfg(unix)]
 #[test]
 fn http_token_file_open_to_other_users_is_refused_and_a_private_one_admits_its_names() {
-    use std::os::unix::fs::PermissionsExt;
     let setup = Setup::new();
-    let tokens = setup.dir.path().join("tokens");
-    std::fs::write(&tokens, "# agents\nreviewer:0123456789abcdef-reviewer\n").expect("tokens");
-    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let tokens = token_file(
+        &setup,
+        "# agents\nreviewer:0123456789abcdef-reviewer\n",
+        0o644,
+    );
     let mut command = Command::new(portcullis_bin());
     command
         .arg("serve")
@@ -623,7 +640,7 @@ fn http_token_file_open_to_other_users_is_refused_and_a_private_one_admits_its_n
     assert_eq!(refused.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("open to other users"), "{stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
-    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    set_mode(&tokens, 0o600);
     let path = tokens.to_str().expect("utf-8");
     // Both tokens admit: the file's and the variable's.
     let server = HttpServer::start(&setup, &["--token-file", path]);
@@ -641,11 +658,8 @@ fn http_token_file_open_to_other_users_is_refused_and_a_private_one_admits_its_n
 #[cfg(unix)]
 #[test]
 fn http_a_legacy_session_serves_only_the_token_that_opened_it() {
-    use std::os::unix::fs::PermissionsExt;
     let setup = Setup::new();
-    let tokens = setup.dir.path().join("tokens");
-    std::fs::write(&tokens, "intruder:0123456789abcdef-intruder\n").expect("tokens");
-    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let tokens = token_file(&setup, "intruder:0123456789abcdef-intruder\n", 0o600);
     let server = HttpServer::start(&setup, &["--token-file", tokens.to_str().expect("utf-8")]);
     let init = post_legacy(
         &server.addr,

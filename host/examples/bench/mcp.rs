@@ -17,7 +17,6 @@ use portcullis::{BearerToken, CallContext, Host, HttpOptions, McpServer};
 use serde_json::{Value, json};
 use std::error::Error;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -200,13 +199,7 @@ async fn http_row(bench: &mut Bench, host: Host) -> Result<Duration> {
 
 /// `portcullis serve` from spawn to its first `tools/list` answer.
 fn first_list(bench: &mut Bench) -> Result<()> {
-    let exe = std::env::current_exe()?;
-    let Some(binary) = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("portcullis"))
-        .filter(|p| p.exists())
-    else {
+    let Some(binary) = super::portcullis_binary() else {
         bench.notes.push(
             "MCP start: skipped, no `portcullis` binary beside the examples (run `cargo build --release` first).".into(),
         );
