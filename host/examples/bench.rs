@@ -8,6 +8,7 @@
 //! cargo run --release --example bench -- --quick     # fewer iterations
 //! cargo run --release --example bench -- --languages # Python/JS rows only
 //! cargo run --release --example bench -- --mcp       # MCP rows only
+//! cargo run --release --example bench -- --in-flight # the 500-in-flight row only
 //! ```
 //!
 //! - `raw floor (pooled)`: what any wasmtime host pays at least, with the
@@ -27,7 +28,8 @@
 //! - `hostile.write` of 4 KiB into a read-write grant: the disk budget's
 //!   cost per write (floor with the same preopen, no budget).
 //! - 500 calls in flight, each waiting on a slow loopback endpoint: peak
-//!   RSS, all complete.
+//!   RSS, all complete (`bench/flight.rs`, in a child process of its own,
+//!   so that the peak is not the other rows').
 //! - Cold start: `portcullis tools plugins/portcullis.toml` with a warm
 //!   compile cache, process wall time (needs `cargo build --release`).
 //! - File I/O on a grant (`bench/io.rs`): `files.search` over 1,000 files
@@ -51,6 +53,8 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+#[path = "bench/flight.rs"]
+mod flight;
 #[path = "bench/io.rs"]
 mod io;
 #[path = "bench/languages.rs"]
@@ -364,87 +368,6 @@ fn big_query() -> String {
     serde_json::json!({ "value": { "items": items }, "path": "$..nothing" }).to_string()
 }
 
-/// A loopback HTTP endpoint that answers every request after `delay`.
-async fn slow_endpoint(delay: Duration) -> std::io::Result<std::net::SocketAddr> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                tokio::time::sleep(delay).await;
-                let _ = socket
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                    )
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
-/// 500 calls at once, each waiting in a host call (`fetch.fetch`) on an
-/// endpoint that answers after 500 ms: how many complete, and the peak RSS
-/// while they are in flight.
-async fn in_flight(bench: &mut Bench, quick: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let calls: u32 = if quick { 100 } else { 500 };
-    let (fetch_path, fetch) = plugin("fetch")?;
-    let addr = slow_endpoint(Duration::from_millis(500)).await?;
-    let base = format!("http://{addr}");
-    let host =
-        Host::builder()
-            .max_concurrent_calls(calls + 12)
-            .plugin(config("fetch", &fetch_path, &fetch).http(
-                portcullis::manifest::HttpEntry::Table(portcullis::manifest::HttpTable {
-                    url: base.clone(),
-                    methods: None,
-                    allow_private: true,
-                }),
-            ))
-            .build()
-            .await?;
-    let args = serde_json::json!({ "url": format!("{base}/slow") }).to_string();
-    host.call("fetch.fetch", &args, &CallContext::new()).await?;
-    let before = rss_mib().0;
-    // Reset the peak (VmHWM) to the current RSS, where the kernel allows it.
-    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    let start = Instant::now();
-    let handles: Vec<_> = (0..calls)
-        .map(|_| {
-            let host = host.clone();
-            let args = args.clone();
-            tokio::spawn(async move { host.call("fetch.fetch", &args, &CallContext::new()).await })
-        })
-        .collect();
-    let mut ok = 0;
-    let mut failed = Vec::new();
-    for handle in handles {
-        match handle.await? {
-            Ok(_) => ok += 1,
-            Err(e) => failed.push(e.kind()),
-        }
-    }
-    let wall = start.elapsed();
-    let (_, peak) = rss_mib();
-    failed.dedup();
-    bench.notes.push(format!(
-        "{calls} calls in flight at once (`fetch.fetch`, each waiting 500 ms on a loopback endpoint): {ok} of {calls} completed in {:.2} s{}; RSS {before:.1} MiB before, peak {peak:.1} MiB during{}.",
-        wall.as_secs_f64(),
-        if failed.is_empty() { String::new() } else { format!(", failures: {failed:?}") },
-        if reset { "" } else { " (peak not reset: process-wide peak)" }
-    ));
-    Ok(())
-}
-
 /// The `portcullis` binary of the same build, beside the examples' folder.
 fn portcullis_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
@@ -502,6 +425,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.iter().any(|a| a == "--languages") {
         languages::run(&mut bench, quick).await?;
         println!("{}", bench.markdown());
+        return Ok(());
+    }
+    // `--in-flight`: only the calls-in-flight row, in a process of its own
+    // (bench/flight.rs), so that its peak RSS is the burst's.
+    if args.iter().any(|a| a == "--in-flight") {
+        flight::in_flight(&mut bench, quick).await?;
+        for note in &bench.notes {
+            println!("{note}");
+        }
         return Ok(());
     }
     // `--mcp`: only the MCP rows (bench/mcp.rs), e.g. to profile them.
@@ -734,7 +666,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     io::files(&mut bench, scratch.path(), quick).await?;
     io::http(&mut bench, quick).await?;
     languages::run(&mut bench, quick).await?;
-    in_flight(&mut bench, quick).await?;
+    flight::in_own_process(&mut bench, quick)?;
     cold_start(&mut bench)?;
     mcp::rows(&mut bench).await?;
 

@@ -9,6 +9,7 @@ use portcullis::{
     ApprovalFuture, ApprovalRequest, Approver, AuditSink, CallContext, DirMode, Error, FileSink,
     Host, PluginConfig, TamperKind, verify_log,
 };
+use portcullis_tests::net::Canary;
 use portcullis_tests::{ApproveAll, audit_records, events, plugin_path, plugin_sha, refunds};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -106,6 +107,46 @@ fn intact(log: &Path) -> Vec<Value> {
     let bytes = std::fs::read(log).expect("read log");
     verify_log(&bytes, &[]).expect("the log verifies");
     audit_records(log)
+}
+
+/// Writes every record but `egress_sent`, which fails like a disk that
+/// fills just then.
+struct RefusesEgressSent;
+
+impl AuditSink for RefusesEgressSent {
+    fn write_line(&self, line: &str) -> std::io::Result<()> {
+        if line.contains("\"event\":\"egress_sent\"") {
+            Err(std::io::Error::other("disk full"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_whose_sending_cannot_be_recorded_is_not_sent() {
+    let canary = Canary::start().await;
+    let base = format!("http://{}", canary.addr);
+    let host = Host::builder()
+        .plugin(
+            PluginConfig::new("egress", plugin_path("egress"))
+                .sha256(plugin_sha("egress"))
+                .http(HttpTable::new(base.clone()).allow_private(true)),
+        )
+        .approver(ApproveAll)
+        .audit(RefusesEgressSent)
+        .build()
+        .await
+        .expect("egress loads");
+    let arguments = json!({ "requests": [{ "url": format!("{base}/x") }] }).to_string();
+    let result = host
+        .call("egress.send", &arguments, &CallContext::new())
+        .await;
+    match result {
+        Err(Error::Audit(reason)) => assert!(reason.contains("disk full"), "{reason}"),
+        other => panic!("expected an audit error, got {other:?}"),
+    }
+    canary.assert_untouched();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

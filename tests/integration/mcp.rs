@@ -427,6 +427,57 @@ fn eof_ends_the_server_cleanly_and_the_audit_log_verifies() {
     assert_audit_verifies(&setup.audit());
 }
 
+/// The `call_ended` record of the one `hostile.sleep` call in `log`.
+fn sleep_ended(log: &Path) -> Value {
+    records(log)
+        .into_iter()
+        .find(|r| r["event"] == "call_ended" && r["tool"] == "hostile.sleep")
+        .expect("hostile.sleep's call_ended record")
+}
+
+/// Starts `hostile.sleep` (an hour, under a 60 s limit) and waits until
+/// its start is on the record.
+fn start_sleeping(setup: &Setup, server: &mut Server) {
+    server.send(&json!({
+        "jsonrpc": "2.0", "id": 9_001, "method": "tools/call",
+        "params": {"name": "hostile.sleep", "arguments": {}},
+    }));
+    wait_for_audit(setup, |log| log.contains("hostile.sleep"));
+}
+
+#[test]
+fn eof_with_a_call_in_flight_cancels_it_on_the_record() {
+    let setup = Setup::new();
+    let mut server = setup.serve();
+    server.initialize();
+    start_sleeping(&setup, &mut server);
+    // stdin ends while the call sleeps: the server cancels it, records it
+    // and exits cleanly (without the cancellation the call would run into
+    // its 60 s limit and end as a timeout).
+    server.finish();
+    let ended = sleep_ended(&setup.audit());
+    assert_eq!(ended["outcome"], "cancelled", "{ended}");
+    assert_audit_verifies(&setup.audit());
+}
+
+#[test]
+fn sigterm_with_a_call_in_flight_cancels_it_on_the_record() {
+    let setup = Setup::new();
+    let mut server = setup.serve();
+    server.initialize();
+    start_sleeping(&setup, &mut server);
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let status = server.child.wait().expect("the server exits");
+    assert!(status.success(), "{status:?}");
+    let ended = sleep_ended(&setup.audit());
+    assert_eq!(ended["outcome"], "cancelled", "{ended}");
+    assert_audit_verifies(&setup.audit());
+}
+
 #[test]
 fn a_call_needing_approval_is_refused_with_how_to_pre_approve() {
     let setup = Setup::new();

@@ -586,6 +586,28 @@ fn http_on_a_public_address_without_a_token_refuses_to_start() {
 }
 
 #[test]
+fn http_no_token_with_a_token_in_the_environment_refuses_to_start() {
+    let setup = Setup::new();
+    let mut command = Command::new(portcullis_bin());
+    command
+        .arg("serve")
+        .arg(setup.manifest())
+        .args(["--http", "127.0.0.1:0", "--no-token"])
+        .env("PORTCULLIS_MCP_TOKEN", "ops:0123456789abcdef0123")
+        .env("PORTCULLIS_CACHE_DIR", setup.dir.path().join("cache"));
+    let refused = refused_to_start(command);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("conflicts with `PORTCULLIS_MCP_TOKEN`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+    // Neither the token's secret nor its name is echoed.
+    assert!(!stderr.contains("0123456789abcdef"), "{stderr}");
+}
+
+#[test]
 fn http_a_call_with_a_progress_token_streams_its_progress_before_the_result() {
     let setup = Setup::new();
     let server = HttpServer::start(&setup, &[]);

@@ -134,6 +134,15 @@ fn http_options(args: &Args) -> Result<HttpOptions, Failure> {
     }
     };
     if let Some(value) = std::env::var_os(TOKEN_VAR) {
+        // Two opposite wishes: refused rather than one silently winning.
+        if args.no_token {
+            return Err(Failure::Config {
+                message: format!("`--no-token` conflicts with `{TOKEN_VAR}`, which is set"),
+                hint: Some(format!(
+                    "unset `{TOKEN_VAR}` to serve without a token, or drop `--no-token` to require it"
+                )),
+            });
+        }
         let value = value
             .into_string()
             .map_err(|_| bad(TOKEN_VAR.into(), "not UTF-8".into()))?;

@@ -122,11 +122,6 @@ impl McpServer {
         })
     }
 
-    /// The MCP tools offered, as sent in `tools/list`.
-    pub fn tools(&self) -> &[Tool] {
-        &self.inner.tools
-    }
-
     /// Serves newline-delimited JSON-RPC on `reader`/`writer` (a process's
     /// stdin and stdout) until the reader ends or `stop` is cancelled, then
     /// cancels the calls still in flight and waits until each has ended
@@ -263,24 +258,23 @@ impl ServerHandler for Handler {
                 client,
             }));
         }
-        // The call runs on its own task, so that it ends (and is recorded)
-        // even when the connection drops this future; a cancelled request
-        // or a shutdown cancels it.
-        let host = inner.host.clone();
+        // The call runs on this handler's task: rmcp spawns one per request
+        // and never drops it, so the call ends (and is recorded) even when
+        // the connection goes away. A cancelled request or a shutdown
+        // cancels it, and it is still awaited to its recorded end.
         let name = request.name.to_string();
         let progress = context
             .meta
             .get_progress_token()
             .map(|token| progress::Reporter::start(context.peer.clone(), token, name.clone()));
-        let guard = inner.in_flight.enter();
-        let call = tokio::spawn(async move {
-            let _guard = guard;
-            host.call(&name, &arguments, &ctx).await
-        });
+        let _guard = inner.in_flight.enter();
+        let call = inner.host.call(&name, &arguments, &ctx);
+        tokio::pin!(call);
         let outcome = tokio::select! {
-            joined = call => joined,
+            outcome = &mut call => outcome,
             () = context.ct.cancelled() => {
                 cancel.cancel();
+                let _ = call.await;
                 return Err(McpError::invalid_request("the request was cancelled", None));
             }
         };
@@ -288,16 +282,12 @@ impl ServerHandler for Handler {
             progress.finish().await;
         }
         let asked = asking.and_then(|a| a.asked.lock().unwrap_or_else(|p| p.into_inner()).take());
-        if let (Some(asked), Ok(Err(_))) = (asked, &outcome) {
+        if let (Some(asked), Err(_)) = (asked, &outcome) {
             return Ok(CallToolResponse::InputRequired(self.input_required(&asked)));
         }
         let result = match outcome {
-            Ok(Ok(output)) => results::output_result(&output, modern),
-            Ok(Err(error)) => results::error_result(&error, asked_person)?,
-            Err(join) => {
-                tracing::error!(error = %join, "MCP call task failed");
-                return Err(McpError::internal_error("internal host error", None));
-            }
+            Ok(output) => results::output_result(&output, modern),
+            Err(error) => results::error_result(&error, asked_person)?,
         };
         Ok(CallToolResponse::Complete(result))
     }
