@@ -8,6 +8,10 @@
 //! cargo run --release --example bench -- --quick     # fewer iterations
 //! cargo run --release --example bench -- --languages # Python/JS rows only
 //! cargo run --release --example bench -- --mcp       # MCP rows only
+//! cargo run --release --example bench -- --http      # HTTP rows only
+//! cargo run --release --example bench -- --grants    # directory/audit rows only
+//! cargo run --release --example bench -- --grants --row 'audit file sink' --iterations 100000
+//!                                                    # one row (and the floor), to profile it
 //! cargo run --release --example bench -- --in-flight # the 500-in-flight row only
 //! ```
 //!
@@ -220,6 +224,9 @@ struct Row {
 
 struct Bench {
     iterations: usize,
+    /// `--row TEXT`: only rows whose title contains TEXT are measured
+    /// (the floor row always is), e.g. to profile one of them.
+    only: Option<String>,
     rows: Vec<Row>,
     floor_p50: Option<Duration>,
     notes: Vec<String>,
@@ -242,6 +249,14 @@ impl Bench {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
+        if self.floor_p50.is_some()
+            && self
+                .only
+                .as_ref()
+                .is_some_and(|only| !what.contains(only.as_str()))
+        {
+            return Duration::ZERO;
+        }
         for _ in 0..iterations.div_ceil(10) {
             call().await;
         }
@@ -368,6 +383,74 @@ fn big_query() -> String {
     serde_json::json!({ "value": { "items": items }, "path": "$..nothing" }).to_string()
 }
 
+/// A read-only directory and an audit file sink, each alone and together:
+/// where the cost of a call with grants goes. `--grants` runs only these
+/// (after the floor and the no-grant row), e.g. to profile them.
+async fn grant_rows(
+    bench: &mut Bench,
+    hostile_path: &Path,
+    hostile: &[u8],
+    scratch: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let ctx = CallContext::new();
+    let dir_only = Host::builder()
+        .plugin(config("hostile", hostile_path, hostile).dir(scratch, "/data", DirMode::ReadOnly))
+        .build()
+        .await?;
+    bench
+        .latency("`Host::call`, one read-only directory", || async {
+            dir_only
+                .call("hostile.echo", "{}", &ctx)
+                .await
+                .expect("call");
+        })
+        .await;
+    let audit_only = Host::builder()
+        .audit(FileSink::open(scratch.join("audit-only.jsonl"))?)
+        .plugin(config("hostile", hostile_path, hostile))
+        .build()
+        .await?;
+    bench
+        .latency("`Host::call`, audit file sink", || async {
+            audit_only
+                .call("hostile.echo", "{}", &ctx)
+                .await
+                .expect("call");
+        })
+        .await;
+    let audit_path = scratch.join("audit.jsonl");
+    let dir_audit = Host::builder()
+        .audit(FileSink::open(&audit_path)?)
+        .approver(AutoApprove)
+        .plugin(config("hostile", hostile_path, hostile).dir(scratch, "/data", DirMode::ReadOnly))
+        .build()
+        .await?;
+    bench
+        .latency(
+            "`Host::call`, one read-only directory + audit file sink",
+            || async {
+                dir_audit
+                    .call("hostile.echo", "{}", &ctx)
+                    .await
+                    .expect("call");
+            },
+        )
+        .await;
+    bench
+        .latency(
+            "`Host::call` listing that directory (`hostile.list`), + audit",
+            || async {
+                dir_audit
+                    .call("hostile.list", r#"{"path": "/data"}"#, &ctx)
+                    .await
+                    .expect("call");
+            },
+        )
+        .await;
+
+    Ok(())
+}
+
 /// The `portcullis` binary of the same build, beside the examples' folder.
 fn portcullis_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
@@ -416,7 +499,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let mut bench = Bench {
-        iterations: if quick { 500 } else { 5_000 },
+        // `--iterations N` sets the calls per row (e.g. longer, to profile).
+        iterations: args
+            .iter()
+            .position(|a| a == "--iterations")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(if quick { 500 } else { 5_000 }),
+        only: args
+            .iter()
+            .position(|a| a == "--row")
+            .and_then(|i| args.get(i + 1))
+            .cloned(),
         rows: Vec::new(),
         floor_p50: None,
         notes: Vec::new(),
@@ -434,6 +528,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for note in &bench.notes {
             println!("{note}");
         }
+        return Ok(());
+    }
+    // `--http`: only the HTTP rows (bench/io.rs), e.g. to profile them.
+    if args.iter().any(|a| a == "--http") {
+        io::http(&mut bench, quick).await?;
+        println!("{}", bench.markdown());
         return Ok(());
     }
     // `--mcp`: only the MCP rows (bench/mcp.rs), e.g. to profile them.
@@ -473,39 +573,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await;
 
-    let audit_path = scratch.path().join("audit.jsonl");
-    let dir_audit = Host::builder()
-        .audit(FileSink::open(&audit_path)?)
-        .approver(AutoApprove)
-        .plugin(config("hostile", &hostile_path, &hostile).dir(
-            scratch.path(),
-            "/data",
-            DirMode::ReadOnly,
-        ))
-        .build()
-        .await?;
-    bench
-        .latency(
-            "`Host::call`, one read-only directory + audit file sink",
-            || async {
-                dir_audit
-                    .call("hostile.echo", "{}", &ctx)
-                    .await
-                    .expect("call");
-            },
-        )
-        .await;
-    bench
-        .latency(
-            "`Host::call` listing that directory (`hostile.list`), + audit",
-            || async {
-                dir_audit
-                    .call("hostile.list", r#"{"path": "/data"}"#, &ctx)
-                    .await
-                    .expect("call");
-            },
-        )
-        .await;
+    grant_rows(&mut bench, &hostile_path, &hostile, scratch.path()).await?;
+    if args.iter().any(|a| a == "--grants") {
+        println!("{}", bench.markdown());
+        return Ok(());
+    }
 
     let fsync_path = scratch.path().join("audit-fsync.jsonl");
     let fsynced = Host::builder()

@@ -126,7 +126,51 @@ pub(crate) async fn http(bench: &mut Bench, quick: bool) -> Result<(), Box<dyn s
             .await;
         p50.push(row);
     }
+    // The marginal request on the call's kept connection: one call making
+    // one request against one making REQUESTS + 1, both kept alive, so the
+    // instance, the call's checks and the connect cancel out.
+    let addr = server(true).await?;
+    let base = format!("http://{addr}");
+    let host = Host::builder()
+        .plugin(
+            config("egress", &egress_path, &egress).http(HttpEntry::Table(HttpTable {
+                url: base.clone(),
+                methods: None,
+                allow_private: true,
+            })),
+        )
+        .build()
+        .await?;
+    let ctx = CallContext::new();
+    let mut marginal = Vec::new();
+    for times in [1, REQUESTS + 1] {
+        let args = serde_json::json!({
+            "requests": [{ "url": format!("{base}/ok"), "times": times }]
+        })
+        .to_string();
+        marginal.push(
+            bench
+                .latency_n(
+                    &format!(
+                        "`Host::call`, {times} HTTP request(s) on the call's kept-alive connection"
+                    ),
+                    calls,
+                    || async {
+                        host.call("egress.send", &args, &ctx).await.expect("call");
+                    },
+                )
+                .await,
+        );
+    }
+    let marginal_us =
+        (marginal[1].as_secs_f64() - marginal[0].as_secs_f64()) * 1e6 / REQUESTS as f64;
     let per_request = |d: std::time::Duration| d.as_secs_f64() * 1e6 / REQUESTS as f64;
+    bench.notes.push(format!(
+        "HTTP, one more request on a kept-alive connection (p50 of a call making {} requests minus one making 1, per request; the instance, the call's checks and the connect cancel out): {marginal_us:.1} µs through the gate against {:.1} µs on the floor's kept-alive hyper connection ({:.2}x).",
+        REQUESTS + 1,
+        per_request(floor),
+        marginal_us / per_request(floor),
+    ));
     bench.notes.push(format!(
         "HTTP through the egress gate, {REQUESTS} requests per call to a loopback server, p50 per request: {:.1} µs on a kept-alive connection, {:.1} µs with a new connection each ({:.2}x); the floor, the same requests from the host process on one kept-alive hyper connection (no wasm, no checks), {:.1} µs: the gate's kept-alive request, the call's own cost included, is {:.2}x the floor's.",
         per_request(p50[0]),

@@ -324,11 +324,11 @@ pub enum AuditEvent {
 /// The fields a record's body starts with; the writer puts `chain`, `seq`
 /// and `prev` before them.
 #[derive(Serialize)]
-struct Record<'a> {
+struct Record<'a, E: Serialize> {
     writer: &'a str,
     time_ms: u64,
     #[serde(flatten)]
-    event: &'a serde_json::Value,
+    event: &'a E,
 }
 
 /// The host's audit log: scrubs and serialises records on the caller's
@@ -407,6 +407,10 @@ impl AuditLog {
     /// Queues one record (its place in the chain is fixed now) and returns
     /// its acknowledgement.
     pub(crate) fn send(&self, event: AuditEvent) -> Ack {
+        if self.queue.is_none() {
+            // No sink: nothing to build, write or wait for.
+            return Ack(AckState::Done(Ok(())));
+        }
         let (tx, rx) = oneshot::channel();
         match self.queue(event, Some(tx)) {
             Ok(true) => Ack(AckState::Waiting(rx)),
@@ -442,22 +446,36 @@ impl AuditLog {
         let Some(queue) = &self.queue else {
             return Ok(false);
         };
-        // Scrubbed as a JSON value, string by string, so a replacement can
-        // never break the record's structure.
-        let mut event = serde_json::to_value(&event)
-            .map_err(|e| Error::Audit(format!("failed to serialise a record: {e}")))?;
-        self.scrubber.scrub_json(&mut event);
+        let failed =
+            |e: serde_json::Error| Error::Audit(format!("failed to serialise a record: {e}"));
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let body = serde_json::to_string(&Record {
-            writer: &self.writer,
-            time_ms,
-            event: &event,
-        })
-        .map_err(|e| Error::Audit(format!("failed to serialise a record: {e}")))?;
+        let writer = self.writer.as_str();
+        let mut rest = if self.scrubber.is_empty() {
+            // No secret value is known: nothing to scrub, serialised once.
+            let event = &event;
+            serde_json::to_string(&Record {
+                writer,
+                time_ms,
+                event,
+            })
+            .map_err(failed)?
+        } else {
+            // Scrubbed as a JSON value, string by string, so a replacement
+            // can never break the record's structure.
+            let mut value = serde_json::to_value(&event).map_err(failed)?;
+            self.scrubber.scrub_json(&mut value);
+            let event = &value;
+            serde_json::to_string(&Record {
+                writer,
+                time_ms,
+                event,
+            })
+            .map_err(failed)?
+        };
         // `{"writer":…}` -> `"writer":…}`: the writer prepends the chain.
-        let rest = body.get(1..).unwrap_or_default().to_string();
+        rest.drain(..1);
         queue.push(Job { rest, ack }).map_err(Error::Audit)?;
         Ok(true)
     }

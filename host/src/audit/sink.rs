@@ -110,6 +110,9 @@ pub struct FileSink {
     /// [`AuditSink::lock_tail`] and [`AuditSink::unlock`]): only a batch
     /// written under it may set `end`.
     locked: AtomicBool,
+    /// The file's length as read under the lock: where the next batch
+    /// appended under it starts (so its end needs no second `lseek`).
+    at: AtomicU64,
 }
 
 /// [`FileSink::end`] before the sink has written anything.
@@ -147,6 +150,7 @@ impl FileSink {
             fsync: false,
             end: AtomicU64::new(NOT_YET),
             locked: AtomicBool::new(false),
+            at: AtomicU64::new(0),
         })
     }
 
@@ -167,6 +171,7 @@ impl FileSink {
     fn tail(&self) -> std::io::Result<SinkTail> {
         let mut file = &self.file;
         let len = file.seek(SeekFrom::End(0))?;
+        self.at.store(len, Ordering::Relaxed);
         if len == self.end.load(Ordering::Relaxed) {
             // Nobody appended since this sink's last batch.
             return Ok(SinkTail::Own);
@@ -182,6 +187,7 @@ impl FileSink {
         }
         let (start, _) = self.line_ending_at(len)?;
         file.write_all(b"\n")?;
+        self.at.store(len + 1, Ordering::Relaxed);
         if start == 0 {
             return Ok(SinkTail::Empty);
         }
@@ -234,9 +240,10 @@ impl AuditSink for FileSink {
             self.file.sync_data()?;
         }
         if self.locked.load(Ordering::Relaxed) {
-            // Nobody else appends while the lock is held: this batch ends
-            // the file.
-            let end = (&self.file).seek(SeekFrom::End(0))?;
+            // Nobody else appends while the lock is held: this batch,
+            // appended whole where the file ended, ends it.
+            let end = self.at.load(Ordering::Relaxed) + bytes.len() as u64;
+            self.at.store(end, Ordering::Relaxed);
             self.end.store(end, Ordering::Relaxed);
         }
         Ok(())

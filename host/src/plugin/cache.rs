@@ -84,7 +84,7 @@ impl CompileCache {
                 artifact,
             ],
         );
-        mac.iter().map(|b| format!("{b:02x}")).collect()
+        crate::hash::hex(&mac)
     }
 
     /// The compiled component for these (already pin-checked) bytes, from

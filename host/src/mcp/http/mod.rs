@@ -238,6 +238,12 @@ impl McpServer {
                 },
                 () = stop.cancelled() => break,
             };
+            // An answer goes out in several small writes (head, then each
+            // event of the stream): with Nagle's algorithm on, the second
+            // waits for the client's delayed ACK, ~40 ms a call.
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY could not be set");
+            }
             tokio::spawn(serve_connection(
                 Arc::clone(&gate),
                 stream,
