@@ -53,6 +53,7 @@ pub(crate) async fn rows(bench: &mut Bench) -> Result<()> {
         micros(http) - micros(library),
     ));
     first_list(bench)?;
+    process_row(bench).await?;
     Ok(())
 }
 
@@ -242,4 +243,100 @@ fn first_list(bench: &mut Bench) -> Result<()> {
         walls[9].as_secs_f64() * 1e3
     ));
     Ok(())
+}
+
+/// `tools/call` of `json.length` on a real `portcullis serve` process over
+/// OS pipes (what a desktop client does), against `Host::call` of the same
+/// tool in this process.
+async fn process_row(bench: &mut Bench) -> Result<()> {
+    let Some(binary) = super::portcullis_binary() else {
+        return Ok(());
+    };
+    let (path, bytes) = plugin("json")?;
+    let host = Host::builder()
+        .plugin(config("json", &path, &bytes))
+        .build()
+        .await?;
+    let ctx = CallContext::new();
+    let arguments = r#"{"value": [1]}"#;
+    let library = bench
+        .latency(
+            "`Host::call` `json.length` (the process row's baseline)",
+            || async {
+                host.call("json.length", arguments, &ctx)
+                    .await
+                    .expect("call");
+            },
+        )
+        .await;
+    let mut child = std::process::Command::new(&binary)
+        .args(["serve", "plugins/portcullis.toml"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let writer = child.stdin.take().ok_or("no stdin")?;
+    let reader = child.stdout.take().ok_or("no stdout")?;
+    // Blocking pipe I/O on the bench's thread, as a client process would
+    // do it (the other worker thread is idle meanwhile).
+    let client = Arc::new(std::sync::Mutex::new(PipeClient {
+        writer,
+        lines: BufReader::new(reader).lines(),
+        id: 0,
+    }));
+    client.lock().map_err(|_| "poisoned")?.rpc(
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": {},
+               "clientInfo": {"name": "bench", "version": "1"}}),
+    );
+    let served = bench
+        .latency(
+            "MCP stdio `tools/call` `json.length`, `portcullis serve` process over OS pipes",
+            || {
+                let client = Arc::clone(&client);
+                async move {
+                    let answer = client.lock().expect("client").rpc(
+                        "tools/call",
+                        json!({"name": "json.length", "arguments": {"value": [1]}}),
+                    );
+                    assert_eq!(answer["result"]["isError"], false, "{answer}");
+                }
+            },
+        )
+        .await;
+    drop(client);
+    child.wait()?;
+    bench.notes.push(format!(
+        "MCP over OS pipes: a `portcullis serve` process answers `tools/call` of `json.length` {:+.1} µs over `Host::call` of the same tool in the bench process ({:.1} µs), client included.",
+        micros(served) - micros(library),
+        micros(library),
+    ));
+    Ok(())
+}
+
+/// A newline-delimited JSON-RPC client over a child process's pipes.
+struct PipeClient {
+    writer: std::process::ChildStdin,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    id: u64,
+}
+
+impl PipeClient {
+    /// One request, then lines until its response.
+    fn rpc(&mut self, method: &str, params: Value) -> Value {
+        self.id += 1;
+        let id = self.id;
+        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        // One write per message, as a client's line-buffered writer does.
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write");
+        loop {
+            let line = self.lines.next().expect("a line").expect("read");
+            let message: Value = serde_json::from_str(&line).expect("JSON");
+            if message["id"] == json!(id) {
+                return message;
+            }
+        }
+    }
 }
