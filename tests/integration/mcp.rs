@@ -427,6 +427,15 @@ fn eof_ends_the_server_cleanly_and_the_audit_log_verifies() {
     assert_audit_verifies(&setup.audit());
 }
 
+/// Sends the server SIGTERM.
+fn terminate(server: &Server) {
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
 /// The `call_ended` record of the one `hostile.sleep` call in `log`.
 fn sleep_ended(log: &Path) -> Value {
     records(log)
@@ -466,11 +475,7 @@ fn sigterm_with_a_call_in_flight_cancels_it_on_the_record() {
     let mut server = setup.serve();
     server.initialize();
     start_sleeping(&setup, &mut server);
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    terminate(&server);
     let status = server.child.wait().expect("the server exits");
     assert!(status.success(), "{status:?}");
     let ended = sleep_ended(&setup.audit());
@@ -504,11 +509,7 @@ fn sigterm_ends_the_server_cleanly() {
     let mut server = setup.serve();
     server.initialize();
     server.call("json.length", json!({"value": [1]}));
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    terminate(&server);
     // stdin stays open: the signal alone ends the server.
     let status = server.child.wait().expect("the server exits");
     assert!(status.success(), "{status:?}");

@@ -92,18 +92,7 @@ pub(crate) async fn http(bench: &mut Bench, quick: bool) -> Result<(), Box<dyn s
     let floor = floor_requests(bench, REQUESTS, calls).await?;
     let mut p50 = Vec::new();
     for (keep_alive, how) in [(true, "kept alive"), (false, "closed after each")] {
-        let addr = server(keep_alive).await?;
-        let base = format!("http://{addr}");
-        let host = Host::builder()
-            .plugin(
-                config("egress", &egress_path, &egress).http(HttpEntry::Table(HttpTable {
-                    url: base.clone(),
-                    methods: None,
-                    allow_private: true,
-                })),
-            )
-            .build()
-            .await?;
+        let (base, host) = egress_host(&egress_path, &egress, keep_alive).await?;
         let args = serde_json::json!({
             "requests": [{ "url": format!("{base}/ok"), "times": REQUESTS }]
         })
@@ -129,18 +118,7 @@ pub(crate) async fn http(bench: &mut Bench, quick: bool) -> Result<(), Box<dyn s
     // The marginal request on the call's kept connection: one call making
     // one request against one making REQUESTS + 1, both kept alive, so the
     // instance, the call's checks and the connect cancel out.
-    let addr = server(true).await?;
-    let base = format!("http://{addr}");
-    let host = Host::builder()
-        .plugin(
-            config("egress", &egress_path, &egress).http(HttpEntry::Table(HttpTable {
-                url: base.clone(),
-                methods: None,
-                allow_private: true,
-            })),
-        )
-        .build()
-        .await?;
+    let (base, host) = egress_host(&egress_path, &egress, true).await?;
     let ctx = CallContext::new();
     let mut marginal = Vec::new();
     for times in [1, REQUESTS + 1] {
@@ -180,6 +158,28 @@ pub(crate) async fn http(bench: &mut Bench, quick: bool) -> Result<(), Box<dyn s
         p50[0].as_secs_f64() / floor.as_secs_f64()
     ));
     Ok(())
+}
+
+/// A loopback server (keeping connections alive or not) and a host whose
+/// `egress` plugin may reach it: the server's base URL and the host.
+async fn egress_host(
+    path: &Path,
+    bytes: &[u8],
+    keep_alive: bool,
+) -> Result<(String, Host), Box<dyn std::error::Error>> {
+    let addr = server(keep_alive).await?;
+    let base = format!("http://{addr}");
+    let host = Host::builder()
+        .plugin(
+            config("egress", path, bytes).http(HttpEntry::Table(HttpTable {
+                url: base.clone(),
+                methods: None,
+                allow_private: true,
+            })),
+        )
+        .build()
+        .await?;
+    Ok((base, host))
 }
 
 /// The floor for HTTP: `requests` GETs in a row from the host process on
