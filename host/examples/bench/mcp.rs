@@ -72,20 +72,30 @@ impl StdioClient {
     /// One request, then lines until its response.
     async fn rpc(&mut self, method: &str, params: Value) -> Value {
         self.id += 1;
-        let id = self.id;
-        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let request = request_line(self.id, method, params);
         self.writer
-            .write_all(format!("{line}\n").as_bytes())
+            .write_all(request.as_bytes())
             .await
             .expect("write");
         loop {
             let line = self.lines.next_line().await.expect("read").expect("a line");
-            let message: Value = serde_json::from_str(&line).expect("JSON");
-            if message["id"] == json!(id) {
-                return message;
+            if let Some(answer) = answer_to(&line, self.id) {
+                return answer;
             }
         }
     }
+}
+
+/// A JSON-RPC request as one newline-terminated line.
+fn request_line(id: u64, method: &str, params: Value) -> String {
+    let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    format!("{request}\n")
+}
+
+/// `line` parsed, if it is the answer to request `id`.
+fn answer_to(line: &str, id: u64) -> Option<Value> {
+    let message: Value = serde_json::from_str(line).expect("JSON");
+    (message["id"] == json!(id)).then_some(message)
 }
 
 async fn stdio_row(bench: &mut Bench, host: Host) -> Result<Duration> {
@@ -325,17 +335,13 @@ impl PipeClient {
     /// One request, then lines until its response.
     fn rpc(&mut self, method: &str, params: Value) -> Value {
         self.id += 1;
-        let id = self.id;
-        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         // One write per message, as a client's line-buffered writer does.
-        self.writer
-            .write_all(format!("{line}\n").as_bytes())
-            .expect("write");
+        let request = request_line(self.id, method, params);
+        self.writer.write_all(request.as_bytes()).expect("write");
         loop {
             let line = self.lines.next().expect("a line").expect("read");
-            let message: Value = serde_json::from_str(&line).expect("JSON");
-            if message["id"] == json!(id) {
-                return message;
+            if let Some(answer) = answer_to(&line, self.id) {
+                return answer;
             }
         }
     }

@@ -446,38 +446,33 @@ impl AuditLog {
         let Some(queue) = &self.queue else {
             return Ok(false);
         };
-        let failed =
-            |e: serde_json::Error| Error::Audit(format!("failed to serialise a record: {e}"));
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let writer = self.writer.as_str();
         let mut rest = if self.scrubber.is_empty() {
             // No secret value is known: nothing to scrub, serialised once.
-            let event = &event;
-            serde_json::to_string(&Record {
-                writer,
-                time_ms,
-                event,
-            })
-            .map_err(failed)?
+            self.body(time_ms, &event)?
         } else {
             // Scrubbed as a JSON value, string by string, so a replacement
             // can never break the record's structure.
-            let mut value = serde_json::to_value(&event).map_err(failed)?;
+            let mut value = serde_json::to_value(&event).map_err(serialise_failed)?;
             self.scrubber.scrub_json(&mut value);
-            let event = &value;
-            serde_json::to_string(&Record {
-                writer,
-                time_ms,
-                event,
-            })
-            .map_err(failed)?
+            self.body(time_ms, &value)?
         };
         // `{"writer":…}` -> `"writer":…}`: the writer prepends the chain.
         rest.drain(..1);
         queue.push(Job { rest, ack }).map_err(Error::Audit)?;
         Ok(true)
+    }
+
+    /// A record's body: the writer, the time and `event`'s fields.
+    fn body(&self, time_ms: u64, event: &impl Serialize) -> Result<String, Error> {
+        serde_json::to_string(&Record {
+            writer: &self.writer,
+            time_ms,
+            event,
+        })
+        .map_err(serialise_failed)
     }
 
     /// The head of the chain this host last wrote to, if it wrote
@@ -490,6 +485,10 @@ impl AuditLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
+}
+
+fn serialise_failed(e: serde_json::Error) -> Error {
+    Error::Audit(format!("failed to serialise a record: {e}"))
 }
 
 /// How a call ended, as its `call_ended` record says it: the outcome and,

@@ -110,12 +110,15 @@ impl CallLog {
             return Ok(false);
         }
         tracing::warn!(call_id, tool, denials = count, "call stopped as suspicious");
-        self.stopped.cancel();
+        // Queued before the stop is signalled: a `wasi:http` request runs on
+        // a task of its own, and the call, seeing the stop, may end and write
+        // `call_ended` before this task runs again.
         let suspicious = self.log.send(AuditEvent::Suspicious {
             call_id,
             tool: tool.to_string(),
             denials: count,
         });
+        self.stopped.cancel();
         denied.written().await?;
         suspicious.written().await?;
         Ok(true)

@@ -16,6 +16,7 @@ mod http;
 mod progress;
 mod results;
 mod state;
+mod stdio;
 mod tools;
 
 pub use http::{
@@ -120,6 +121,20 @@ impl McpServer {
                 sealer,
             }),
         })
+    }
+
+    /// Serves this process's stdin and stdout, as
+    /// [`serve_stdio`](Self::serve_stdio) does, reading and writing pipes
+    /// non-blocking on the runtime's own I/O driver (tokio's
+    /// `stdin()`/`stdout()`, used for files and terminals, hand every read
+    /// and write to a blocking thread).
+    ///
+    /// # Errors
+    ///
+    /// As [`serve_stdio`](Self::serve_stdio).
+    pub async fn serve_process_stdio(&self, stop: CancellationToken) -> Result<(), Error> {
+        let (reader, writer) = stdio::process();
+        self.serve_stdio(reader, writer, stop).await
     }
 
     /// Serves newline-delimited JSON-RPC on `reader`/`writer` (a process's
