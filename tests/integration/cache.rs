@@ -21,7 +21,7 @@ fn entry(cache: &Path, sha: &str) -> (PathBuf, PathBuf) {
                     .is_some_and(|n| n.to_string_lossy().starts_with(sha))
         })
         .expect("a cached artifact");
-    let tag = artifact.with_extension("hmac");
+    let tag = artifact.with_extension("mac");
     assert!(tag.is_file(), "no tag beside {}", artifact.display());
     (artifact, tag)
 }

@@ -234,10 +234,35 @@ async fn compile_cache_is_keyed_by_the_pinned_bytes_and_never_bypasses_the_pin()
         .find(|t| t.name == "files.read_file")
         .expect("tools listed from the cached plugin");
 
-    // The pin is checked on the file's bytes before the cache is consulted.
+    // The pin is checked on the file's bytes before a cached artifact is used.
     match cached_files(&cache, "0".repeat(64)).await {
         Err(Error::PinMismatch { .. }) => {}
         other => panic!("expected a pin mismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_replaced_plugin_file_is_refused_even_when_its_pinned_artifact_is_cached() {
+    // The host looks the pinned sha256 up in the cache while it hashes the
+    // bytes it read: an artifact found for the pin is used only if the
+    // file's bytes match the pin.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let source = dir.path().join("files.wasm");
+    std::fs::copy(plugin_path("files"), &source).expect("copy");
+    let load = || {
+        Host::builder()
+            .compile_cache(&cache)
+            .plugin(PluginConfig::new("files", &source).sha256(plugin_sha("files")))
+            .build()
+    };
+    load().await.expect("fills the cache");
+    assert_eq!(cache_entries(&cache).len(), 1);
+    std::fs::copy(plugin_path("json"), &source).expect("replace");
+    match load().await {
+        Err(Error::PinMismatch { actual, .. }) => assert_eq!(actual, plugin_sha("json")),
+        Err(other) => panic!("expected a pin mismatch, got {other}"),
+        Ok(_) => panic!("a replaced file was loaded from the cache"),
     }
 }
 

@@ -103,7 +103,8 @@ impl Host {
         let mut plugins = Vec::with_capacity(policies.len());
         let mut approvals = Vec::with_capacity(policies.len());
         let mut index = HashMap::new();
-        for policy in policies {
+        let loaded = LoadedPlugin::load_all(&sandbox, settings.cache.as_ref(), &policies).await;
+        for (policy, loaded) in policies.into_iter().zip(loaded) {
             if plugins
                 .iter()
                 .any(|p: &LoadedPlugin| p.policy.name == policy.name)
@@ -113,14 +114,11 @@ impl Host {
                     format!("plugin `{}` is configured twice", policy.name),
                 ));
             }
-            tracing::debug!(plugin = %policy.name, source = %policy.source.display(), "loading plugin");
-            let refusal = policy.clone();
-            let loaded = LoadedPlugin::load(&sandbox, settings.cache.as_ref(), policy).await;
             let plugin = match loaded {
                 Ok(plugin) => plugin,
                 Err(e) => {
                     let sha = settings.manifest_sha256.as_ref();
-                    return Err(builder::refused(&settings.audit, &refusal, sha, e).await);
+                    return Err(builder::refused(&settings.audit, &policy, sha, e).await);
                 }
             };
             approvals.push(plugin.approval_settings(origin)?);

@@ -17,7 +17,8 @@ use crate::hash::sha256_hex;
 use crate::policy::{self, Effect, PluginPolicy};
 use crate::sandbox::{OpenDirs, Prepared, Sandbox, WitEffect};
 use crate::text::sanitize_text;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Longest tool description the host accepts from a plugin.
 const MAX_DESCRIPTION_BYTES: usize = 8 * 1024;
@@ -75,45 +76,145 @@ impl LoadedPlugin {
         policy::approval_settings(&self.policy, &tools, origin)
     }
 
-    pub(crate) async fn load(
+    /// Loads every plugin of `policies`, several at a time on this
+    /// machine's cores (reading, hashing, authenticating a cached artifact,
+    /// compiling and asking for the tools are most of a host's start).
+    /// Results are in the order of `policies`.
+    pub(crate) async fn load_all(
+        sandbox: &Sandbox,
+        cache: Option<&CompileCache>,
+        policies: &[PluginPolicy],
+    ) -> Vec<Result<LoadedPlugin, Error>> {
+        if !policies.is_empty() {
+            std::thread::spawn(Schema::warm_up);
+        }
+        let workers = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(policies.len());
+        if workers <= 1 {
+            let mut loaded = Vec::with_capacity(policies.len());
+            for policy in policies {
+                loaded.push(LoadedPlugin::load(sandbox, cache, policy.clone()).await);
+            }
+            return loaded;
+        }
+        let next = AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<Result<LoadedPlugin, Error>>>> =
+            policies.iter().map(|_| Mutex::new(None)).collect();
+        // Each thread asks its plugins for their tools on a runtime of its
+        // own: a plugin's `list-tools` instance lives and ends there.
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(policy) = policies.get(i) else { break };
+                        let loaded = match &runtime {
+                            Ok(runtime) => {
+                                runtime.block_on(LoadedPlugin::load(sandbox, cache, policy.clone()))
+                            }
+                            Err(e) => Err(Error::Internal(format!(
+                                "failed to start a runtime to load plugins: {e}"
+                            ))),
+                        };
+                        *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(loaded);
+                    }
+                });
+            }
+        });
+        results
+            .into_iter()
+            .zip(policies)
+            .map(|(slot, policy)| {
+                slot.into_inner()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .unwrap_or_else(|| {
+                        Err(Error::Internal(format!(
+                            "plugin `{}` was not loaded",
+                            policy.name
+                        )))
+                    })
+            })
+            .collect()
+    }
+
+    /// Loads one plugin: [`LoadedPlugin::prepare`], then asks the
+    /// instance for its tools and checks them against the pin.
+    async fn load(
         sandbox: &Sandbox,
         cache: Option<&CompileCache>,
         policy: PluginPolicy,
     ) -> Result<LoadedPlugin, Error> {
-        let name = policy.name.clone();
+        tracing::debug!(plugin = %policy.name, source = %policy.source.display(), "loading plugin");
+        let pre = LoadedPlugin::prepare(sandbox, cache, &policy)?;
+        LoadedPlugin::tools(sandbox, pre, policy).await
+    }
+
+    /// Reads `policy`'s plugin once, checks its pin, compiles exactly the
+    /// pinned bytes (or loads them from the cache under their hash),
+    /// refuses forbidden imports, opens the grants and pre-instantiates.
+    fn prepare(
+        sandbox: &Sandbox,
+        cache: Option<&CompileCache>,
+        policy: &PluginPolicy,
+    ) -> Result<Prepared, Error> {
+        let name = &policy.name;
         // Read once; everything below uses these bytes, never the path.
         let bytes = std::fs::read(&policy.source).map_err(|source| Error::PluginRead {
             plugin: name.clone(),
             path: policy.source.clone(),
             source,
         })?;
-        let actual = sha256_hex(&bytes);
+        // With a cache, the artifact compiled from the pinned bytes is
+        // looked up (and authenticated) while another thread hashes the
+        // bytes read: it is used only if they match the pin.
+        let (actual, cached) = match cache {
+            Some(cache) => std::thread::scope(|scope| {
+                let hashing = scope.spawn(|| sha256_hex(&bytes));
+                let cached = cache.load(sandbox, &policy.sha256);
+                (hashing.join(), cached)
+            }),
+            None => (Ok(sha256_hex(&bytes)), None),
+        };
+        let actual =
+            actual.map_err(|_| Error::Internal(format!("hashing plugin `{name}` failed")))?;
         if actual != policy.sha256 {
             return Err(Error::PinMismatch {
-                plugin: name,
+                plugin: name.clone(),
                 path: policy.source.clone(),
                 expected: policy.sha256.clone(),
                 actual,
             });
         }
-        // Exactly the pinned bytes, compiled now or found compiled in the
-        // cache under their (verified) hash.
-        let compiled = match cache {
-            Some(cache) => cache.compile(sandbox, &actual, &bytes),
-            None => sandbox.compile(&bytes),
+        // Exactly the pinned bytes: found compiled in the cache under their
+        // (verified) hash, or compiled now.
+        let compiled = match (cached, cache) {
+            (Some(component), _) => {
+                tracing::debug!(plugin = %name, "plugin loaded from the compile cache");
+                Ok(component)
+            }
+            (None, Some(cache)) => cache.compile_afresh(sandbox, &actual, &bytes),
+            (None, None) => sandbox.compile(&bytes),
         };
         let component = compiled.map_err(|reason| Error::InvalidComponent {
             plugin: name.clone(),
             path: policy.source.clone(),
             reason,
         })?;
-        drop(bytes);
-
+        // The memory image every instance maps, made now (on this thread)
+        // rather than by the first call: an image failure is only a slower
+        // first instantiation, never an error.
+        if let Err(e) = component.initialize_copy_on_write_image() {
+            tracing::debug!(plugin = %name, "no copy-on-write memory image: {e}");
+        }
         let forbidden =
             sandbox.forbidden_imports(&component, !policy.http.is_empty(), &policy.deny_imports);
         if !forbidden.is_empty() {
             return Err(Error::ForbiddenImports {
-                plugin: name,
+                plugin: name.clone(),
                 imports: forbidden,
             });
         }
@@ -124,13 +225,22 @@ impl LoadedPlugin {
             message: format!("plugin `{name}`: {message}"),
             hint: Some("grant the directory's real path, not a symlink to it".into()),
         })?;
-        let pre = sandbox
+        sandbox
             .prepare(&component, dirs)
             .map_err(|reason| Error::InvalidPlugin {
                 plugin: name.clone(),
                 reason,
-            })?;
+            })
+    }
 
+    /// Makes a plugin of its prepared component: asks it for its tools
+    /// and checks them against the pin.
+    async fn tools(
+        sandbox: &Sandbox,
+        pre: Prepared,
+        policy: PluginPolicy,
+    ) -> Result<LoadedPlugin, Error> {
+        let name = policy.name.clone();
         let specs =
             sandbox
                 .list_tools(&pre, &policy)
