@@ -27,7 +27,7 @@ pub use state::{MIN_STATE_KEY_BYTES, StateKey, StateKeyTooShort};
 
 use crate::audit::CallOrigin;
 use crate::error::Error;
-use crate::host::{CallContext, Host};
+use crate::host::{CallContext, Host, ToolOutput};
 use rmcp::ErrorData as McpError;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, InputRequiredResult, ListToolsResult,
@@ -124,17 +124,54 @@ impl McpServer {
     }
 
     /// Serves this process's stdin and stdout, as
-    /// [`serve_stdio`](Self::serve_stdio) does, reading and writing pipes
-    /// non-blocking on the runtime's own I/O driver (tokio's
-    /// `stdin()`/`stdout()`, used for files and terminals, hand every read
-    /// and write to a blocking thread).
+    /// [`serve_stdio`](Self::serve_stdio) does, on a thread of its own:
+    /// the JSON-RPC loop, its per-request tasks and the pipes run on one
+    /// single-threaded runtime there (reading and writing pipes
+    /// non-blocking; tokio's `stdin()`/`stdout()`, used for files and
+    /// terminals, hand every read and write to a blocking thread), so a
+    /// request and its answer never wait for a wake-up across cores. A
+    /// call runs on that thread too, unless another call is already in
+    /// flight: then it runs on the caller's runtime (when that runtime is
+    /// multi-threaded), so calls made at once still use every core.
     ///
     /// # Errors
     ///
-    /// As [`serve_stdio`](Self::serve_stdio).
+    /// As [`serve_stdio`](Self::serve_stdio); [`Error::Internal`] if the
+    /// thread or its runtime cannot be started.
     pub async fn serve_process_stdio(&self, stop: CancellationToken) -> Result<(), Error> {
-        let (reader, writer) = stdio::process();
-        self.serve_stdio(reader, writer, stop).await
+        let current = tokio::runtime::Handle::current();
+        let overflow = (current.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+            .then_some(current);
+        let server = self.clone();
+        let (done, finished) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("portcullis-mcp-stdio".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let outcome = match runtime {
+                    Ok(runtime) => {
+                        let outcome = runtime.block_on(async {
+                            // Made here: pipes register with this runtime.
+                            let (reader, writer) = stdio::process();
+                            server.serve(reader, writer, stop, overflow).await
+                        });
+                        // A terminal's stdin may still be blocked in a read
+                        // on a blocking thread: do not wait for it.
+                        runtime.shutdown_background();
+                        outcome
+                    }
+                    Err(e) => Err(Error::Internal(format!(
+                        "failed to start the MCP stdio runtime: {e}"
+                    ))),
+                };
+                let _ = done.send(outcome);
+            })
+            .map_err(|e| Error::Internal(format!("failed to start the MCP stdio thread: {e}")))?;
+        finished
+            .await
+            .unwrap_or_else(|_| Err(Error::Internal("the MCP stdio thread failed".into())))
     }
 
     /// Serves newline-delimited JSON-RPC on `reader`/`writer` (a process's
@@ -155,9 +192,26 @@ impl McpServer {
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
     {
+        self.serve(reader, writer, stop, None).await
+    }
+
+    /// [`serve_stdio`](Self::serve_stdio); a call made while another is in
+    /// flight runs on `overflow`, if given.
+    async fn serve<R, W>(
+        &self,
+        reader: R,
+        writer: W,
+        stop: CancellationToken,
+        overflow: Option<tokio::runtime::Handle>,
+    ) -> Result<(), Error>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
         let handler = Handler {
             server: self.clone(),
             transport: Transport::Stdio,
+            overflow,
         };
         let outcome = tokio::select! {
             running = handler.serve_with_ct((reader, writer), stop.child_token()) => match running {
@@ -185,6 +239,9 @@ impl McpServer {
 struct Handler {
     server: McpServer,
     transport: Transport,
+    /// Where a call runs when another is already in flight (stdio served
+    /// on a thread of its own); `None`: on the handler's own task.
+    overflow: Option<tokio::runtime::Handle>,
 }
 
 impl ServerHandler for Handler {
@@ -282,8 +339,23 @@ impl ServerHandler for Handler {
             .meta
             .get_progress_token()
             .map(|token| progress::Reporter::start(context.peer.clone(), token, name.clone()));
-        let _guard = inner.in_flight.enter();
-        let call = inner.host.call(&name, &arguments, &ctx);
+        let (_guard, others) = inner.in_flight.enter();
+        let call: std::pin::Pin<Box<dyn Future<Output = Result<ToolOutput, Error>> + Send>> =
+            match &self.overflow {
+                // Calls made at once use the other cores.
+                Some(overflow) if others > 0 => {
+                    let host = inner.host.clone();
+                    let (name, ctx) = (name.clone(), ctx.clone());
+                    let running =
+                        overflow.spawn(async move { host.call(&name, &arguments, &ctx).await });
+                    Box::pin(async move {
+                        running.await.unwrap_or_else(|e| {
+                            Err(Error::Internal(format!("the call's task failed: {e}")))
+                        })
+                    })
+                }
+                _ => Box::pin(inner.host.call(&name, &arguments, &ctx)),
+            };
         tokio::pin!(call);
         let outcome = tokio::select! {
             outcome = &mut call => outcome,
@@ -385,12 +457,16 @@ struct InFlightGuard {
 }
 
 impl InFlight {
-    fn enter(&self) -> InFlightGuard {
-        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        InFlightGuard {
+    /// Enters one call; also says how many others were in flight.
+    fn enter(&self) -> (InFlightGuard, usize) {
+        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        let others = *count;
+        *count += 1;
+        let guard = InFlightGuard {
             count: Arc::clone(&self.count),
             idle: Arc::clone(&self.idle),
-        }
+        };
+        (guard, others)
     }
 
     async fn drained(&self) {

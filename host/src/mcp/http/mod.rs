@@ -213,6 +213,7 @@ impl McpServer {
                 Ok(Handler {
                     server: server.clone(),
                     transport: Transport::Http,
+                    overflow: None,
                 })
             },
             Arc::clone(&manager),
