@@ -86,7 +86,10 @@ impl LoadedPlugin {
         policies: &[PluginPolicy],
     ) -> Vec<Result<LoadedPlugin, Error>> {
         if !policies.is_empty() {
-            std::thread::spawn(Schema::warm_up);
+            // Best effort: without the thread, the first schema builds it.
+            let _ = std::thread::Builder::new()
+                .name("portcullis-schema".into())
+                .spawn(Schema::warm_up);
         }
         let workers = std::thread::available_parallelism()
             .map_or(1, std::num::NonZeroUsize::get)
@@ -105,40 +108,38 @@ impl LoadedPlugin {
         // own: a plugin's `list-tools` instance lives and ends there.
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                scope.spawn(|| {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
+                let worker = || {
+                    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                         .enable_time()
-                        .build();
+                        .build()
+                    else {
+                        return;
+                    };
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(policy) = policies.get(i) else { break };
-                        let loaded = match &runtime {
-                            Ok(runtime) => {
-                                runtime.block_on(LoadedPlugin::load(sandbox, cache, policy.clone()))
-                            }
-                            Err(e) => Err(Error::Internal(format!(
-                                "failed to start a runtime to load plugins: {e}"
-                            ))),
-                        };
+                        let loaded =
+                            runtime.block_on(LoadedPlugin::load(sandbox, cache, policy.clone()));
                         *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(loaded);
                     }
-                });
+                };
+                // A thread that cannot start leaves its plugins to the rest.
+                let _ = std::thread::Builder::new()
+                    .name("portcullis-load".into())
+                    .spawn_scoped(scope, worker);
             }
         });
-        results
-            .into_iter()
-            .zip(policies)
-            .map(|(slot, policy)| {
-                slot.into_inner()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .unwrap_or_else(|| {
-                        Err(Error::Internal(format!(
-                            "plugin `{}` was not loaded",
-                            policy.name
-                        )))
-                    })
-            })
-            .collect()
+        // What no thread loaded (none could start, or none had a runtime)
+        // is loaded here, one after another.
+        let mut loaded = Vec::with_capacity(policies.len());
+        for (slot, policy) in results.into_iter().zip(policies) {
+            let done = slot.into_inner().unwrap_or_else(PoisonError::into_inner);
+            loaded.push(match done {
+                Some(done) => done,
+                None => LoadedPlugin::load(sandbox, cache, policy.clone()).await,
+            });
+        }
+        loaded
     }
 
     /// Loads one plugin: [`LoadedPlugin::prepare`], then asks the
@@ -171,16 +172,24 @@ impl LoadedPlugin {
         // With a cache, the artifact compiled from the pinned bytes is
         // looked up (and authenticated) while another thread hashes the
         // bytes read: it is used only if they match the pin.
+        // (The pin is 64 hex digits, checked with the policy: it names a
+        // file in the cache folder and nothing else.)
         let (actual, cached) = match cache {
             Some(cache) => std::thread::scope(|scope| {
-                let hashing = scope.spawn(|| sha256_hex(&bytes));
+                let hashing = std::thread::Builder::new()
+                    .name("portcullis-hash".into())
+                    .spawn_scoped(scope, || sha256_hex(&bytes));
                 let cached = cache.load(sandbox, &policy.sha256);
-                (hashing.join(), cached)
+                let actual = match hashing {
+                    Ok(hashing) => hashing.join().ok(),
+                    Err(_) => Some(sha256_hex(&bytes)),
+                };
+                (actual, cached)
             }),
-            None => (Ok(sha256_hex(&bytes)), None),
+            None => (Some(sha256_hex(&bytes)), None),
         };
         let actual =
-            actual.map_err(|_| Error::Internal(format!("hashing plugin `{name}` failed")))?;
+            actual.ok_or_else(|| Error::Internal(format!("hashing plugin `{name}` failed")))?;
         if actual != policy.sha256 {
             return Err(Error::PinMismatch {
                 plugin: name.clone(),
