@@ -484,6 +484,41 @@ fn sigterm_with_a_call_in_flight_cancels_it_on_the_record() {
 }
 
 #[test]
+fn calls_made_while_another_is_in_flight_are_answered_and_cancelled_on_the_record() {
+    // The first call runs on the stdio loop's thread; calls made while it
+    // is in flight run on the server's multi-threaded runtime. They are
+    // answered meanwhile, and a shutdown cancels and records them too.
+    let setup = Setup::new();
+    let mut server = setup.serve();
+    server.initialize();
+    start_sleeping(&setup, &mut server);
+    server.send(&json!({
+        "jsonrpc": "2.0", "id": 9_002, "method": "tools/call",
+        "params": {"name": "hostile.sleep", "arguments": {}},
+    }));
+    wait_for_audit(&setup, |log| {
+        log.lines()
+            .filter(|l| l.contains("\"call_started\"") && l.contains("hostile.sleep"))
+            .count()
+            >= 2
+    });
+    let echoed = server.call("hostile.echo", json!({}));
+    assert_eq!(echoed["result"]["isError"], false, "{echoed}");
+    terminate(&server);
+    let status = server.child.wait().expect("the server exits");
+    assert!(status.success(), "{status:?}");
+    let ended: Vec<Value> = records(&setup.audit())
+        .into_iter()
+        .filter(|r| r["event"] == "call_ended" && r["tool"] == "hostile.sleep")
+        .collect();
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    for record in &ended {
+        assert_eq!(record["outcome"], "cancelled", "{record}");
+    }
+    assert_audit_verifies(&setup.audit());
+}
+
+#[test]
 fn a_call_needing_approval_is_refused_with_how_to_pre_approve() {
     let setup = Setup::new();
     let mut server = setup.serve();

@@ -65,10 +65,5 @@ pub(crate) async fn run(args: &Args, host: HostBuilder) -> Result<ExitCode, Fail
     let text = serde_json::to_string_pretty(&value)
         .map_err(|e| Failure::Internal(format!("failed to print the tools: {e}")))?;
     outln!("{text}");
-    // The process ends next; unmapping every plugin's compiled code first
-    // (a TLB flush on each core per mapping) would only slow the exit. The
-    // host has nothing left to write: its load records were written before
-    // `build` returned.
-    std::mem::forget(host);
     Ok(ExitCode::SUCCESS)
 }

@@ -99,7 +99,7 @@ impl HostBuilder {
     /// created private; one that is a symlink, belongs to another user or
     /// that other users can write is not used (a warning says so), since
     /// compiled code from it would run in the host. Entries are
-    /// authenticated with an HMAC under a key kept in `dir` (created 0600);
+    /// authenticated with a keyed BLAKE3 MAC under a key kept in `dir` (created 0600);
     /// a bad or planted entry is recompiled. No directory grant may contain
     /// `dir` or lie inside it.
     pub fn compile_cache(mut self, dir: impl Into<PathBuf>) -> Self {

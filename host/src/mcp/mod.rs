@@ -143,6 +143,10 @@ impl McpServer {
         let overflow = (current.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
             .then_some(current);
         let server = self.clone();
+        // Dropping this future stops the server on its thread, as it
+        // would stop a server running on the caller's own tasks.
+        let stop = stop.child_token();
+        let _stop_when_dropped = stop.clone().drop_guard();
         let (done, finished) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("portcullis-mcp-stdio".into())
@@ -330,10 +334,12 @@ impl ServerHandler for Handler {
                 client,
             }));
         }
-        // The call runs on this handler's task: rmcp spawns one per request
-        // and never drops it, so the call ends (and is recorded) even when
-        // the connection goes away. A cancelled request or a shutdown
-        // cancels it, and it is still awaited to its recorded end.
+        // The call runs on this handler's task (rmcp spawns one per request
+        // and never drops it), or, on the stdio thread with another call
+        // in flight, as a task of the caller's runtime that this handler
+        // awaits: either way the call ends (and is recorded) even when the
+        // connection goes away. A cancelled request or a shutdown cancels
+        // it, and it is still awaited to its recorded end.
         let name = request.name.to_string();
         let progress = context
             .meta

@@ -91,9 +91,13 @@ impl LoadedPlugin {
                 .name("portcullis-schema".into())
                 .spawn(Schema::warm_up);
         }
+        // Each `list-tools` takes one of the host's instance slots: never
+        // more threads than slots, or one would wait for a slot (and could
+        // give up, busy) where loading one by one never did.
         let workers = std::thread::available_parallelism()
             .map_or(1, std::num::NonZeroUsize::get)
-            .min(policies.len());
+            .min(policies.len())
+            .min(sandbox.slots());
         if workers <= 1 {
             let mut loaded = Vec::with_capacity(policies.len());
             for policy in policies {

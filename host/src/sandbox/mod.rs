@@ -161,6 +161,11 @@ impl Sandbox {
         })
     }
 
+    /// How many instances may run at once (the pool's slots).
+    pub(crate) fn slots(&self) -> usize {
+        usize::try_from(self.slots.total()).unwrap_or(usize::MAX)
+    }
+
     /// Compiles exactly `bytes`.
     pub(crate) fn compile(&self, bytes: &[u8]) -> Result<Component, String> {
         Component::from_binary(&self.engine, bytes).map_err(|e| e.to_string())

@@ -158,6 +158,11 @@ impl Slots {
         }
     }
 
+    /// How many slots there are.
+    pub(crate) fn total(&self) -> u32 {
+        self.total
+    }
+
     /// A slot, held until the permit is dropped, or [`Busy`] after the
     /// bounded wait.
     pub(crate) async fn acquire(&self) -> Result<OwnedSemaphorePermit, Busy> {
