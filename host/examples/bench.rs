@@ -233,6 +233,16 @@ struct Bench {
 }
 
 impl Bench {
+    /// A row of `host` calling `hostile.echo` with `{}`: the call the
+    /// grant, audit and MCP rows compare.
+    async fn echo(&mut self, what: &str, host: &Host) -> Duration {
+        let ctx = CallContext::new();
+        self.latency(what, || async {
+            host.call("hostile.echo", "{}", &ctx).await.expect("call");
+        })
+        .await
+    }
+
     /// Measures `call` `iterations` times one after another (after a warm-up).
     async fn latency<F, Fut>(&mut self, what: &str, call: F) -> Duration
     where
@@ -398,12 +408,7 @@ async fn grant_rows(
         .build()
         .await?;
     bench
-        .latency("`Host::call`, one read-only directory", || async {
-            dir_only
-                .call("hostile.echo", "{}", &ctx)
-                .await
-                .expect("call");
-        })
+        .echo("`Host::call`, one read-only directory", &dir_only)
         .await;
     let audit_only = Host::builder()
         .audit(FileSink::open(scratch.join("audit-only.jsonl"))?)
@@ -411,12 +416,7 @@ async fn grant_rows(
         .build()
         .await?;
     bench
-        .latency("`Host::call`, audit file sink", || async {
-            audit_only
-                .call("hostile.echo", "{}", &ctx)
-                .await
-                .expect("call");
-        })
+        .echo("`Host::call`, audit file sink", &audit_only)
         .await;
     let audit_path = scratch.join("audit.jsonl");
     let dir_audit = Host::builder()
@@ -426,14 +426,9 @@ async fn grant_rows(
         .build()
         .await?;
     bench
-        .latency(
+        .echo(
             "`Host::call`, one read-only directory + audit file sink",
-            || async {
-                dir_audit
-                    .call("hostile.echo", "{}", &ctx)
-                    .await
-                    .expect("call");
-            },
+            &dir_audit,
         )
         .await;
     bench
@@ -567,11 +562,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
     let ctx = CallContext::new();
-    bench
-        .latency("`Host::call`, no grants", || async {
-            plain.call("hostile.echo", "{}", &ctx).await.expect("call");
-        })
-        .await;
+    bench.echo("`Host::call`, no grants", &plain).await;
 
     grant_rows(&mut bench, &hostile_path, &hostile, scratch.path()).await?;
     if args.iter().any(|a| a == "--grants") {
@@ -586,12 +577,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
     bench
-        .latency("`Host::call`, audit file sink with fsync", || async {
-            fsynced
-                .call("hostile.echo", "{}", &ctx)
-                .await
-                .expect("call");
-        })
+        .echo("`Host::call`, audit file sink with fsync", &fsynced)
         .await;
 
     let approving = Host::builder()

@@ -1,6 +1,7 @@
 //! Hashes and random ids: the sha256 that pins plugins, chains audit
 //! records and binds approvals, and the unpredictable ids of writers and
-//! approval nonces. The bottom of the house: it depends on nothing here.
+//! approval nonces, and the constant-time comparison of MACs and tokens.
+//! The bottom of the house: it depends on nothing here.
 
 use sha2::{Digest, Sha256};
 
@@ -19,6 +20,12 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
     text
+}
+
+/// Whether `a` and `b` are equal, in time independent of where they differ
+/// (for MACs and token digests).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A random 64-bit number from the standard library's randomly keyed
@@ -50,6 +57,13 @@ mod tests {
     fn hex_is_lowercase_two_digits_a_byte() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
         assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_slices() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 
     #[test]

@@ -427,15 +427,6 @@ fn eof_ends_the_server_cleanly_and_the_audit_log_verifies() {
     assert_audit_verifies(&setup.audit());
 }
 
-/// Sends the server SIGTERM.
-fn terminate(server: &Server) {
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
-
 /// The `call_ended` record of the one `hostile.sleep` call in `log`.
 fn sleep_ended(log: &Path) -> Value {
     records(log)
@@ -444,14 +435,31 @@ fn sleep_ended(log: &Path) -> Value {
         .expect("hostile.sleep's call_ended record")
 }
 
-/// Starts `hostile.sleep` (an hour, under a 60 s limit) and waits until
-/// its start is on the record.
+/// Starts one more `hostile.sleep` (an hour, under a 60 s limit) and waits
+/// until its start is on the record.
 fn start_sleeping(setup: &Setup, server: &mut Server) {
+    let sleeping = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("\"call_started\"") && l.contains("hostile.sleep"))
+            .count()
+    };
+    let before = std::fs::read_to_string(setup.audit()).map_or(0, |log| sleeping(&log));
     server.send(&json!({
-        "jsonrpc": "2.0", "id": 9_001, "method": "tools/call",
+        "jsonrpc": "2.0", "id": 9_001 + before, "method": "tools/call",
         "params": {"name": "hostile.sleep", "arguments": {}},
     }));
-    wait_for_audit(setup, |log| log.contains("hostile.sleep"));
+    wait_for_audit(setup, |log| sleeping(log) > before);
+}
+
+/// Sends the server SIGTERM and waits for its clean exit.
+fn terminate_and_wait(server: &mut Server) {
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let status = server.child.wait().expect("the server exits");
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
@@ -475,9 +483,7 @@ fn sigterm_with_a_call_in_flight_cancels_it_on_the_record() {
     let mut server = setup.serve();
     server.initialize();
     start_sleeping(&setup, &mut server);
-    terminate(&server);
-    let status = server.child.wait().expect("the server exits");
-    assert!(status.success(), "{status:?}");
+    terminate_and_wait(&mut server);
     let ended = sleep_ended(&setup.audit());
     assert_eq!(ended["outcome"], "cancelled", "{ended}");
     assert_audit_verifies(&setup.audit());
@@ -492,21 +498,10 @@ fn calls_made_while_another_is_in_flight_are_answered_and_cancelled_on_the_recor
     let mut server = setup.serve();
     server.initialize();
     start_sleeping(&setup, &mut server);
-    server.send(&json!({
-        "jsonrpc": "2.0", "id": 9_002, "method": "tools/call",
-        "params": {"name": "hostile.sleep", "arguments": {}},
-    }));
-    wait_for_audit(&setup, |log| {
-        log.lines()
-            .filter(|l| l.contains("\"call_started\"") && l.contains("hostile.sleep"))
-            .count()
-            >= 2
-    });
+    start_sleeping(&setup, &mut server);
     let echoed = server.call("hostile.echo", json!({}));
     assert_eq!(echoed["result"]["isError"], false, "{echoed}");
-    terminate(&server);
-    let status = server.child.wait().expect("the server exits");
-    assert!(status.success(), "{status:?}");
+    terminate_and_wait(&mut server);
     let ended: Vec<Value> = records(&setup.audit())
         .into_iter()
         .filter(|r| r["event"] == "call_ended" && r["tool"] == "hostile.sleep")
@@ -544,10 +539,8 @@ fn sigterm_ends_the_server_cleanly() {
     let mut server = setup.serve();
     server.initialize();
     server.call("json.length", json!({"value": [1]}));
-    terminate(&server);
     // stdin stays open: the signal alone ends the server.
-    let status = server.child.wait().expect("the server exits");
-    assert!(status.success(), "{status:?}");
+    terminate_and_wait(&mut server);
     assert_audit_verifies(&setup.audit());
 }
 

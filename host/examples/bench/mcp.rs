@@ -37,13 +37,10 @@ pub(crate) async fn rows(bench: &mut Bench) -> Result<()> {
         .plugin(config("hostile", &path, &bytes))
         .build()
         .await?;
-    let ctx = CallContext::new();
     let library = bench
-        .latency(
+        .echo(
             "`Host::call` `hostile.echo` (the HTTP row's baseline)",
-            || async {
-                host.call("hostile.echo", "{}", &ctx).await.expect("call");
-            },
+            &host,
         )
         .await;
     let (stdio_library, stdio) = stdio_rows(bench, host.clone())?;
@@ -95,6 +92,12 @@ fn request_line(id: u64, method: &str, params: Value) -> String {
     format!("{request}\n")
 }
 
+/// The params of the legacy `initialize` request every client here sends.
+fn initialize_params() -> Value {
+    json!({"protocolVersion": "2025-11-25", "capabilities": {},
+           "clientInfo": {"name": "bench", "version": "1"}})
+}
+
 /// `line` parsed, if it is the answer to request `id`.
 fn answer_to(line: &str, id: u64) -> Option<Value> {
     let message: Value = serde_json::from_str(line).expect("JSON");
@@ -124,13 +127,10 @@ fn stdio_rows(bench: &mut Bench, host: Host) -> Result<(Duration, Duration)> {
 }
 
 async fn stdio_rows_here(bench: &mut Bench, host: Host) -> Result<(Duration, Duration)> {
-    let ctx = CallContext::new();
     let library = bench
-        .latency(
+        .echo(
             "`Host::call` `hostile.echo`, single-threaded runtime (the stdio row's baseline)",
-            || async {
-                host.call("hostile.echo", "{}", &ctx).await.expect("call");
-            },
+            &host,
         )
         .await;
     let server = McpServer::new(host)?;
@@ -147,13 +147,7 @@ async fn stdio_rows_here(bench: &mut Bench, host: Host) -> Result<(Duration, Dur
         lines: tokio::io::BufReader::new(client_read).lines(),
         id: 0,
     };
-    client
-        .rpc(
-            "initialize",
-            json!({"protocolVersion": "2025-11-25", "capabilities": {},
-                   "clientInfo": {"name": "bench", "version": "1"}}),
-        )
-        .await;
+    client.rpc("initialize", initialize_params()).await;
     let client = Arc::new(Mutex::new(client));
     let p50 = bench
         .latency(
@@ -262,9 +256,7 @@ fn first_list(bench: &mut Bench) -> Result<()> {
             .stderr(std::process::Stdio::null())
             .spawn()?;
         let mut stdin = child.stdin.take().ok_or("no stdin")?;
-        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "bench", "version": "1"}}});
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize_params()});
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
         write!(stdin, "{init}\n{initialized}\n{list}\n")?;
@@ -331,11 +323,10 @@ async fn process_row(bench: &mut Bench) -> Result<()> {
         lines: BufReader::new(reader).lines(),
         id: 0,
     }));
-    client.lock().map_err(|_| "poisoned")?.rpc(
-        "initialize",
-        json!({"protocolVersion": "2025-11-25", "capabilities": {},
-               "clientInfo": {"name": "bench", "version": "1"}}),
-    );
+    client
+        .lock()
+        .map_err(|_| "poisoned")?
+        .rpc("initialize", initialize_params());
     let served = bench
         .latency(
             "MCP stdio `tools/call` `json.length`, `portcullis serve` process over OS pipes",

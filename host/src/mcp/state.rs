@@ -10,7 +10,7 @@
 //! refused. Servers that share the key (`--state-key FILE`) open each
 //! other's states; the single use is then per process.
 
-use crate::hash::hex;
+use crate::hash::{constant_time_eq, hex};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -166,11 +166,6 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     outer.update(block.map(|b| b ^ 0x5c));
     outer.update(inner);
     outer.finalize().into()
-}
-
-/// Compares without stopping at the first difference.
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -142,7 +142,7 @@ impl CompileCache {
         let expected = crate::fs::read_nofollow(&sidecar).ok()?;
         let bytes = crate::fs::read_nofollow(&artifact).ok()?;
         let tag = self.tag(sandbox, component_sha256, &bytes);
-        if !same(tag.as_bytes(), expected.trim_ascii()) {
+        if !crate::hash::constant_time_eq(tag.as_bytes(), expected.trim_ascii()) {
             tracing::warn!(artifact = %artifact.display(), "compile cache entry fails its authentication; recompiling");
             return None;
         }
@@ -211,11 +211,6 @@ fn keyed_mac(key: &[u8; KEY_BYTES], parts: &[&[u8]]) -> [u8; 32] {
         mac.update(part);
     }
     mac.finalize().into()
-}
-
-/// Compares in time independent of where the inputs differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Writes the artifact, then its tag, each through a temporary file and a

@@ -98,20 +98,15 @@ impl LoadedPlugin {
             .map_or(1, std::num::NonZeroUsize::get)
             .min(policies.len())
             .min(sandbox.slots());
-        if workers <= 1 {
-            let mut loaded = Vec::with_capacity(policies.len());
-            for policy in policies {
-                loaded.push(LoadedPlugin::load(sandbox, cache, policy.clone()).await);
-            }
-            return loaded;
-        }
+        // With one worker, the caller loads everything itself (below).
+        let threads = if workers > 1 { workers } else { 0 };
         let next = AtomicUsize::new(0);
         let results: Vec<Mutex<Option<Result<LoadedPlugin, Error>>>> =
             policies.iter().map(|_| Mutex::new(None)).collect();
         // Each thread asks its plugins for their tools on a runtime of its
         // own: a plugin's `list-tools` instance lives and ends there.
         std::thread::scope(|scope| {
-            for _ in 0..workers {
+            for _ in 0..threads {
                 let worker = || {
                     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                         .enable_time()
@@ -133,8 +128,8 @@ impl LoadedPlugin {
                     .spawn_scoped(scope, worker);
             }
         });
-        // What no thread loaded (none could start, or none had a runtime)
-        // is loaded here, one after another.
+        // What no thread loaded (one worker, or none could start or make
+        // a runtime) is loaded here, one after another.
         let mut loaded = Vec::with_capacity(policies.len());
         for (slot, policy) in results.into_iter().zip(policies) {
             let done = slot.into_inner().unwrap_or_else(PoisonError::into_inner);

@@ -120,7 +120,7 @@ pub(super) fn authenticate<'t>(
     let presented: [u8; 32] = Sha256::digest(value.get(7..)?.trim_ascii()).into();
     let mut found = None;
     for token in tokens {
-        if super::super::state::constant_time_eq(&token.digest, &presented) {
+        if crate::hash::constant_time_eq(&token.digest, &presented) {
             found = Some(token.name.as_str());
         }
     }
