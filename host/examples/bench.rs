@@ -715,7 +715,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await;
     bench.notes.push(format!(
-        "Disk budget: a 4 KiB write through a read-write grant costs {:.1} µs through `Host::call` against {:.1} µs on the floor with the same preopen ({:+.1} µs, which includes every other per-call check, an approval and the grant's reopen; the budget itself is a table lookup and one atomic update per write, per open with `create` and per stream opened).",
+        "Disk budget: a 4 KiB write through a read-write grant costs {:.1} µs through `Host::call` against {:.1} µs on the floor with the same preopen ({:+.1} µs, which includes every other per-call check and an approval; the floor opens its directory for every call, the host shares the one it opened at load; the budget itself is a table lookup and one atomic update per write, per open with `create` and per stream opened).",
         host_write_p50.as_secs_f64() * 1e6,
         floor_write_p50.as_secs_f64() * 1e6,
         (host_write_p50.as_secs_f64() - floor_write_p50.as_secs_f64()) * 1e6

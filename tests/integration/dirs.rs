@@ -70,9 +70,9 @@ async fn a_granted_folder_swapped_for_a_symlink_between_calls_is_not_followed() 
     );
 }
 
-/// The handle opened at load serves call after call (each call gets its
-/// own preopen of it, so nothing a call does to its descriptor table
-/// reaches the next).
+/// The directory opened at load serves call after call: a call's handle
+/// table dies with it, so nothing a call does to its descriptors reaches
+/// the next.
 #[cfg(unix)]
 #[tokio::test]
 async fn one_open_grant_serves_every_call() {

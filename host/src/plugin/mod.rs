@@ -228,10 +228,12 @@ impl LoadedPlugin {
         }
         // Each grant opened once, here, without following symlinks; calls
         // get the same directories, whatever happens to the paths later.
-        let dirs = OpenDirs::open(&policy.dirs).map_err(|message| Error::Manifest {
-            path: policy.source.clone(),
-            message: format!("plugin `{name}`: {message}"),
-            hint: Some("grant the directory's real path, not a symlink to it".into()),
+        let dirs = OpenDirs::open(&policy.dirs, sandbox.file_io_in_place()).map_err(|message| {
+            Error::Manifest {
+                path: policy.source.clone(),
+                message: format!("plugin `{name}`: {message}"),
+                hint: Some("grant the directory's real path, not a symlink to it".into()),
+            }
         })?;
         sandbox
             .prepare(&component, dirs)

@@ -1,4 +1,5 @@
-//! Granted directories, opened once when the plugin is loaded.
+//! Granted directories, opened once when the plugin is loaded and shared by
+//! every call.
 //!
 //! The policy names each grant by its canonical path, resolved when the
 //! manifest was validated. Opening that path again for every call would let
@@ -7,52 +8,54 @@
 //! calls, and the next call would follow it. So each grant is opened here
 //! exactly once, at load, refusing any symlink on the way
 //! (`openat2(RESOLVE_NO_SYMLINKS)` on Linux, `O_NOFOLLOW` on the last
-//! component elsewhere), and every call's preopen is made from that open
-//! handle: on Linux through `/proc/self/fd/N`, which reopens the very
+//! component elsewhere), and wasmtime-wasi's preopen is made from that open
+//! handle, on Linux through `/proc/self/fd/N`, which reopens the very
 //! directory the handle holds (wasmtime-wasi 48 has no public way to hand it
-//! an open directory), never a path lookup of the original name. A folder
-//! swapped after load is not seen; a folder moved away is still the one
-//! served.
+//! an open directory), never a path lookup of the original name.
 //!
-//! Elsewhere (no `/proc`), a call opens the canonical path again: the
-//! race above remains there, and the README says so.
+//! The preopens made then are what every call gets: each call's WASI
+//! context holds the same open directories (shared handles, not paths). A
+//! folder swapped after load is not seen; a folder moved away is still the
+//! one served; and a call opens nothing before its plugin runs. Sharing one
+//! open directory is safe: a plugin only reaches it through its own handle
+//! table, which dies with the call; WASI has no call that changes the
+//! directory's open state (listing opens `.` afresh, so no read position is
+//! shared), and every path is resolved beneath it.
+//!
+//! Elsewhere (no `/proc`), the canonical path is opened a second time, at
+//! load: the race above remains for that moment, and the README says so.
 
 use crate::policy::{DirGrant, DirMode};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-/// One grant, open.
-#[derive(Debug)]
-struct OpenDir {
-    /// Open for the plugin's life.
-    fd: OwnedFd,
-    /// The canonical path, opened again per call only where there is no
-    /// `/proc/self/fd`.
-    host: PathBuf,
-    guest: String,
-    perms: FsPerms,
+/// A plugin's grants, open: the filesystem part of every call's WASI
+/// context.
+#[derive(Default)]
+pub(crate) struct OpenDirs {
+    preopens: WasiFilesystemCtx,
+    /// The guest paths, for `Debug`.
+    guests: Vec<String>,
 }
 
-impl OpenDir {
-    /// What a call opens: the handle's own `/proc/self/fd` entry on Linux.
-    fn reopen(&self) -> PathBuf {
-        if cfg!(target_os = "linux") {
-            PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
-        } else {
-            self.host.clone()
-        }
+impl std::fmt::Debug for OpenDirs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenDirs")
+            .field("guests", &self.guests)
+            .finish_non_exhaustive()
     }
 }
 
-/// A plugin's grants, open.
-#[derive(Debug, Default)]
-pub(crate) struct OpenDirs(Vec<OpenDir>);
-
 impl OpenDirs {
-    /// Opens every grant of `dirs`, refusing symlinks.
-    pub(crate) fn open(dirs: &[DirGrant]) -> Result<OpenDirs, String> {
-        let mut open = Vec::with_capacity(dirs.len());
+    /// Opens every grant of `dirs`, refusing symlinks, as preopens whose
+    /// file operations run on the calling thread when `in_place` (else on
+    /// tokio's blocking threads).
+    pub(crate) fn open(dirs: &[DirGrant], in_place: bool) -> Result<OpenDirs, String> {
+        let mut builder = WasiCtxBuilder::new();
+        // Before the preopens: each directory takes the setting with it.
+        builder.allow_blocking_current_thread(in_place);
         for dir in dirs {
             let fd = open_no_symlinks(&dir.host).map_err(|e| {
                 format!(
@@ -61,27 +64,44 @@ impl OpenDirs {
                     dir.guest
                 )
             })?;
-            open.push(OpenDir {
-                fd,
-                host: dir.host.clone(),
-                guest: dir.guest.clone(),
-                perms: match dir.mode {
-                    DirMode::ReadOnly => FsPerms::ReadOnly,
-                    DirMode::ReadWrite => FsPerms::ReadWrite,
-                },
-            });
+            let perms = match dir.mode {
+                DirMode::ReadOnly => FsPerms::ReadOnly,
+                DirMode::ReadWrite => FsPerms::ReadWrite,
+            };
+            // The preopen holds its own open of the directory `fd` holds;
+            // `fd` is closed when it goes out of scope.
+            builder
+                .preopened_dir(reopen(&fd, &dir.host), &dir.guest, perms)
+                .map_err(|e| {
+                    format!(
+                        "cannot open granted directory `{}` (guest `{}`): {e}",
+                        dir.host.display(),
+                        dir.guest
+                    )
+                })?;
         }
-        Ok(OpenDirs(open))
+        let mut ctx = builder.build();
+        Ok(OpenDirs {
+            preopens: std::mem::take(ctx.filesystem()),
+            guests: dirs.iter().map(|d| d.guest.clone()).collect(),
+        })
     }
 
-    /// Adds each grant to a call's WASI context, from its open handle.
-    pub(crate) fn preopen(&self, builder: &mut WasiCtxBuilder) -> Result<(), String> {
-        for dir in &self.0 {
-            builder
-                .preopened_dir(dir.reopen(), &dir.guest, dir.perms)
-                .map_err(|e| format!("cannot open granted directory `{}`: {e}", dir.guest))?;
-        }
-        Ok(())
+    /// Gives a call's WASI context the grants: the directories opened at
+    /// load, shared (nothing is opened here).
+    pub(crate) fn grant(&self, wasi: &mut WasiCtx) {
+        *wasi.filesystem() = self.preopens.clone();
+    }
+}
+
+/// What the preopen opens: `fd`'s own `/proc/self/fd` entry on Linux, the
+/// canonical path elsewhere.
+fn reopen(fd: &OwnedFd, host: &std::path::Path) -> PathBuf {
+    if cfg!(target_os = "linux") {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    } else {
+        host.to_path_buf()
     }
 }
 

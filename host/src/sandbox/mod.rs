@@ -251,6 +251,11 @@ impl Sandbox {
             .collect()
     }
 
+    /// Whether file operations on grants run on the call's own thread.
+    pub(crate) fn file_io_in_place(&self) -> bool {
+        self.file_io_in_place
+    }
+
     /// Type-checks the component against the linker and the `plugin` world,
     /// once per plugin; the plugin's granted directories, opened once, go
     /// with it.

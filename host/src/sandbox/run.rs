@@ -196,10 +196,7 @@ impl Sandbox {
             stderr: &collector.stderr,
             in_place: self.file_io_in_place,
         };
-        let wasi = match wasi_ctx(policy, dirs, &io) {
-            Ok(wasi) => wasi,
-            Err(e) => return collector.finish(Err(Failure::Setup(e)), None, None),
-        };
+        let wasi = wasi_ctx(policy, dirs, &io);
         let deadline = started + limits.timeout;
         let plugin: Arc<str> = Arc::from(policy.name.as_str());
         let egress = match &request {
@@ -364,27 +361,25 @@ struct Io<'a> {
 /// The WASI context for one call: stdin empty, stdout/stderr capped sinks,
 /// no args, no network; with `dirs` (a call, not listing tools), the
 /// manifest's env and directories, from their handles opened at load.
-fn wasi_ctx(
-    policy: &PluginPolicy,
-    dirs: Option<&OpenDirs>,
-    io: &Io<'_>,
-) -> Result<WasiCtx, String> {
+fn wasi_ctx(policy: &PluginPolicy, dirs: Option<&OpenDirs>, io: &Io<'_>) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(io.stdout.clone())
         .stderr(io.stderr.clone())
-        // Before the preopens: each directory takes the setting with it.
         .allow_blocking_current_thread(io.in_place)
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    if let Some(dirs) = dirs {
+    if dirs.is_some() {
         for (key, value) in &policy.env {
             builder.env(key, value);
         }
-        dirs.preopen(&mut builder)?;
     }
-    Ok(builder.build())
+    let mut wasi = builder.build();
+    if let Some(dirs) = dirs {
+        dirs.grant(&mut wasi);
+    }
+    wasi
 }
 
 /// What a run keeps outside the store, from its start to its end, and
