@@ -1,7 +1,8 @@
 //! Files the host itself writes: the folder a manifest's relative paths
 //! live in, writing a file so that readers never see half of it, a
-//! directory only this user owns and can write, and files in it opened
-//! without following symlinks. Depends on nothing here.
+//! directory only this user owns and can write, files in it opened
+//! without following symlinks, and a sealed in-memory copy of a file.
+//! Depends on nothing here.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -124,6 +125,77 @@ pub(crate) fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// A private in-memory copy of a file, sealed (Linux `memfd`): once made,
+/// nobody can write, grow or shrink it, so a mapping of it cannot change
+/// under its reader or fault on a cut-off end, whatever happens to the
+/// file it was copied from.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub(crate) struct SealedCopy(std::fs::File);
+
+#[cfg(target_os = "linux")]
+impl SealedCopy {
+    /// Copies `file` from where it is read to its end, showing `each` every
+    /// chunk copied, then seals the copy; `expected` is the length the
+    /// file must have (it changed while copying otherwise: an error).
+    ///
+    /// The copy is this process's alone until sealed: another process of
+    /// the same user could reach it through `/proc` only.
+    pub(crate) fn of(
+        mut file: &std::fs::File,
+        expected: u64,
+        mut each: impl FnMut(&[u8]),
+    ) -> std::io::Result<SealedCopy> {
+        use rustix::fs::{MemfdFlags, SealFlags};
+        use std::io::Read as _;
+        /// Bytes copied at a time: one buffer, reused.
+        const CHUNK: usize = 256 << 10;
+        let fd = rustix::fs::memfd_create(
+            "portcullis-sealed",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
+        let mut copy = std::fs::File::from(fd);
+        let mut buffer = vec![0u8; CHUNK];
+        let mut copied = 0u64;
+        loop {
+            let n = match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            each(&buffer[..n]);
+            copy.write_all(&buffer[..n])?;
+            copied += n as u64;
+        }
+        if copied != expected {
+            return Err(std::io::Error::other(format!(
+                "the file changed while it was read ({copied} bytes, not {expected})"
+            )));
+        }
+        rustix::fs::fcntl_add_seals(
+            &copy,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+        )?;
+        Ok(SealedCopy(copy))
+    }
+
+    /// A path that opens the copy (its `/proc/self/fd` entry).
+    pub(crate) fn path(&self) -> std::path::PathBuf {
+        use std::os::fd::AsRawFd;
+        std::path::PathBuf::from(format!("/proc/self/fd/{}", self.0.as_raw_fd()))
+    }
+
+    /// The copy's bytes, read back.
+    pub(crate) fn bytes(&self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let len = usize::try_from(self.0.metadata()?.len()).map_err(std::io::Error::other)?;
+        let mut bytes = vec![0u8; len];
+        self.0.read_exact_at(&mut bytes, 0)?;
+        Ok(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +275,31 @@ mod tests {
         std::os::unix::fs::symlink(&key, dir.path().join("link")).expect("symlink");
         assert!(read_nofollow(&dir.path().join("link")).is_err());
         assert_eq!(read_nofollow(&key).expect("read"), b"k");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_sealed_copy_holds_the_bytes_and_cannot_be_written_grown_or_shrunk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("artifact");
+        std::fs::write(&path, b"compiled code").expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        let mut seen = Vec::new();
+        let copy = SealedCopy::of(&file, 13, |chunk| seen.extend_from_slice(chunk)).expect("copy");
+        assert_eq!(seen, b"compiled code");
+        assert_eq!(copy.bytes().expect("bytes"), b"compiled code");
+        // Even opened for writing again (as another process of this user
+        // could, through `/proc`), it refuses every change.
+        let mut writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(copy.path())
+            .expect("open the copy for writing");
+        assert!(writer.write_all(b"planted").is_err(), "written");
+        assert!(writer.set_len(4).is_err(), "shrunk");
+        assert!(writer.set_len(64).is_err(), "grown");
+        assert_eq!(copy.bytes().expect("bytes"), b"compiled code");
+        // A file that is not the length it was said to be is refused.
+        let file = std::fs::File::open(&path).expect("open");
+        assert!(SealedCopy::of(&file, 12, |_| {}).is_err());
     }
 }

@@ -75,17 +75,28 @@ impl CompileCache {
 
     /// The sidecar's text: the MAC of the artifact under its key fields.
     fn tag(&self, sandbox: &Sandbox, component_sha256: &str, artifact: &[u8]) -> String {
+        let mut mac = self.mac(sandbox, component_sha256, artifact.len() as u64);
+        mac.update(artifact);
+        crate::hash::hex(mac.finalize().as_bytes())
+    }
+
+    /// The MAC over the key fields and the length of an artifact of `len`
+    /// bytes, ready for the artifact's bytes: keyed BLAKE3 of the
+    /// length-prefixed domain, component sha256, engine fingerprint and
+    /// artifact.
+    fn mac(&self, sandbox: &Sandbox, component_sha256: &str, len: u64) -> blake3::Hasher {
+        let mut mac = blake3::Hasher::new_keyed(&self.key);
         let fingerprint = sandbox.fingerprint();
-        let mac = keyed_mac(
-            &self.key,
-            &[
-                b"portcullis compile cache v2",
-                component_sha256.as_bytes(),
-                fingerprint.as_bytes(),
-                artifact,
-            ],
-        );
-        crate::hash::hex(&mac)
+        for part in [
+            &b"portcullis compile cache v2"[..],
+            component_sha256.as_bytes(),
+            fingerprint.as_bytes(),
+        ] {
+            mac.update(&(part.len() as u64).to_le_bytes());
+            mac.update(part);
+        }
+        mac.update(&len.to_le_bytes());
+        mac
     }
 
     /// The compiled component for these (already pin-checked) bytes, from
@@ -137,21 +148,66 @@ impl CompileCache {
 
     /// The component compiled from the bytes whose sha256 is
     /// `component_sha256`, if an authenticated artifact is cached.
+    ///
+    /// On Linux the artifact is copied into a sealed in-memory file while
+    /// it is authenticated, and wasmtime maps that copy: no second copy of
+    /// the code, pages read only when used, and data segments mapped from
+    /// it copy-on-write, while nothing can change or cut the bytes under the
+    /// mapping. Where that cannot be done, the artifact is read into memory
+    /// and wasmtime copies it.
     pub(crate) fn load(&self, sandbox: &Sandbox, component_sha256: &str) -> Option<Component> {
         let (artifact, sidecar) = self.paths(sandbox, component_sha256);
         let expected = crate::fs::read_nofollow(&sidecar).ok()?;
-        let bytes = crate::fs::read_nofollow(&artifact).ok()?;
-        let tag = self.tag(sandbox, component_sha256, &bytes);
-        if !crate::hash::constant_time_eq(tag.as_bytes(), expected.trim_ascii()) {
+        let file = crate::fs::open_nofollow(&artifact).ok()?;
+        let len = file.metadata().ok()?.len();
+        let refused = || {
             tracing::warn!(artifact = %artifact.display(), "compile cache entry fails its authentication; recompiling");
+        };
+        #[cfg(target_os = "linux")]
+        {
+            let mut mac = self.mac(sandbox, component_sha256, len);
+            match crate::fs::SealedCopy::of(&file, len, |chunk| {
+                mac.update(chunk);
+            }) {
+                Ok(copy) => {
+                    let tag = crate::hash::hex(mac.finalize().as_bytes());
+                    if !crate::hash::constant_time_eq(tag.as_bytes(), expected.trim_ascii()) {
+                        refused();
+                        return None;
+                    }
+                    let component = sandbox.deserialize_sealed(&copy).or_else(|e| {
+                        // A mapping wasmtime may not make executable (a
+                        // `memfd` without exec rights): load the bytes.
+                        tracing::debug!(error = %e, "cannot map the sealed artifact; copying it");
+                        sandbox.deserialize(&copy.bytes().map_err(|e| e.to_string())?)
+                    });
+                    return loaded(&artifact, component);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot make a sealed copy of the artifact; reading it");
+                }
+            }
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut bytes).ok()?;
+        let tag = self.tag(sandbox, component_sha256, &bytes);
+        if bytes.len() as u64 != len
+            || !crate::hash::constant_time_eq(tag.as_bytes(), expected.trim_ascii())
+        {
+            refused();
             return None;
         }
-        match sandbox.deserialize(&bytes) {
-            Ok(component) => Some(component),
-            Err(e) => {
-                tracing::warn!(artifact = %artifact.display(), "unusable compile cache entry ({e}); recompiling");
-                None
-            }
+        loaded(&artifact, sandbox.deserialize(&bytes))
+    }
+}
+
+/// The loaded component, or a miss with the reason logged.
+fn loaded(artifact: &Path, component: Result<Component, String>) -> Option<Component> {
+    match component {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::warn!(artifact = %artifact.display(), "unusable compile cache entry ({e}); recompiling");
+            None
         }
     }
 }
@@ -201,16 +257,6 @@ fn random_key() -> std::io::Result<[u8; KEY_BYTES]> {
     let mut key = [0u8; KEY_BYTES];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
     Ok(key)
-}
-
-/// Keyed BLAKE3 of the length-prefixed `parts`.
-fn keyed_mac(key: &[u8; KEY_BYTES], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = blake3::Hasher::new_keyed(key);
-    for part in parts {
-        mac.update(&(part.len() as u64).to_le_bytes());
-        mac.update(part);
-    }
-    mac.finalize().into()
 }
 
 /// Writes the artifact, then its tag, each through a temporary file and a
@@ -284,6 +330,32 @@ mod tests {
         let artifacts = entries(f.artifact.parent().expect("dir"), "cwasm");
         assert_eq!(artifacts, std::slice::from_ref(&f.artifact));
         assert!(f.hit());
+    }
+
+    /// What a cached component runs is the bytes authenticated at load:
+    /// cutting or rewriting the artifact file afterwards changes nothing
+    /// (a mapping of the file itself would fault, or run the new bytes).
+    #[test]
+    fn a_loaded_artifact_does_not_depend_on_its_file_afterwards() {
+        let f = Filled::new();
+        let original = std::fs::read(&f.artifact).expect("artifact");
+        let component = f.cache.load(&f.sandbox, &f.sha).expect("hit");
+        #[cfg(target_os = "linux")]
+        {
+            let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+            let name = f.artifact.to_string_lossy();
+            assert!(
+                !maps.lines().any(|line| line.ends_with(name.as_ref())),
+                "the artifact file itself is mapped"
+            );
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f.artifact)
+            .expect("open")
+            .set_len(0)
+            .expect("truncate");
+        assert_eq!(component.serialize().expect("serialize"), original);
     }
 
     #[test]

@@ -94,10 +94,7 @@ impl LoadedPlugin {
         // Each `list-tools` takes one of the host's instance slots: never
         // more threads than slots, or one would wait for a slot (and could
         // give up, busy) where loading one by one never did.
-        let workers = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .min(policies.len())
-            .min(sandbox.slots());
+        let workers = cores().min(policies.len()).min(sandbox.slots());
         // With one worker, the caller loads everything itself (below).
         let threads = if workers > 1 { workers } else { 0 };
         let next = AtomicUsize::new(0);
@@ -370,6 +367,14 @@ pub(super) fn effect_of(effect: &WitEffect) -> Effect {
 #[cfg(test)]
 pub(super) fn tool_list_sha256(specs: &[crate::sandbox::WitToolSpec]) -> String {
     tool_pin::tool_list_sha256(&tool_pin::tool_list(specs))
+}
+
+/// The cores this process may use, asked once: the answer reads several
+/// cgroup files, which costs more than loading a small plugin.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES
+        .get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
 }
 
 #[cfg(test)]

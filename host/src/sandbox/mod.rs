@@ -251,6 +251,26 @@ impl Sandbox {
             .collect()
     }
 
+    /// Loads an artifact the compile cache authenticated in a sealed copy,
+    /// by mapping that copy.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn deserialize_sealed(
+        &self,
+        artifact: &crate::fs::SealedCopy,
+    ) -> Result<Component, String> {
+        // SAFETY: as `deserialize`: the cache verified the artifact's MAC
+        // over the bytes it copied. wasmtime maps the copy, which is sealed
+        // against writing, growing and shrinking: the mapped bytes are the
+        // verified ones for as long as the component lives, and no cut-off
+        // end can fault.
+        #[expect(
+            unsafe_code,
+            reason = "loading precompiled code is unsafe by nature; see SAFETY"
+        )]
+        let component = unsafe { Component::deserialize_file(&self.engine, artifact.path()) };
+        component.map_err(|e| e.to_string())
+    }
+
     /// Whether file operations on grants run on the call's own thread.
     pub(crate) fn file_io_in_place(&self) -> bool {
         self.file_io_in_place
