@@ -25,6 +25,9 @@
 //!   validation, approval check, a fresh bounded store (fuel, epoch
 //!   deadline, memory limiter, capped stdio), the call, output checks,
 //!   audit when configured.
+//! - The grant rows again, interleaved with the floor (turns of 100 calls
+//!   each): the ratios the targets are about, with the machine's drift
+//!   between rows cancelled out.
 //!
 //! - `json.query` over a ~900 KiB document: the CPU-heavy row, raw
 //!   unmetered against raw with fuel and epochs (the host's metering),
@@ -398,6 +401,8 @@ fn big_query() -> String {
 /// (after the floor and the no-grant row), e.g. to profile them.
 async fn grant_rows(
     bench: &mut Bench,
+    floor: &Floor,
+    plain: &Host,
     hostile_path: &Path,
     hostile: &[u8],
     scratch: &Path,
@@ -442,8 +447,77 @@ async fn grant_rows(
             },
         )
         .await;
-
+    if bench.only.is_none() {
+        interleaved(
+            bench,
+            floor,
+            &[
+                ("no grants", plain),
+                ("one read-only directory", &dir_only),
+                ("audit file sink", &audit_only),
+                ("one read-only directory + audit file sink", &dir_audit),
+            ],
+        )
+        .await;
+    }
     Ok(())
+}
+
+/// The floor and `hosts` (each calling `hostile.echo`) measured again in
+/// turns of [`BATCH`] calls each, so that a slow or noisy spell of the
+/// machine falls on every one of them alike: the ratios to the floor that
+/// the targets are about, without the drift between rows measured minutes
+/// apart.
+async fn interleaved(bench: &mut Bench, floor: &Floor, hosts: &[(&str, &Host)]) {
+    /// Calls of one in a row before the next one's turn.
+    const BATCH: usize = 100;
+    let ctx = CallContext::new();
+    let mut floor_times = Vec::with_capacity(bench.iterations);
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(bench.iterations); hosts.len()];
+    for round in 0..=bench.iterations.div_ceil(BATCH) {
+        // Round 0 warms every one up and is not counted.
+        let counted = round > 0;
+        for _ in 0..BATCH {
+            let t = Instant::now();
+            floor.call("echo", "{}").await;
+            if counted {
+                floor_times.push(t.elapsed());
+            }
+        }
+        for ((_, host), times) in hosts.iter().zip(&mut times) {
+            for _ in 0..BATCH {
+                let t = Instant::now();
+                host.call("hostile.echo", "{}", &ctx).await.expect("call");
+                if counted {
+                    times.push(t.elapsed());
+                }
+            }
+        }
+    }
+    let p50 = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let floor_p50 = p50(&mut floor_times);
+    let rows: Vec<String> = hosts
+        .iter()
+        .zip(&mut times)
+        .map(|((what, _), times)| {
+            let row = p50(times);
+            format!(
+                "{what} {:.1} µs (**{:.2}x**)",
+                row.as_secs_f64() * 1e6,
+                row.as_secs_f64() / floor_p50.as_secs_f64()
+            )
+        })
+        .collect();
+    eprintln!("measured the grant rows interleaved with the floor");
+    bench.notes.push(format!(
+        "Interleaved with the floor (`Host::call` of `hostile.echo`; the floor and each host in turn, {BATCH} calls at a time, {} calls each), p50 and ratio to the floor: floor {:.1} µs; {}.",
+        floor_times.len(),
+        floor_p50.as_secs_f64() * 1e6,
+        rows.join("; ")
+    ));
 }
 
 /// The `portcullis` binary of the same build, beside the examples' folder.
@@ -564,7 +638,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctx = CallContext::new();
     bench.echo("`Host::call`, no grants", &plain).await;
 
-    grant_rows(&mut bench, &hostile_path, &hostile, scratch.path()).await?;
+    grant_rows(
+        &mut bench,
+        &floor,
+        &plain,
+        &hostile_path,
+        &hostile,
+        scratch.path(),
+    )
+    .await?;
     if args.iter().any(|a| a == "--grants") {
         println!("{}", bench.markdown());
         return Ok(());
