@@ -135,42 +135,38 @@ pub(crate) struct SealedCopy(std::fs::File);
 
 #[cfg(target_os = "linux")]
 impl SealedCopy {
-    /// Copies `file` from where it is read to its end, showing `each` every
-    /// chunk copied, then seals the copy; `expected` is the length the
-    /// file must have (it changed while copying otherwise: an error).
-    ///
-    /// The copy is this process's alone until sealed: another process of
-    /// the same user could reach it through `/proc` only.
-    pub(crate) fn of(
-        mut file: &std::fs::File,
-        expected: u64,
-        mut each: impl FnMut(&[u8]),
-    ) -> std::io::Result<SealedCopy> {
+    /// Bytes copied or read back at a time: one buffer, reused.
+    const CHUNK: usize = 256 << 10;
+
+    /// Copies `file`, which must be `expected` bytes long (it changed
+    /// otherwise: an error), and seals the copy. Reads are positional:
+    /// `file`'s own offset does not move, so a caller can still read it
+    /// afresh if this fails.
+    pub(crate) fn of(file: &std::fs::File, expected: u64) -> std::io::Result<SealedCopy> {
         use rustix::fs::{MemfdFlags, SealFlags};
-        use std::io::Read as _;
-        /// Bytes copied at a time: one buffer, reused.
-        const CHUNK: usize = 256 << 10;
+        use std::os::unix::fs::FileExt;
         let fd = rustix::fs::memfd_create(
             "portcullis-sealed",
             MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
         )?;
         let mut copy = std::fs::File::from(fd);
-        let mut buffer = vec![0u8; CHUNK];
+        let mut buffer = vec![0u8; Self::CHUNK];
         let mut copied = 0u64;
-        loop {
-            let n = match file.read(&mut buffer) {
+        // Never more than one byte past `expected`: a file that keeps
+        // growing is refused, not copied without end.
+        while copied <= expected {
+            let n = match file.read_at(&mut buffer, copied) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            each(&buffer[..n]);
             copy.write_all(&buffer[..n])?;
             copied += n as u64;
         }
         if copied != expected {
             return Err(std::io::Error::other(format!(
-                "the file changed while it was read ({copied} bytes, not {expected})"
+                "the file changed while it was read ({copied} bytes or more, not {expected})"
             )));
         }
         rustix::fs::fcntl_add_seals(
@@ -178,6 +174,25 @@ impl SealedCopy {
             SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
         )?;
         Ok(SealedCopy(copy))
+    }
+
+    /// Shows `each` the sealed copy's bytes, chunk by chunk from the
+    /// start: what is read here is what a mapping of the copy holds.
+    pub(crate) fn read_chunks(&self, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut buffer = vec![0u8; Self::CHUNK];
+        let mut at = 0u64;
+        loop {
+            match self.0.read_at(&mut buffer, at) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    each(&buffer[..n]);
+                    at += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A path that opens the copy (its `/proc/self/fd` entry).
@@ -284,8 +299,10 @@ mod tests {
         let path = dir.path().join("artifact");
         std::fs::write(&path, b"compiled code").expect("write");
         let file = std::fs::File::open(&path).expect("open");
+        let copy = SealedCopy::of(&file, 13).expect("copy");
         let mut seen = Vec::new();
-        let copy = SealedCopy::of(&file, 13, |chunk| seen.extend_from_slice(chunk)).expect("copy");
+        copy.read_chunks(|chunk| seen.extend_from_slice(chunk))
+            .expect("read");
         assert_eq!(seen, b"compiled code");
         assert_eq!(copy.bytes().expect("bytes"), b"compiled code");
         // Even opened for writing again (as another process of this user
@@ -300,6 +317,7 @@ mod tests {
         assert_eq!(copy.bytes().expect("bytes"), b"compiled code");
         // A file that is not the length it was said to be is refused.
         let file = std::fs::File::open(&path).expect("open");
-        assert!(SealedCopy::of(&file, 12, |_| {}).is_err());
+        assert!(SealedCopy::of(&file, 12).is_err());
+        assert!(SealedCopy::of(&file, 14).is_err());
     }
 }

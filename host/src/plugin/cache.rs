@@ -149,12 +149,12 @@ impl CompileCache {
     /// The component compiled from the bytes whose sha256 is
     /// `component_sha256`, if an authenticated artifact is cached.
     ///
-    /// On Linux the artifact is copied into a sealed in-memory file while
-    /// it is authenticated, and wasmtime maps that copy: no second copy of
-    /// the code, pages read only when used, and data segments mapped from
-    /// it copy-on-write, while nothing can change or cut the bytes under the
-    /// mapping. Where that cannot be done, the artifact is read into memory
-    /// and wasmtime copies it.
+    /// On Linux the artifact is copied into a sealed in-memory file, the
+    /// MAC is checked over that sealed copy, and wasmtime maps the copy:
+    /// no second copy into executable memory, data segments mapped from it
+    /// copy-on-write, and nothing can change or cut the bytes after the
+    /// check. Where that cannot be done, the artifact is read into memory,
+    /// checked, and wasmtime copies it.
     pub(crate) fn load(&self, sandbox: &Sandbox, component_sha256: &str) -> Option<Component> {
         let (artifact, sidecar) = self.paths(sandbox, component_sha256);
         let expected = crate::fs::read_nofollow(&sidecar).ok()?;
@@ -164,32 +164,36 @@ impl CompileCache {
             tracing::warn!(artifact = %artifact.display(), "compile cache entry fails its authentication; recompiling");
         };
         #[cfg(target_os = "linux")]
-        {
-            let mut mac = self.mac(sandbox, component_sha256, len);
-            match crate::fs::SealedCopy::of(&file, len, |chunk| {
-                mac.update(chunk);
-            }) {
-                Ok(copy) => {
-                    let tag = crate::hash::hex(mac.finalize().as_bytes());
-                    if !crate::hash::constant_time_eq(tag.as_bytes(), expected.trim_ascii()) {
-                        refused();
-                        return None;
-                    }
-                    let component = sandbox.deserialize_sealed(&copy).or_else(|e| {
-                        // A mapping wasmtime may not make executable (a
-                        // `memfd` without exec rights): load the bytes.
-                        tracing::debug!(error = %e, "cannot map the sealed artifact; copying it");
-                        sandbox.deserialize(&copy.bytes().map_err(|e| e.to_string())?)
-                    });
-                    return loaded(&artifact, component);
+        match crate::fs::SealedCopy::of(&file, len) {
+            Ok(copy) => {
+                let mut mac = self.mac(sandbox, component_sha256, len);
+                if let Err(e) = copy.read_chunks(|chunk| {
+                    mac.update(chunk);
+                }) {
+                    tracing::warn!(artifact = %artifact.display(), "cannot read the compile cache entry ({e}); recompiling");
+                    return None;
                 }
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot make a sealed copy of the artifact; reading it");
+                let tag = crate::hash::hex(mac.finalize().as_bytes());
+                if !crate::hash::constant_time_eq(tag.as_bytes(), expected.trim_ascii()) {
+                    refused();
+                    return None;
                 }
+                let component = sandbox.deserialize_sealed(&copy).or_else(|e| {
+                    // A mapping wasmtime may not make executable (a `memfd`
+                    // without exec rights, no `/proc`): load the bytes.
+                    tracing::debug!(error = %e, "cannot map the sealed artifact; copying it");
+                    sandbox.deserialize(&copy.bytes().map_err(|e| e.to_string())?)
+                });
+                return loaded(&artifact, component);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot make a sealed copy of the artifact; reading it");
             }
         }
+        // Never more than one byte past the length: a growing file is a
+        // miss, not a read without end.
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut &file, &mut bytes).ok()?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(&file, len + 1), &mut bytes).ok()?;
         let tag = self.tag(sandbox, component_sha256, &bytes);
         if bytes.len() as u64 != len
             || !crate::hash::constant_time_eq(tag.as_bytes(), expected.trim_ascii())
@@ -347,6 +351,10 @@ mod tests {
             assert!(
                 !maps.lines().any(|line| line.ends_with(name.as_ref())),
                 "the artifact file itself is mapped"
+            );
+            assert!(
+                maps.contains("memfd:portcullis-sealed"),
+                "the sealed copy is not what is mapped"
             );
         }
         std::fs::OpenOptions::new()

@@ -229,7 +229,9 @@ impl LoadedPlugin {
             Error::Manifest {
                 path: policy.source.clone(),
                 message: format!("plugin `{name}`: {message}"),
-                hint: Some("grant the directory's real path, not a symlink to it".into()),
+                hint: Some(
+                    "grant an existing directory by its real path, not through a symlink".into(),
+                ),
             }
         })?;
         sandbox

@@ -186,9 +186,9 @@ impl Sandbox {
         // SAFETY: wasmtime requires the bytes to come from
         // `precompile_component` of a compatible engine (it checks the
         // header, version and settings itself). They do: either this engine
-        // produced them moments ago, or the cache wrote them and verified
-        // their sha256 before this call, from a directory only this user can
-        // write (see `crate::cache`).
+        // produced them moments ago, or the cache wrote them and checked
+        // their keyed MAC before this call, from a directory only this user
+        // can write (see `crate::plugin::cache`).
         #[expect(
             unsafe_code,
             reason = "loading precompiled code is unsafe by nature; see SAFETY"

@@ -194,7 +194,6 @@ impl Sandbox {
         let io = Io {
             stdout: &collector.stdout,
             stderr: &collector.stderr,
-            in_place: self.file_io_in_place,
         };
         let wasi = wasi_ctx(policy, dirs, &io);
         let deadline = started + limits.timeout;
@@ -349,24 +348,21 @@ async fn instantiate_and_call(
     }
 }
 
-/// Where a call's stdio goes, and where its file operations run.
+/// Where a call's stdio goes. (Where its file operations run was decided
+/// when the grants were opened: see `OpenDirs::open`.)
 struct Io<'a> {
     stdout: &'a CappedPipe,
     stderr: &'a CappedPipe,
-    /// File operations on grants run on the calling thread (see
-    /// `PoolSettings::file_io_in_place`).
-    in_place: bool,
 }
 
 /// The WASI context for one call: stdin empty, stdout/stderr capped sinks,
 /// no args, no network; with `dirs` (a call, not listing tools), the
-/// manifest's env and directories, from their handles opened at load.
+/// manifest's env and the directories opened at load.
 fn wasi_ctx(policy: &PluginPolicy, dirs: Option<&OpenDirs>, io: &Io<'_>) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(io.stdout.clone())
         .stderr(io.stderr.clone())
-        .allow_blocking_current_thread(io.in_place)
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
