@@ -139,10 +139,19 @@ impl SealedCopy {
     const CHUNK: usize = 256 << 10;
 
     /// Copies `file`, which must be `expected` bytes long (it changed
-    /// otherwise: an error), and seals the copy. Reads are positional:
-    /// `file`'s own offset does not move, so a caller can still read it
-    /// afresh if this fails.
-    pub(crate) fn of(file: &std::fs::File, expected: u64) -> std::io::Result<SealedCopy> {
+    /// otherwise: an error), showing `each` every chunk as it is copied,
+    /// and seals the copy. Reads are positional: `file`'s own offset does
+    /// not move, so a caller can still read it afresh if this fails.
+    ///
+    /// What `each` sees is what the copy holds: until it is sealed, the
+    /// copy is reachable by nothing but this process and, through `/proc`,
+    /// other processes of the same user (which can read the host's own
+    /// files, the compile cache's key included, anyway).
+    pub(crate) fn of(
+        file: &std::fs::File,
+        expected: u64,
+        mut each: impl FnMut(&[u8]),
+    ) -> std::io::Result<SealedCopy> {
         use rustix::fs::{MemfdFlags, SealFlags};
         use std::os::unix::fs::FileExt;
         let fd = rustix::fs::memfd_create(
@@ -161,6 +170,7 @@ impl SealedCopy {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
+            each(&buffer[..n]);
             copy.write_all(&buffer[..n])?;
             copied += n as u64;
         }
@@ -174,25 +184,6 @@ impl SealedCopy {
             SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
         )?;
         Ok(SealedCopy(copy))
-    }
-
-    /// Shows `each` the sealed copy's bytes, chunk by chunk from the
-    /// start: what is read here is what a mapping of the copy holds.
-    pub(crate) fn read_chunks(&self, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        let mut buffer = vec![0u8; Self::CHUNK];
-        let mut at = 0u64;
-        loop {
-            match self.0.read_at(&mut buffer, at) {
-                Ok(0) => return Ok(()),
-                Ok(n) => {
-                    each(&buffer[..n]);
-                    at += n as u64;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     /// A path that opens the copy (its `/proc/self/fd` entry).
@@ -299,10 +290,8 @@ mod tests {
         let path = dir.path().join("artifact");
         std::fs::write(&path, b"compiled code").expect("write");
         let file = std::fs::File::open(&path).expect("open");
-        let copy = SealedCopy::of(&file, 13).expect("copy");
         let mut seen = Vec::new();
-        copy.read_chunks(|chunk| seen.extend_from_slice(chunk))
-            .expect("read");
+        let copy = SealedCopy::of(&file, 13, |chunk| seen.extend_from_slice(chunk)).expect("copy");
         assert_eq!(seen, b"compiled code");
         assert_eq!(copy.bytes().expect("bytes"), b"compiled code");
         // Even opened for writing again (as another process of this user
@@ -317,7 +306,7 @@ mod tests {
         assert_eq!(copy.bytes().expect("bytes"), b"compiled code");
         // A file that is not the length it was said to be is refused.
         let file = std::fs::File::open(&path).expect("open");
-        assert!(SealedCopy::of(&file, 12).is_err());
-        assert!(SealedCopy::of(&file, 14).is_err());
+        assert!(SealedCopy::of(&file, 12, |_| {}).is_err());
+        assert!(SealedCopy::of(&file, 14, |_| {}).is_err());
     }
 }

@@ -150,11 +150,11 @@ impl CompileCache {
     /// `component_sha256`, if an authenticated artifact is cached.
     ///
     /// On Linux the artifact is copied into a sealed in-memory file, the
-    /// MAC is checked over that sealed copy, and wasmtime maps the copy:
-    /// no second copy into executable memory, data segments mapped from it
-    /// copy-on-write, and nothing can change or cut the bytes after the
-    /// check. Where that cannot be done, the artifact is read into memory,
-    /// checked, and wasmtime copies it.
+    /// MAC is computed over the bytes copied (what the sealed copy holds),
+    /// and wasmtime maps the copy: no second copy into executable memory,
+    /// data segments mapped from it copy-on-write, and nothing can change
+    /// or cut the bytes after the check. Where that cannot be done, the
+    /// artifact is read into memory, checked, and wasmtime copies it.
     pub(crate) fn load(&self, sandbox: &Sandbox, component_sha256: &str) -> Option<Component> {
         let (artifact, sidecar) = self.paths(sandbox, component_sha256);
         let expected = crate::fs::read_nofollow(&sidecar).ok()?;
@@ -164,30 +164,28 @@ impl CompileCache {
             tracing::warn!(artifact = %artifact.display(), "compile cache entry fails its authentication; recompiling");
         };
         #[cfg(target_os = "linux")]
-        match crate::fs::SealedCopy::of(&file, len) {
-            Ok(copy) => {
-                let mut mac = self.mac(sandbox, component_sha256, len);
-                if let Err(e) = copy.read_chunks(|chunk| {
-                    mac.update(chunk);
-                }) {
-                    tracing::warn!(artifact = %artifact.display(), "cannot read the compile cache entry ({e}); recompiling");
-                    return None;
+        {
+            let mut mac = self.mac(sandbox, component_sha256, len);
+            match crate::fs::SealedCopy::of(&file, len, |chunk| {
+                mac.update(chunk);
+            }) {
+                Ok(copy) => {
+                    let tag = crate::hash::hex(mac.finalize().as_bytes());
+                    if !crate::hash::constant_time_eq(tag.as_bytes(), expected.trim_ascii()) {
+                        refused();
+                        return None;
+                    }
+                    let component = sandbox.deserialize_sealed(&copy).or_else(|e| {
+                        // A mapping wasmtime may not make executable (a `memfd`
+                        // without exec rights, no `/proc`): load the bytes.
+                        tracing::debug!(error = %e, "cannot map the sealed artifact; copying it");
+                        sandbox.deserialize(&copy.bytes().map_err(|e| e.to_string())?)
+                    });
+                    return loaded(&artifact, component);
                 }
-                let tag = crate::hash::hex(mac.finalize().as_bytes());
-                if !crate::hash::constant_time_eq(tag.as_bytes(), expected.trim_ascii()) {
-                    refused();
-                    return None;
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot make a sealed copy of the artifact; reading it");
                 }
-                let component = sandbox.deserialize_sealed(&copy).or_else(|e| {
-                    // A mapping wasmtime may not make executable (a `memfd`
-                    // without exec rights, no `/proc`): load the bytes.
-                    tracing::debug!(error = %e, "cannot map the sealed artifact; copying it");
-                    sandbox.deserialize(&copy.bytes().map_err(|e| e.to_string())?)
-                });
-                return loaded(&artifact, component);
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot make a sealed copy of the artifact; reading it");
             }
         }
         // Never more than one byte past the length: a growing file is a
