@@ -574,7 +574,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .position(|a| a == "--iterations")
             .and_then(|i| args.get(i + 1))
             .and_then(|n| n.parse().ok())
-            .unwrap_or(if quick { 500 } else { 5_000 }),
+            .unwrap_or(if quick { 500 } else { 5_000 })
+            // At least one call per row: a percentile of nothing is no figure.
+            .max(1),
         only: args
             .iter()
             .position(|a| a == "--row")
