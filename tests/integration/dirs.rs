@@ -124,3 +124,51 @@ async fn granted_directories_serve_calls_in_place_and_on_blocking_threads() {
         );
     }
 }
+
+/// Threads of this process whose name is `name`.
+#[cfg(target_os = "linux")]
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .count()
+}
+
+/// File operations on grants run on the call's own thread by default: the
+/// runtime polling the call starts no blocking thread for them. Asked
+/// otherwise (`file_io_in_place(false)`, for network filesystems), they
+/// run on its blocking threads.
+#[cfg(target_os = "linux")]
+#[test]
+fn file_operations_on_grants_run_on_the_calls_thread_unless_asked_otherwise() {
+    let fixture = Fixture::new();
+    let granted = fixture.path("docs");
+    std::fs::create_dir(&granted).expect("mkdir");
+    std::fs::write(granted.join("a.txt"), "a").expect("write");
+    for (in_place, name) in [(true, "pc-io-in-place"), (false, "pc-io-blocking")] {
+        // Built on a runtime of its own, so that only the call runs on
+        // the named one.
+        let host = tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(hostile_granted(&granted, |b| b.file_io_in_place(in_place)));
+        let named = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name(name)
+            .build()
+            .expect("runtime");
+        let listing = named.block_on(list(&host, "/docs")).expect("call");
+        assert_eq!(listing, serde_json::json!(["a.txt"]));
+        let blocking = threads_named(name);
+        if in_place {
+            assert_eq!(blocking, 0, "a blocking thread ran file operations");
+        } else {
+            assert!(blocking > 0, "no blocking thread ran file operations");
+        }
+        drop(named);
+        drop(host);
+    }
+}
