@@ -286,3 +286,33 @@ async fn tampered_compile_cache_entry_is_recompiled_not_loaded() {
     // The entry was replaced by a good one.
     assert_ne!(std::fs::read(&artifact).expect("artifact"), bytes);
 }
+
+/// A manifest whose plugin fails is reported without loading the plugins
+/// after it: nothing more is compiled (or has its grants opened). Loading
+/// one plugin at a time (one instance slot) makes which plugins started
+/// deterministic; loading in parallel, a plugin already started when
+/// another failed still finishes.
+#[tokio::test]
+async fn plugins_after_a_failing_one_are_not_loaded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let result = Host::builder()
+        .max_concurrent_calls(1)
+        .compile_cache(&cache)
+        .plugin(PluginConfig::new("hostile", plugin_path("hostile")).sha256("0".repeat(64)))
+        .plugin(PluginConfig::new("files", plugin_path("files")).sha256(plugin_sha("files")))
+        .build()
+        .await;
+    match result {
+        Err(Error::PinMismatch { plugin, .. }) => assert_eq!(plugin, "hostile"),
+        Err(other) => panic!("expected hostile's pin mismatch, got {other:?}"),
+        Ok(_) => panic!("a wrong pin loaded"),
+    }
+    let compiled = std::fs::read_dir(&cache).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .count()
+    });
+    assert_eq!(compiled, 0, "a plugin after the failing one was compiled");
+}

@@ -17,7 +17,7 @@ use crate::hash::sha256_hex;
 use crate::policy::{self, Effect, PluginPolicy};
 use crate::sandbox::{OpenDirs, Prepared, Sandbox, WitEffect};
 use crate::text::sanitize_text;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Longest tool description the host accepts from a plugin.
@@ -79,7 +79,11 @@ impl LoadedPlugin {
     /// Loads every plugin of `policies`, several at a time on this
     /// machine's cores (reading, hashing, authenticating a cached artifact,
     /// compiling and asking for the tools are most of a host's start).
-    /// Results are in the order of `policies`.
+    /// Results are in the order of `policies`, and end at the first that
+    /// failed: a plugin after it is not loaded (no thread starts one once
+    /// a plugin failed; one already started still finishes), so a broken
+    /// manifest is reported without compiling, or opening the grants of,
+    /// the rest.
     pub(crate) async fn load_all(
         sandbox: &Sandbox,
         cache: Option<&CompileCache>,
@@ -98,6 +102,7 @@ impl LoadedPlugin {
         // With one worker, the caller loads everything itself (below).
         let threads = if workers > 1 { workers } else { 0 };
         let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
         let results: Vec<Mutex<Option<Result<LoadedPlugin, Error>>>> =
             policies.iter().map(|_| Mutex::new(None)).collect();
         // Each thread asks its plugins for their tools on a runtime of its
@@ -111,11 +116,16 @@ impl LoadedPlugin {
                     else {
                         return;
                     };
-                    loop {
+                    // Indices are taken in order: one never taken lies
+                    // after every one taken, a failed one among them.
+                    while !failed.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(policy) = policies.get(i) else { break };
                         let loaded =
                             runtime.block_on(LoadedPlugin::load(sandbox, cache, policy.clone()));
+                        if loaded.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
                         *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(loaded);
                     }
                 };
@@ -130,10 +140,15 @@ impl LoadedPlugin {
         let mut loaded = Vec::with_capacity(policies.len());
         for (slot, policy) in results.into_iter().zip(policies) {
             let done = slot.into_inner().unwrap_or_else(PoisonError::into_inner);
-            loaded.push(match done {
+            let done = match done {
                 Some(done) => done,
                 None => LoadedPlugin::load(sandbox, cache, policy.clone()).await,
-            });
+            };
+            let stop = done.is_err();
+            loaded.push(done);
+            if stop {
+                break;
+            }
         }
         loaded
     }
