@@ -135,7 +135,7 @@ pub(crate) struct SealedCopy(std::fs::File);
 
 #[cfg(target_os = "linux")]
 impl SealedCopy {
-    /// Bytes copied or read back at a time: one buffer, reused.
+    /// Bytes copied at a time: one buffer, reused.
     const CHUNK: usize = 256 << 10;
 
     /// Copies `file`, which must be `expected` bytes long (it changed
@@ -143,10 +143,10 @@ impl SealedCopy {
     /// and seals the copy. Reads are positional: `file`'s own offset does
     /// not move, so a caller can still read it afresh if this fails.
     ///
-    /// What `each` sees is what the copy holds: until it is sealed, the
-    /// copy is reachable by nothing but this process and, through `/proc`,
-    /// other processes of the same user (which can read the host's own
-    /// files, the compile cache's key included, anyway).
+    /// What `each` sees is what was written to the copy. Until the copy is
+    /// sealed, another process of the same user could still write to it
+    /// through `/proc` (nothing else can reach it); such a process can read
+    /// the host's own files, the compile cache's key included, anyway.
     pub(crate) fn of(
         file: &std::fs::File,
         expected: u64,

@@ -288,7 +288,7 @@ async fn tampered_compile_cache_entry_is_recompiled_not_loaded() {
 }
 
 /// A manifest whose plugin fails is reported without loading the plugins
-/// after it: nothing more is compiled (or has its grants opened). Loading
+/// after it: the plugin after it is never compiled into the cache. Loading
 /// one plugin at a time (one instance slot) makes which plugins started
 /// deterministic; loading in parallel, a plugin already started when
 /// another failed still finishes.

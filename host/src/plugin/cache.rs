@@ -150,7 +150,8 @@ impl CompileCache {
     /// `component_sha256`, if an authenticated artifact is cached.
     ///
     /// On Linux the artifact is copied into a sealed in-memory file, the
-    /// MAC is computed over the bytes copied (what the sealed copy holds),
+    /// MAC is computed over the bytes as they are copied (see
+    /// `SealedCopy::of` for who could reach the copy before the seal),
     /// and wasmtime maps the copy: no second copy into executable memory,
     /// data segments mapped from it copy-on-write, and nothing can change
     /// or cut the bytes after the check. Where that cannot be done, the

@@ -80,8 +80,8 @@ impl LoadedPlugin {
     /// machine's cores (reading, hashing, authenticating a cached artifact,
     /// compiling and asking for the tools are most of a host's start).
     /// Results are in the order of `policies`, and end at the first that
-    /// failed: a plugin after it is not loaded (no thread starts one once
-    /// a plugin failed; one already started still finishes), so a broken
+    /// failed: a plugin after it is not loaded (threads stop taking plugins
+    /// soon after one failed; one already started still finishes), so a broken
     /// manifest is reported without compiling, or opening the grants of,
     /// the rest.
     pub(crate) async fn load_all(
@@ -136,7 +136,8 @@ impl LoadedPlugin {
             }
         });
         // What no thread loaded (one worker, or none could start or make
-        // a runtime) is loaded here, one after another.
+        // a runtime) is loaded here, one after another, up to the first
+        // failure: a plugin left after it stays unloaded.
         let mut loaded = Vec::with_capacity(policies.len());
         for (slot, policy) in results.into_iter().zip(policies) {
             let done = slot.into_inner().unwrap_or_else(PoisonError::into_inner);
