@@ -308,68 +308,36 @@ async fn process_row(bench: &mut Bench) -> Result<()> {
             },
         )
         .await;
-    let mut child = std::process::Command::new(&binary)
-        .args(["serve", "plugins/portcullis.toml"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let writer = child.stdin.take().ok_or("no stdin")?;
-    let reader = child.stdout.take().ok_or("no stdout")?;
     // Blocking pipe I/O on the bench's thread, as a client process would
     // do it (the other worker thread is idle meanwhile).
-    let client = Arc::new(std::sync::Mutex::new(PipeClient {
-        writer,
-        lines: BufReader::new(reader).lines(),
-        id: 0,
-    }));
+    let (mut child, client) = PipeClient::spawn(
+        std::process::Command::new(&binary)
+            .args(["serve", "plugins/portcullis.toml"])
+            .stderr(std::process::Stdio::null()),
+    )?;
     client
         .lock()
         .map_err(|_| "poisoned")?
         .rpc("initialize", initialize_params());
-    let served = bench
-        .latency(
-            "MCP stdio `tools/call` `json.length`, `portcullis serve` process over OS pipes",
-            || {
-                let client = Arc::clone(&client);
-                async move {
-                    let answer = client.lock().expect("client").rpc(
-                        "tools/call",
-                        json!({"name": "json.length", "arguments": {"value": [1]}}),
-                    );
-                    assert_eq!(answer["result"]["isError"], false, "{answer}");
-                }
-            },
-        )
-        .await;
+    let served = json_length_row(
+        bench,
+        "MCP stdio `tools/call` `json.length`, `portcullis serve` process over OS pipes",
+        &client,
+        |answer| assert_eq!(answer["result"]["isError"], false, "{answer}"),
+    )
+    .await;
     drop(client);
     child.wait()?;
     // The transport's own floor: the same client and request line, echoed
     // by `cat` (what any server over stdio pays before doing anything).
-    let mut cat = std::process::Command::new("cat")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let echo = Arc::new(std::sync::Mutex::new(PipeClient {
-        writer: cat.stdin.take().ok_or("no stdin")?,
-        lines: BufReader::new(cat.stdout.take().ok_or("no stdout")?).lines(),
-        id: 0,
-    }));
-    let floor = bench
-        .latency(
-            "floor: the same `tools/call` line echoed by a `cat` process over OS pipes",
-            || {
-                let echo = Arc::clone(&echo);
-                async move {
-                    let echoed = echo.lock().expect("client").rpc(
-                        "tools/call",
-                        json!({"name": "json.length", "arguments": {"value": [1]}}),
-                    );
-                    assert_eq!(echoed["method"], "tools/call", "{echoed}");
-                }
-            },
-        )
-        .await;
+    let (mut cat, echo) = PipeClient::spawn(&mut std::process::Command::new("cat"))?;
+    let floor = json_length_row(
+        bench,
+        "floor: the same `tools/call` line echoed by a `cat` process over OS pipes",
+        &echo,
+        |echoed| assert_eq!(echoed["method"], "tools/call", "{echoed}"),
+    )
+    .await;
     drop(echo);
     cat.wait()?;
     bench.notes.push(format!(
@@ -382,6 +350,28 @@ async fn process_row(bench: &mut Bench) -> Result<()> {
     Ok(())
 }
 
+/// Measures `tools/call` of `json.length` sent through `client`, each
+/// answer checked by `check`; returns the row's p50.
+async fn json_length_row(
+    bench: &mut Bench,
+    what: &str,
+    client: &Arc<std::sync::Mutex<PipeClient>>,
+    check: fn(&Value),
+) -> Duration {
+    bench
+        .latency(what, || {
+            let client = Arc::clone(client);
+            async move {
+                let answer = client.lock().expect("client").rpc(
+                    "tools/call",
+                    json!({"name": "json.length", "arguments": {"value": [1]}}),
+                );
+                check(&answer);
+            }
+        })
+        .await
+}
+
 /// A newline-delimited JSON-RPC client over a child process's pipes.
 struct PipeClient {
     writer: std::process::ChildStdin,
@@ -390,6 +380,23 @@ struct PipeClient {
 }
 
 impl PipeClient {
+    /// Spawns `command` with its stdin and stdout piped, and a client on
+    /// them.
+    fn spawn(
+        command: &mut std::process::Command,
+    ) -> Result<(std::process::Child, Arc<std::sync::Mutex<PipeClient>>)> {
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let client = PipeClient {
+            writer: child.stdin.take().ok_or("no stdin")?,
+            lines: BufReader::new(child.stdout.take().ok_or("no stdout")?).lines(),
+            id: 0,
+        };
+        Ok((child, Arc::new(std::sync::Mutex::new(client))))
+    }
+
     /// One request, then lines until its response.
     fn rpc(&mut self, method: &str, params: Value) -> Value {
         self.id += 1;

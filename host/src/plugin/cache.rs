@@ -161,8 +161,15 @@ impl CompileCache {
         let expected = crate::fs::read_nofollow(&sidecar).ok()?;
         let file = crate::fs::open_nofollow(&artifact).ok()?;
         let len = file.metadata().ok()?.len();
-        let refused = || {
-            tracing::warn!(artifact = %artifact.display(), "compile cache entry fails its authentication; recompiling");
+        // Whether `mac`, fed the artifact's bytes, matches the sidecar's tag
+        // (a warning when not).
+        let authentic = |mac: blake3::Hasher| {
+            let tag = crate::hash::hex(mac.finalize().as_bytes());
+            let authentic = crate::hash::constant_time_eq(tag.as_bytes(), expected.trim_ascii());
+            if !authentic {
+                tracing::warn!(artifact = %artifact.display(), "compile cache entry fails its authentication; recompiling");
+            }
+            authentic
         };
         #[cfg(target_os = "linux")]
         {
@@ -171,9 +178,7 @@ impl CompileCache {
                 mac.update(chunk);
             }) {
                 Ok(copy) => {
-                    let tag = crate::hash::hex(mac.finalize().as_bytes());
-                    if !crate::hash::constant_time_eq(tag.as_bytes(), expected.trim_ascii()) {
-                        refused();
+                    if !authentic(mac) {
                         return None;
                     }
                     let component = sandbox.deserialize_sealed(&copy).or_else(|e| {
@@ -190,14 +195,13 @@ impl CompileCache {
             }
         }
         // Never more than one byte past the length: a growing file is a
-        // miss, not a read without end.
+        // miss, not a read without end (and a file of another length than
+        // the MAC's prefix says fails it).
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(&file, len + 1), &mut bytes).ok()?;
-        let tag = self.tag(sandbox, component_sha256, &bytes);
-        if bytes.len() as u64 != len
-            || !crate::hash::constant_time_eq(tag.as_bytes(), expected.trim_ascii())
-        {
-            refused();
+        let mut mac = self.mac(sandbox, component_sha256, len);
+        mac.update(&bytes);
+        if bytes.len() as u64 != len || !authentic(mac) {
             return None;
         }
         loaded(&artifact, sandbox.deserialize(&bytes))

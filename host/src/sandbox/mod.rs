@@ -116,6 +116,8 @@ pub(crate) struct Sandbox {
     scrubber: Arc<Scrubber>,
     /// File operations on grants run on the call's own thread.
     file_io_in_place: bool,
+    /// [`Sandbox::fingerprint`], once worked out.
+    fingerprint: std::sync::OnceLock<String>,
 }
 
 impl Sandbox {
@@ -158,6 +160,7 @@ impl Sandbox {
             slots: Slots::new(pool),
             scrubber,
             file_io_in_place: pool.file_io_in_place,
+            fingerprint: std::sync::OnceLock::new(),
         })
     }
 
@@ -198,17 +201,20 @@ impl Sandbox {
     }
 
     /// Identifies the engine's settings and wasmtime's version, so that the
-    /// cache never offers an artifact built by another configuration.
-    pub(crate) fn fingerprint(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        // `DefaultHasher::new()` has fixed keys: stable for one build of
-        // the host, which is all a local cache needs.
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
-        env!("CARGO_PKG_VERSION").hash(&mut hasher);
-        format!("{:016x}", hasher.finish())
+    /// cache never offers an artifact built by another configuration;
+    /// worked out once per sandbox, when first asked.
+    pub(crate) fn fingerprint(&self) -> &str {
+        self.fingerprint.get_or_init(|| {
+            use std::hash::{Hash, Hasher};
+            // `DefaultHasher::new()` has fixed keys: stable for one build
+            // of the host, which is all a local cache needs.
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            self.engine
+                .precompile_compatibility_hash()
+                .hash(&mut hasher);
+            env!("CARGO_PKG_VERSION").hash(&mut hasher);
+            format!("{:016x}", hasher.finish())
+        })
     }
 
     /// The component's imports that the host does not provide to a plugin
