@@ -99,9 +99,9 @@ impl HostBuilder {
     /// created private; one that is a symlink, belongs to another user or
     /// that other users can write is not used (a warning says so), since
     /// compiled code from it would run in the host. Entries are
-    /// authenticated with a keyed BLAKE3 MAC under a key kept in `dir` (created 0600);
-    /// a bad or planted entry is recompiled. No directory grant may contain
-    /// `dir` or lie inside it.
+    /// authenticated with a keyed BLAKE3 MAC under a key kept in `dir`
+    /// (created 0600); a bad or planted entry is recompiled. No directory
+    /// grant may contain `dir` or lie inside it.
     pub fn compile_cache(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
         self
