@@ -448,9 +448,11 @@ async fn grant_rows(
         )
         .await;
     if bench.only.is_none() {
+        let sink_io = SinkIo::like(&scratch.join("audit-only.jsonl"), scratch)?;
         interleaved(
             bench,
             floor,
+            &sink_io,
             &[
                 ("no grants", plain),
                 ("one read-only directory", &dir_only),
@@ -468,11 +470,12 @@ async fn grant_rows(
 /// machine falls on every one of them alike: the ratios to the floor that
 /// the targets are about, without the drift between rows measured minutes
 /// apart.
-async fn interleaved(bench: &mut Bench, floor: &Floor, hosts: &[(&str, &Host)]) {
+async fn interleaved(bench: &mut Bench, floor: &Floor, sink_io: &SinkIo, hosts: &[(&str, &Host)]) {
     /// Calls of one in a row before the next one's turn.
     const BATCH: usize = 100;
     let ctx = CallContext::new();
     let mut floor_times = Vec::with_capacity(bench.iterations);
+    let mut io_times = Vec::with_capacity(bench.iterations);
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(bench.iterations); hosts.len()];
     for round in 0..=bench.iterations.div_ceil(BATCH) {
         // Round 0 warms every one up and is not counted.
@@ -482,6 +485,14 @@ async fn interleaved(bench: &mut Bench, floor: &Floor, hosts: &[(&str, &Host)]) 
             floor.call("echo", "{}").await;
             if counted {
                 floor_times.push(t.elapsed());
+            }
+        }
+        for _ in 0..BATCH {
+            let t = Instant::now();
+            floor.call("echo", "{}").await;
+            sink_io.append();
+            if counted {
+                io_times.push(t.elapsed());
             }
         }
         for ((_, host), times) in hosts.iter().zip(&mut times) {
@@ -499,6 +510,7 @@ async fn interleaved(bench: &mut Bench, floor: &Floor, hosts: &[(&str, &Host)]) 
         times[times.len() / 2]
     };
     let floor_p50 = p50(&mut floor_times);
+    let io_p50 = p50(&mut io_times);
     let rows: Vec<String> = hosts
         .iter()
         .zip(&mut times)
@@ -513,11 +525,59 @@ async fn interleaved(bench: &mut Bench, floor: &Floor, hosts: &[(&str, &Host)]) 
         .collect();
     eprintln!("measured the grant rows interleaved with the floor");
     bench.notes.push(format!(
-        "Interleaved with the floor (`Host::call` of `hostile.echo`; the floor and each host in turn, {BATCH} calls at a time, {} calls each), p50 and ratio to the floor: floor {:.1} µs; {}.",
+        "Interleaved with the floor (`Host::call` of `hostile.echo`; the floor and each host in turn, {BATCH} calls at a time, {} calls each), p50 and ratio to the floor: floor {:.1} µs; {}. The audit file's own system calls for a call's two records ({} and {} bytes; `flock`, `lseek`, `write(2)` and unlock each, as the sink makes them), made after each floor call with no host: {:.1} µs (**{:.2}x**).",
         floor_times.len(),
         floor_p50.as_secs_f64() * 1e6,
-        rows.join("; ")
+        rows.join("; "),
+        sink_io.lines[0].len(),
+        sink_io.lines[1].len(),
+        io_p50.as_secs_f64() * 1e6,
+        io_p50.as_secs_f64() / floor_p50.as_secs_f64(),
     ));
+}
+
+/// The system calls the audit file sink makes for one call's two records
+/// (`call_started`, `call_ended`), made without the host: the part of an
+/// audit row that no host code can take away while each record is written
+/// before what it records, under the lock of a file shared by processes.
+struct SinkIo {
+    file: std::fs::File,
+    lines: [Vec<u8>; 2],
+}
+
+impl SinkIo {
+    /// Appends to a scratch file in `scratch` copies of the last two
+    /// records of the audit log at `log`.
+    fn like(log: &Path, scratch: &Path) -> std::io::Result<SinkIo> {
+        let text = std::fs::read(log)?;
+        let mut records = text
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .rev()
+            .map(|line| [line, b"\n"].concat());
+        let (Some(ended), Some(started)) = (records.next(), records.next()) else {
+            return Err(std::io::Error::other("the audit log holds no call yet"));
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(scratch.join("sink-io.jsonl"))?;
+        Ok(SinkIo {
+            file,
+            lines: [started, ended],
+        })
+    }
+
+    fn append(&self) {
+        use std::io::{Seek, SeekFrom, Write};
+        for line in &self.lines {
+            self.file.lock().expect("flock");
+            (&self.file).seek(SeekFrom::End(0)).expect("lseek");
+            (&self.file).write_all(line).expect("write");
+            self.file.unlock().expect("unlock");
+        }
+    }
 }
 
 /// The `portcullis` binary of the same build, beside the examples' folder.
