@@ -196,12 +196,12 @@ impl CompileCache {
         }
         // Never more than one byte past the length: a growing file is a
         // miss, not a read without end (and a file of another length than
-        // the MAC's prefix says fails it).
+        // the MAC's prefix says fails it, with the same warning).
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(&file, len + 1), &mut bytes).ok()?;
         let mut mac = self.mac(sandbox, component_sha256, len);
         mac.update(&bytes);
-        if bytes.len() as u64 != len || !authentic(mac) {
+        if !authentic(mac) || bytes.len() as u64 != len {
             return None;
         }
         loaded(&artifact, sandbox.deserialize(&bytes))
