@@ -50,8 +50,8 @@
 //!   (`bench/mcp.rs`).
 
 use portcullis::{
-    ApprovalRequest, Approver, CallContext, Decision, DirMode, FileSink, Host, PluginConfig,
-    sha256_hex,
+    ApprovalRequest, Approver, AuditSink, CallContext, Decision, DirMode, FileSink, Host,
+    PluginConfig, sha256_hex,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -465,11 +465,11 @@ async fn grant_rows(
     Ok(())
 }
 
-/// The floor and `hosts` (each calling `hostile.echo`) measured again in
-/// turns of [`BATCH`] calls each, so that a slow or noisy spell of the
-/// machine falls on every one of them alike: the ratios to the floor that
-/// the targets are about, without the drift between rows measured minutes
-/// apart.
+/// The floor, the floor followed by `sink_io`'s records, and `hosts`
+/// (each calling `hostile.echo`) measured again in turns of [`BATCH`] calls
+/// each, so that a slow or noisy spell of the machine falls on every one of
+/// them alike: the ratios to the floor that the targets are about, without
+/// the drift between rows measured minutes apart.
 async fn interleaved(bench: &mut Bench, floor: &Floor, sink_io: &SinkIo, hosts: &[(&str, &Host)]) {
     /// Calls of one in a row before the next one's turn.
     const BATCH: usize = 100;
@@ -525,7 +525,7 @@ async fn interleaved(bench: &mut Bench, floor: &Floor, sink_io: &SinkIo, hosts: 
         .collect();
     eprintln!("measured the grant rows interleaved with the floor");
     bench.notes.push(format!(
-        "Interleaved with the floor (`Host::call` of `hostile.echo`; the floor and each host in turn, {BATCH} calls at a time, {} calls each), p50 and ratio to the floor: floor {:.1} µs; {}. The audit file's own system calls for a call's two records ({} and {} bytes; `flock`, `lseek`, `write(2)` and unlock each, as the sink makes them), made after each floor call with no host: {:.1} µs (**{:.2}x**).",
+        "Interleaved with the floor (`Host::call` of `hostile.echo`; the floor and each host in turn, {BATCH} calls at a time, {} calls each), p50 and ratio to the floor: floor {:.1} µs; {}. The audit file sink's own writing of a call's two records ({} and {} bytes; `flock`, `lseek`, `write(2)` and unlock each), made by a `FileSink` after each floor call with no host: {:.1} µs (**{:.2}x**).",
         floor_times.len(),
         floor_p50.as_secs_f64() * 1e6,
         rows.join("; "),
@@ -536,46 +536,40 @@ async fn interleaved(bench: &mut Bench, floor: &Floor, sink_io: &SinkIo, hosts: 
     ));
 }
 
-/// The system calls the audit file sink makes for one call's two records
-/// (`call_started`, `call_ended`), made without the host: the part of an
-/// audit row that no host code can take away while each record is written
-/// before what it records, under the lock of a file shared by processes.
+/// The audit file sink writing one call's two records (`call_started`,
+/// `call_ended`) as the host's writer has it do, with no host around it:
+/// the part of an audit row that no host code can take away while each
+/// record is written before what it records, under the lock of a file
+/// shared by processes.
 struct SinkIo {
-    file: std::fs::File,
-    lines: [Vec<u8>; 2],
+    sink: FileSink,
+    lines: [String; 2],
 }
 
 impl SinkIo {
-    /// Appends to a scratch file in `scratch` copies of the last two
-    /// records of the audit log at `log`.
+    /// A sink on a scratch file in `scratch`, writing copies of the last
+    /// two records of the audit log at `log`.
     fn like(log: &Path, scratch: &Path) -> std::io::Result<SinkIo> {
-        let text = std::fs::read(log)?;
-        let mut records = text
-            .split(|&b| b == b'\n')
-            .filter(|line| !line.is_empty())
-            .rev()
-            .map(|line| [line, b"\n"].concat());
+        let text = std::fs::read_to_string(log)?;
+        let mut records = text.lines().rev().filter(|line| !line.is_empty());
         let (Some(ended), Some(started)) = (records.next(), records.next()) else {
             return Err(std::io::Error::other("the audit log holds no call yet"));
         };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(scratch.join("sink-io.jsonl"))?;
         Ok(SinkIo {
-            file,
-            lines: [started, ended],
+            sink: FileSink::open(scratch.join("sink-io.jsonl"))?,
+            lines: [started.to_string(), ended.to_string()],
         })
     }
 
+    /// Each record as a batch of its own: lock (and look at the tail),
+    /// write, unlock.
     fn append(&self) {
-        use std::io::{Seek, SeekFrom, Write};
         for line in &self.lines {
-            self.file.lock().expect("flock");
-            (&self.file).seek(SeekFrom::End(0)).expect("lseek");
-            (&self.file).write_all(line).expect("write");
-            self.file.unlock().expect("unlock");
+            self.sink.lock_tail().expect("lock");
+            self.sink
+                .write_batch(std::slice::from_ref(line))
+                .expect("write");
+            self.sink.unlock();
         }
     }
 }
